@@ -1,0 +1,108 @@
+"""Raft messages: one frozen, tagged msgspec Struct per message type.
+
+Every message carries the sender's term, its source and destination. The tag lets the wire
+codec (raftkv.wire) decode a Message union without a hand-written type switch.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from raftkv.core.types import Entry, NodeId
+
+
+class _Base(msgspec.Struct, frozen=True, array_like=True, tag=True):
+    term: int
+    src: NodeId
+    dst: NodeId
+
+
+class RequestVote(_Base, frozen=True, tag="rv"):
+    """Candidate asks for a vote. pre_vote: a dry run that changes no state (dissertation 9.6).
+
+    transfer: the election was started by TimeoutNow, so voters must not ignore it for
+    leader stickiness (they would otherwise, while they still hear from a leader).
+    """
+
+    last_log_index: int
+    last_log_term: int
+    pre_vote: bool = False
+    transfer: bool = False
+
+
+class RequestVoteResponse(_Base, frozen=True, tag="rvr"):
+    granted: bool
+    pre_vote: bool = False
+
+
+class AppendEntries(_Base, frozen=True, tag="ae"):
+    """Replicate entries after (prev_log_index, prev_log_term); commit tells how far to apply."""
+
+    prev_log_index: int
+    prev_log_term: int
+    entries: tuple[Entry, ...]
+    commit: int
+
+
+class AppendEntriesResponse(_Base, frozen=True, tag="aer"):
+    """success: follower's log matches through index.
+
+    On reject, index is the rejected prev_log_index and (hint_index, hint_term) is the
+    follower's best guess at where the logs may agree: the largest index <= hint_index
+    whose term is <= hint_term (fast backtracking, etcd-style).
+    """
+
+    success: bool
+    index: int
+    hint_index: int = 0
+    hint_term: int = 0
+
+
+class Heartbeat(_Base, frozen=True, tag="hb"):
+    """Leader liveness plus commit (never beyond what the follower is known to have).
+
+    read_seq names the ReadIndex round this heartbeat confirms; 0 when none.
+    """
+
+    commit: int
+    read_seq: int = 0
+
+
+class HeartbeatResponse(_Base, frozen=True, tag="hbr"):
+    read_seq: int = 0
+
+
+class TimeoutNow(_Base, frozen=True, tag="tn"):
+    """Leadership transfer: the target starts an election at once, skipping pre-vote."""
+
+
+class InstallSnapshot(_Base, frozen=True, tag="is"):
+    """Send a state machine snapshot to a follower whose needed entries were compacted."""
+
+    index: int
+    snapshot_term: int
+    voters: tuple[NodeId, ...]
+    data: bytes
+
+
+Message = (
+    RequestVote
+    | RequestVoteResponse
+    | AppendEntries
+    | AppendEntriesResponse
+    | Heartbeat
+    | HeartbeatResponse
+    | TimeoutNow
+    | InstallSnapshot
+)
+
+MESSAGE_TYPES: tuple[type[Message], ...] = (
+    RequestVote,
+    RequestVoteResponse,
+    AppendEntries,
+    AppendEntriesResponse,
+    Heartbeat,
+    HeartbeatResponse,
+    TimeoutNow,
+    InstallSnapshot,
+)

@@ -1,0 +1,83 @@
+"""The leader's view of one follower's replication progress (etcd's tracker.Progress).
+
+PROBE: we do not know where the follower's log matches ours; send one append at a time and
+back off on rejection. REPLICATE: the follower is caught up to match; pipeline appends
+optimistically, bounded by an in-flight window. Invariant: match < next.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+
+
+class ProgressState(enum.Enum):
+    PROBE = "probe"
+    REPLICATE = "replicate"
+
+
+@dataclass(slots=True)
+class Progress:
+    match: int = 0
+    next: int = 1
+    state: ProgressState = ProgressState.PROBE
+    # In PROBE, one append is outstanding until a response or the next heartbeat.
+    probe_sent: bool = False
+    # In REPLICATE, the last index of each append in flight, oldest first.
+    inflight: deque[int] = field(default_factory=deque)
+    # Heard from since the last check-quorum round.
+    recent_active: bool = False
+    # The highest ReadIndex/heartbeat round this follower acknowledged.
+    acked_round: int = 0
+
+    def become_probe(self) -> None:
+        self.state = ProgressState.PROBE
+        self.next = self.match + 1
+        self.probe_sent = False
+        self.inflight.clear()
+
+    def become_replicate(self) -> None:
+        self.state = ProgressState.REPLICATE
+        self.next = self.match + 1
+        self.probe_sent = False
+        self.inflight.clear()
+
+    def is_paused(self, max_inflight: int) -> bool:
+        if self.state is ProgressState.PROBE:
+            return self.probe_sent
+        return len(self.inflight) >= max_inflight
+
+    def sent(self, last_index: int, entries: int) -> None:
+        """Record an append that ends at last_index carrying the given number of entries."""
+        if self.state is ProgressState.REPLICATE:
+            if entries:
+                self.next = last_index + 1
+                self.inflight.append(last_index)
+        else:
+            self.probe_sent = True
+
+    def maybe_update(self, index: int) -> bool:
+        """The follower acknowledged its log matches ours through index."""
+        updated = index > self.match
+        if updated:
+            self.match = index
+            self.probe_sent = False
+        self.next = max(self.next, index + 1)
+        while self.inflight and self.inflight[0] <= index:
+            self.inflight.popleft()
+        return updated
+
+    def maybe_decrease(self, rejected: int, hint: int) -> bool:
+        """The follower rejected an append at prev index `rejected`; hint is where its log
+        may match. Returns False for a stale rejection that says nothing new."""
+        if self.state is ProgressState.REPLICATE:
+            if rejected <= self.match:
+                return False
+            self.next = self.match + 1
+            return True
+        if self.next - 1 != rejected:
+            return False
+        self.next = max(min(rejected, hint + 1), self.match + 1)
+        self.probe_sent = False
+        return True

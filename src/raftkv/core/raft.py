@@ -1,0 +1,748 @@
+"""The Raft state machine of one node: pure, single-threaded, driven by tick/step/propose.
+
+Nothing here does IO or reads a clock. Effects leave as a Ready (see ready.py); the shell
+persists, sends, applies, then calls advance(). Between ready() and advance() the shell must
+not call anything else on the node.
+
+Beyond the paper: pre-vote and check-quorum (dissertation 9.6), leader stickiness, fast
+log backtracking, pipelined replication with flow control, ReadIndex reads batched per
+heartbeat round, lease reads, and leadership transfer (dissertation 3.10).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from raftkv.core import quorum
+from raftkv.core.config import Config
+from raftkv.core.log import RaftLog
+from raftkv.core.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    Message,
+    RequestVote,
+    RequestVoteResponse,
+    TimeoutNow,
+)
+from raftkv.core.progress import Progress, ProgressState
+from raftkv.core.ready import Ready
+from raftkv.core.types import (
+    Entry,
+    EntryKind,
+    EventKind,
+    HardState,
+    NodeId,
+    ReadState,
+    Role,
+    SoftState,
+    TraceEvent,
+)
+from raftkv.errors import BadRequest, NotLeader, ProposalDropped
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStatus:
+    match: int
+    next: int
+    state: str
+    recent_active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    id: NodeId
+    role: Role
+    term: int
+    leader: NodeId | None
+    vote: NodeId | None
+    commit_index: int
+    applied_index: int
+    last_index: int
+    peers: dict[NodeId, PeerStatus]
+
+
+@dataclass(slots=True)
+class _PendingRead:
+    ctx: int
+    index: int
+    round: int  # the heartbeat round that must be acknowledged by a quorum; 0 = not sent yet
+
+
+class RaftNode:
+    def __init__(
+        self,
+        node_id: NodeId,
+        voters: Iterable[NodeId],
+        config: Config,
+        rng: random.Random,
+        *,
+        hard_state: HardState | None = None,
+        entries: Iterable[Entry] = (),
+        snapshot_index: int = 0,
+        snapshot_term: int = 0,
+        applied: int = 0,
+    ) -> None:
+        config.validate()
+        self.id = node_id
+        self.voters: tuple[NodeId, ...] = tuple(sorted(set(voters)))
+        if node_id not in self.voters:
+            raise BadRequest(f"node {node_id!r} is not among the voters {self.voters}")
+        self.config = config
+        self._rng = rng
+        hs = hard_state or HardState()
+        self.term = hs.term
+        self.vote = hs.vote
+        self.log = RaftLog(
+            tuple(entries),
+            snapshot_index=snapshot_index,
+            snapshot_term=snapshot_term,
+            committed=hs.commit,
+            applied=applied,
+        )
+        self.role = Role.FOLLOWER
+        self.leader: NodeId | None = None
+        self._election_elapsed = 0
+        self._heartbeat_elapsed = 0
+        self._randomized_timeout = 0
+        self._ticks = 0
+        self._votes: dict[NodeId, bool] = {}
+        self.progress: dict[NodeId, Progress] = {}
+        self._transferee: NodeId | None = None
+        self._transfer_elapsed = 0
+        # ReadIndex: every heartbeat broadcast is a numbered round; a read waits for a
+        # quorum to acknowledge a round sent after the read was registered.
+        self._round = 0
+        self._round_sent_tick: dict[int, int] = {}
+        self._reads: list[_PendingRead] = []
+        self._reads_before_commit: list[int] = []
+        self._reads_unsent = False
+        self._lease_until = 0
+        self._lease_disabled = False
+        # Outputs accumulated for the next Ready.
+        self._msgs: list[Message] = []
+        self._msgs_after_persist: list[Message] = []
+        self._read_states: list[ReadState] = []
+        self._events: list[TraceEvent] = []
+        self._prev_hard = HardState(self.term, self.vote, self.log.committed)
+        self._prev_soft = SoftState(None, Role.FOLLOWER)
+        self._outstanding: Ready | None = None
+        self._reset_election_timer()
+
+    # === public API =========================================================================
+
+    def tick(self) -> None:
+        """Advance logical time by one tick."""
+        self._guard()
+        self._ticks += 1
+        if self.role is Role.LEADER:
+            self._tick_leader()
+        else:
+            self._election_elapsed += 1
+            if self._election_elapsed >= self._randomized_timeout:
+                self._election_elapsed = 0
+                self.campaign()
+
+    def campaign(self, *, transfer: bool = False) -> None:
+        """Start an election now (a pre-vote first, unless this is a leadership transfer)."""
+        self._guard()
+        if self.role is Role.LEADER:
+            return
+        if self.config.pre_vote and not transfer:
+            self._become_pre_candidate()
+        else:
+            self._become_candidate(transfer=transfer)
+
+    def propose(self, data: bytes, kind: EntryKind = EntryKind.NORMAL) -> tuple[int, int]:
+        """Append a command to the leader's log. Returns (term, index): the proposal
+        succeeded iff the entry applied at that index has that term."""
+        self._guard()
+        if self.role is not Role.LEADER:
+            raise NotLeader(f"{self.id} is not the leader", self.leader)
+        if self._transferee is not None:
+            raise ProposalDropped(f"leadership transfer to {self._transferee} in progress")
+        entry = Entry(self.term, self.log.last_index() + 1, kind, data)
+        self._append_as_leader([entry])
+        return entry.term, entry.index
+
+    def propose_many(self, datas: Iterable[bytes]) -> list[tuple[int, int]]:
+        """Append several commands at once (one replication round for all of them)."""
+        self._guard()
+        if self.role is not Role.LEADER:
+            raise NotLeader(f"{self.id} is not the leader", self.leader)
+        if self._transferee is not None:
+            raise ProposalDropped(f"leadership transfer to {self._transferee} in progress")
+        first = self.log.last_index() + 1
+        entries = [Entry(self.term, first + i, EntryKind.NORMAL, d) for i, d in enumerate(datas)]
+        if entries:
+            self._append_as_leader(entries)
+        return [(e.term, e.index) for e in entries]
+
+    def read_index(self, ctx: int, *, lease: bool = False) -> None:
+        """Ask for a linearizable read point. A ReadState(ctx, index) appears in a later Ready
+        once leadership is confirmed (by a quorum, or by a valid lease if lease=True)."""
+        self._guard()
+        if self.role is not Role.LEADER:
+            raise NotLeader(f"{self.id} is not the leader", self.leader)
+        if not self._committed_in_term():
+            # Our commit index may lag the true one until our own term's entry commits.
+            self._reads_before_commit.append(ctx)
+            return
+        self._register_read(ctx, lease=lease)
+
+    def _register_read(self, ctx: int, *, lease: bool) -> None:
+        if not self._read_needs_quorum(lease=lease):
+            self._read_states.append(ReadState(ctx, self.log.committed))
+            return
+        self._reads.append(_PendingRead(ctx, self.log.committed, 0))
+        self._reads_unsent = True
+
+    def transfer_leadership(self, target: NodeId) -> None:
+        """Hand leadership to target once its log is caught up (TimeoutNow)."""
+        self._guard()
+        if self.role is not Role.LEADER:
+            raise NotLeader(f"{self.id} is not the leader", self.leader)
+        if target not in self.voters:
+            raise BadRequest(f"{target!r} is not a voter")
+        if target in (self.id, self._transferee):
+            return
+        self._transferee = target
+        self._transfer_elapsed = 0
+        self._event(EventKind.TRANSFER_STARTED, detail=target)
+        if self.progress[target].match == self.log.last_index():
+            self._send_timeout_now(target)
+        else:
+            self._send_append(target, send_if_empty=True)
+
+    def step(self, msg: Message) -> None:
+        """Handle one message from a peer."""
+        self._guard()
+        if msg.dst != self.id or msg.src == self.id:
+            return
+        if msg.term > self.term:
+            if not self._accept_higher_term(msg):
+                return
+        elif msg.term < self.term:
+            self._on_lower_term(msg)
+            return
+        match msg:
+            case RequestVote():
+                self._on_request_vote(msg)
+            case RequestVoteResponse():
+                self._on_vote_response(msg)
+            case AppendEntries():
+                self._on_append(msg)
+            case AppendEntriesResponse():
+                self._on_append_response(msg)
+            case Heartbeat():
+                self._on_heartbeat(msg)
+            case HeartbeatResponse():
+                self._on_heartbeat_response(msg)
+            case TimeoutNow():
+                if self.role is not Role.LEADER:
+                    self.campaign(transfer=True)
+            case InstallSnapshot():
+                pass  # snapshot install arrives with membership/compaction support
+
+    def has_ready(self) -> bool:
+        return bool(
+            self._msgs
+            or self._msgs_after_persist
+            or self._read_states
+            or self._events
+            or self._reads_unsent
+            or self.log.unstable()
+            or self.log.committed > self.log.applied
+            or self._hard_state() != self._prev_hard
+            or self._soft_state() != self._prev_soft
+        )
+
+    def ready(self) -> Ready:
+        """Collect everything to do. The caller must call advance(ready) before anything else."""
+        self._guard()
+        if self._reads_unsent and self.role is Role.LEADER:
+            self._broadcast_heartbeat()
+        hard = self._hard_state()
+        soft = self._soft_state()
+        hi = min(self.log.committed, self.log.applied + self.config.max_apply_entries)
+        committed = tuple(self.log.entry(i) for i in range(self.log.applied + 1, hi + 1))
+        msgs_after = self._msgs_after_persist
+        msgs_now = self._msgs
+        if hard.term != self._prev_hard.term or hard.vote != self._prev_hard.vote:
+            # Nothing may leave before a new term or vote is durable.
+            msgs_after = msgs_now + msgs_after
+            msgs_now = []
+        rd = Ready(
+            hard_state=hard if hard != self._prev_hard else None,
+            entries=tuple(self.log.unstable()),
+            messages=tuple(msgs_now),
+            messages_after_persist=tuple(msgs_after),
+            committed=committed,
+            read_states=tuple(self._read_states),
+            soft_state=soft if soft != self._prev_soft else None,
+            events=tuple(self._events),
+        )
+        self._msgs, self._msgs_after_persist = [], []
+        self._read_states, self._events = [], []
+        self._prev_hard, self._prev_soft = hard, soft
+        self._outstanding = rd
+        return rd
+
+    def advance(self, rd: Ready) -> None:
+        """The shell has persisted, sent and applied everything in rd."""
+        if rd is not self._outstanding:
+            raise RuntimeError("advance() must be given the Ready returned by ready()")
+        self._outstanding = None
+        if rd.entries:
+            last = rd.entries[-1]
+            self.log.stable_to(last.index, last.term)
+            if self.role is Role.LEADER:
+                self._self_progress_update()
+        if rd.committed:
+            self.log.applied_to(rd.committed[-1].index)
+
+    def status(self) -> Status:
+        peers = {
+            p: PeerStatus(pr.match, pr.next, pr.state.value, pr.recent_active)
+            for p, pr in self.progress.items()
+        }
+        return Status(
+            self.id,
+            self.role,
+            self.term,
+            self.leader,
+            self.vote,
+            self.log.committed,
+            self.log.applied,
+            self.log.last_index(),
+            peers,
+        )
+
+    # === hooks that tests override to plant bugs (mutation tests) ==========================
+
+    def _may_commit(self, index: int) -> bool:
+        """Figure 8: a leader commits by counting replicas only entries of its own term."""
+        return self.log.term(index) == self.term
+
+    def _log_ok_for_vote(self, msg: RequestVote) -> bool:
+        """Election restriction: vote only for a candidate at least as up to date as us."""
+        return self.log.is_up_to_date(msg.last_log_index, msg.last_log_term)
+
+    def _read_needs_quorum(self, *, lease: bool) -> bool:
+        """A read may skip the quorum round only on a single node or with a valid lease."""
+        return len(self.voters) > 1 and not (lease and self._lease_valid())
+
+    def _hard_state(self) -> HardState:
+        return HardState(self.term, self.vote, self.log.committed)
+
+    # === roles ==============================================================================
+
+    def _become_follower(self, term: int, leader: NodeId | None) -> None:
+        was_leader = self.role is Role.LEADER
+        if term > self.term:
+            self.term = term
+            self.vote = None
+        self.role = Role.FOLLOWER
+        self.leader = leader
+        self._reset()
+        if was_leader:
+            self._event(EventKind.STEPPED_DOWN)
+        self._event(EventKind.BECAME_FOLLOWER, detail=leader or "")
+
+    def _become_pre_candidate(self) -> None:
+        self.role = Role.PRE_CANDIDATE
+        self.leader = None
+        self._reset()
+        self._votes = {self.id: True}
+        self._event(EventKind.PRE_VOTE_STARTED)
+        self._request_votes(pre_vote=True, transfer=False)
+
+    def _become_candidate(self, *, transfer: bool) -> None:
+        self.term += 1
+        self.vote = self.id
+        self.role = Role.CANDIDATE
+        self.leader = None
+        self._reset()
+        self._votes = {self.id: True}
+        self._event(EventKind.ELECTION_STARTED)
+        self._request_votes(pre_vote=False, transfer=transfer)
+
+    def _become_leader(self) -> None:
+        self.role = Role.LEADER
+        self.leader = self.id
+        self._reset()
+        self._lease_disabled = False
+        last = self.log.last_index()
+        for peer in self.voters:
+            pr = Progress(match=0, next=last + 1)
+            if peer == self.id:
+                pr.match = self.log.stable
+                pr.state = ProgressState.REPLICATE
+            self.progress[peer] = pr
+        self._event(EventKind.BECAME_LEADER)
+        # A no-op in our own term lets us commit (and so learn the true commit index).
+        self._append_as_leader([Entry(self.term, last + 1, EntryKind.NOOP)])
+
+    def _reset(self) -> None:
+        """Reset per-role volatile state (called on every role change)."""
+        self._election_elapsed = 0
+        self._heartbeat_elapsed = 0
+        self._reset_election_timer()
+        self._votes = {}
+        self.progress = {}
+        self._transferee = None
+        self._lease_until = 0
+        aborted = [r.ctx for r in self._reads] + self._reads_before_commit
+        self._read_states.extend(ReadState(ctx, None) for ctx in aborted)
+        self._reads, self._reads_before_commit = [], []
+        self._reads_unsent = False
+
+    def _reset_election_timer(self) -> None:
+        n = self.config.election_ticks
+        self._randomized_timeout = n + self._rng.randrange(n)
+
+    # === elections ==========================================================================
+
+    def _request_votes(self, *, pre_vote: bool, transfer: bool) -> None:
+        term = self.term + 1 if pre_vote else self.term
+        if self._tally() is quorum.VoteResult.WON:  # a single-node cluster
+            self._won_vote(pre_vote)
+            return
+        for peer in self.voters:
+            if peer != self.id:
+                self._send(
+                    RequestVote(
+                        term,
+                        self.id,
+                        peer,
+                        self.log.last_index(),
+                        self.log.last_term(),
+                        pre_vote,
+                        transfer,
+                    )
+                )
+
+    def _tally(self) -> quorum.VoteResult:
+        return quorum.vote_result(self.voters, self._votes)
+
+    def _won_vote(self, pre_vote: bool) -> None:
+        if pre_vote:
+            self._become_candidate(transfer=False)
+        else:
+            self._become_leader()
+
+    def _in_lease(self) -> bool:
+        """Leader stickiness: we heard from a live leader within the minimum election timeout."""
+        return (
+            self.config.check_quorum
+            and self.leader is not None
+            and self._election_elapsed < self.config.election_ticks
+        )
+
+    def _accept_higher_term(self, msg: Message) -> bool:
+        """React to a message from a higher term. False means: ignore the message."""
+        match msg:
+            case RequestVote(transfer=transfer, pre_vote=pre_vote):
+                if not transfer and self._in_lease():
+                    return False  # a disruptive candidate; our leader is alive
+                if not pre_vote:
+                    self._become_follower(msg.term, None)
+            case RequestVoteResponse(pre_vote=True, granted=True):
+                pass  # a pre-vote granted for our prospective term
+            case AppendEntries() | Heartbeat() | InstallSnapshot():
+                self._become_follower(msg.term, msg.src)
+            case _:
+                self._become_follower(msg.term, None)
+        return True
+
+    def _on_lower_term(self, msg: Message) -> None:
+        match msg:
+            case AppendEntries() | Heartbeat():
+                # A stale leader (e.g. healed from a partition): tell it our term so it steps
+                # down. Without this, pre-vote would let it linger forever.
+                self._send(AppendEntriesResponse(self.term, self.id, msg.src, False, 0))
+            case RequestVote(pre_vote=True):
+                self._send(RequestVoteResponse(self.term, self.id, msg.src, False, True))
+            case _:
+                pass
+
+    def _on_request_vote(self, msg: RequestVote) -> None:
+        if msg.pre_vote:
+            # Would we vote for this candidate in a newer term? (State is unchanged.)
+            can_vote = msg.term > self.term
+        else:
+            can_vote = self.vote == msg.src or (self.vote is None and self.leader is None)
+        granted = can_vote and self._log_ok_for_vote(msg)
+        reply_term = msg.term if msg.pre_vote and granted else self.term
+        if granted and not msg.pre_vote:
+            self.vote = msg.src
+            self._election_elapsed = 0
+        self._event(
+            EventKind.VOTE_GRANTED if granted else EventKind.VOTE_REJECTED,
+            detail=f"{'pre-vote ' if msg.pre_vote else ''}{msg.src}",
+        )
+        self._send(RequestVoteResponse(reply_term, self.id, msg.src, granted, msg.pre_vote))
+
+    def _on_vote_response(self, msg: RequestVoteResponse) -> None:
+        expected = Role.PRE_CANDIDATE if msg.pre_vote else Role.CANDIDATE
+        if self.role is not expected:
+            return
+        if msg.pre_vote and msg.term != self.term + 1 and msg.granted:
+            return
+        self._votes.setdefault(msg.src, msg.granted)
+        result = self._tally()
+        if result is quorum.VoteResult.WON:
+            self._won_vote(msg.pre_vote)
+        elif result is quorum.VoteResult.LOST:
+            self._become_follower(self.term, None)
+
+    # === replication (leader) ===============================================================
+
+    def _append_as_leader(self, entries: list[Entry]) -> None:
+        self.log.append(entries)  # counted for commit only once persisted (advance)
+        self._event(EventKind.APPENDED, index=entries[-1].index, detail=str(len(entries)))
+        for peer in self.voters:
+            if peer != self.id:
+                self._send_append(peer, send_if_empty=False)
+
+    def _self_progress_update(self) -> None:
+        self.progress[self.id].maybe_update(self.log.stable)
+        self._maybe_commit()
+
+    def _send_append(self, peer: NodeId, *, send_if_empty: bool) -> bool:
+        pr = self.progress[peer]
+        if pr.is_paused(self.config.max_inflight):
+            return False
+        prev = pr.next - 1
+        prev_term = self.log.term(prev)
+        if prev_term is None:
+            return False  # compacted away: needs a snapshot (membership/compaction support)
+        entries = self.log.slice(
+            pr.next, pr.next + self.config.max_batch_entries, self.config.max_batch_bytes
+        )
+        if not entries and not send_if_empty:
+            return False
+        self._send(
+            AppendEntries(
+                self.term, self.id, peer, prev, prev_term, tuple(entries), self.log.committed
+            )
+        )
+        pr.sent(prev + len(entries), len(entries))
+        return True
+
+    def _broadcast_append(self) -> None:
+        for peer in self.voters:
+            if peer != self.id:
+                self._send_append(peer, send_if_empty=True)
+
+    def _on_append_response(self, msg: AppendEntriesResponse) -> None:
+        if self.role is not Role.LEADER:
+            return
+        pr = self.progress[msg.src]
+        pr.recent_active = True
+        if not msg.success:
+            hint = msg.hint_index
+            if msg.hint_term > 0:
+                hint = self.log.find_conflict_by_term(msg.hint_index, msg.hint_term)
+            if pr.maybe_decrease(msg.index, hint):
+                if pr.state is ProgressState.REPLICATE:
+                    pr.become_probe()
+                self._send_append(msg.src, send_if_empty=True)
+            return
+        if pr.maybe_update(msg.index):
+            if pr.state is ProgressState.PROBE:
+                pr.become_replicate()
+            if self._maybe_commit():
+                self._broadcast_append()
+            while self._send_append(msg.src, send_if_empty=False):
+                pass
+            if msg.src == self._transferee and pr.match == self.log.last_index():
+                self._send_timeout_now(msg.src)
+
+    def _maybe_commit(self) -> bool:
+        match = {p: pr.match for p, pr in self.progress.items()}
+        index = quorum.committed_index(self.voters, match)
+        if index <= self.log.committed or not self._may_commit(index):
+            return False
+        first_in_term = not self._committed_in_term()
+        self.log.commit_to(index)
+        self._event(EventKind.COMMITTED, index=index)
+        if first_in_term:
+            self._release_reads_waiting_for_commit()
+        return True
+
+    def _committed_in_term(self) -> bool:
+        return self.log.term(self.log.committed) == self.term
+
+    # === heartbeats, check-quorum, reads ====================================================
+
+    def _tick_leader(self) -> None:
+        if self._transferee is not None:
+            self._transfer_elapsed += 1
+            if self._transfer_elapsed >= self.config.election_ticks:
+                self._transferee = None  # the transfer timed out; resume normal service
+        self._heartbeat_elapsed += 1
+        self._election_elapsed += 1
+        if self._election_elapsed >= self.config.election_ticks:
+            self._election_elapsed = 0
+            if self.config.check_quorum and not self._quorum_active():
+                self._event(EventKind.QUORUM_LOST)
+                self._become_follower(self.term, None)
+                return
+        if self._heartbeat_elapsed >= self.config.heartbeat_ticks:
+            self._heartbeat_elapsed = 0
+            self._broadcast_heartbeat()
+
+    def _quorum_active(self) -> bool:
+        active = {p: (p == self.id or pr.recent_active) for p, pr in self.progress.items()}
+        for pr in self.progress.values():
+            pr.recent_active = False
+        return quorum.vote_result(self.voters, active) is quorum.VoteResult.WON
+
+    def _broadcast_heartbeat(self) -> None:
+        """One numbered round: heartbeats to all, confirming every read registered so far."""
+        self._round += 1
+        self._round_sent_tick[self._round] = self._ticks
+        for read in self._reads:
+            if read.round == 0:
+                read.round = self._round
+        self._reads_unsent = False
+        self.progress[self.id].acked_round = self._round
+        for peer, pr in self.progress.items():
+            if peer == self.id:
+                continue
+            commit = min(pr.match, self.log.committed)
+            self._send(Heartbeat(self.term, self.id, peer, commit, self._round))
+        if len(self.voters) == 1:
+            self._on_round_acked()
+
+    def _on_heartbeat_response(self, msg: HeartbeatResponse) -> None:
+        if self.role is not Role.LEADER:
+            return
+        pr = self.progress[msg.src]
+        pr.recent_active = True
+        pr.probe_sent = False
+        if (
+            pr.state is ProgressState.REPLICATE
+            and pr.inflight
+            and pr.is_paused(self.config.max_inflight)
+        ):
+            pr.inflight.popleft()  # an append may have been lost; let one more through
+        if pr.match < self.log.last_index():
+            self._send_append(msg.src, send_if_empty=True)
+        if msg.read_seq > pr.acked_round:
+            pr.acked_round = msg.read_seq
+            self._on_round_acked()
+
+    def _on_round_acked(self) -> None:
+        rounds = {p: pr.acked_round for p, pr in self.progress.items()}
+        confirmed = quorum.committed_index(self.voters, rounds)
+        if confirmed <= 0:
+            return
+        sent = self._round_sent_tick.get(confirmed)
+        if sent is not None and not self._lease_disabled:
+            lease = sent + self.config.election_ticks - self.config.lease_drift_ticks
+            self._lease_until = max(self._lease_until, lease)
+        for old in [r for r in self._round_sent_tick if r < confirmed]:
+            del self._round_sent_tick[old]
+        still: list[_PendingRead] = []
+        for read in self._reads:
+            if 0 < read.round <= confirmed:
+                self._read_states.append(ReadState(read.ctx, read.index))
+                self._event(EventKind.READ_CONFIRMED, index=read.index)
+            else:
+                still.append(read)
+        self._reads = still
+
+    def _release_reads_waiting_for_commit(self) -> None:
+        waiting, self._reads_before_commit = self._reads_before_commit, []
+        for ctx in waiting:
+            self._register_read(ctx, lease=False)
+
+    def _lease_valid(self) -> bool:
+        return (
+            self.config.check_quorum
+            and not self._lease_disabled
+            and self._transferee is None
+            and self._ticks < self._lease_until
+        )
+
+    def _send_timeout_now(self, peer: NodeId) -> None:
+        # The target may win without anyone honouring our lease: no more lease reads this term.
+        self._lease_disabled = True
+        self._lease_until = 0
+        self._send(TimeoutNow(self.term, self.id, peer))
+
+    # === follower side ======================================================================
+
+    def _on_append(self, msg: AppendEntries) -> None:
+        self._follow(msg.src)
+        if msg.prev_log_index < self.log.committed:
+            # Everything up to our commit index already matches the leader's log.
+            self._reply_append(msg.src, True, self.log.committed)
+            return
+        if not self.log.match_term(msg.prev_log_index, msg.prev_log_term):
+            hint = self.log.find_conflict_by_term(
+                min(msg.prev_log_index, self.log.last_index()), msg.prev_log_term
+            )
+            self._send(
+                AppendEntriesResponse(
+                    self.term,
+                    self.id,
+                    msg.src,
+                    False,
+                    msg.prev_log_index,
+                    hint,
+                    self.log.term(hint) or 0,
+                ),
+                after_persist=True,
+            )
+            return
+        last_new, truncated_from = self.log.maybe_append(msg.prev_log_index, msg.entries)
+        if truncated_from is not None:
+            self._event(EventKind.TRUNCATED, index=truncated_from)
+        if msg.entries:
+            self._event(EventKind.APPENDED, index=last_new, detail=str(len(msg.entries)))
+        if self.log.commit_to(min(msg.commit, last_new)):
+            self._event(EventKind.COMMITTED, index=self.log.committed)
+        self._reply_append(msg.src, True, last_new)
+
+    def _reply_append(self, leader: NodeId, success: bool, index: int) -> None:
+        self._send(
+            AppendEntriesResponse(self.term, self.id, leader, success, index), after_persist=True
+        )
+
+    def _on_heartbeat(self, msg: Heartbeat) -> None:
+        self._follow(msg.src)
+        if self.log.commit_to(min(msg.commit, self.log.last_index())):
+            self._event(EventKind.COMMITTED, index=self.log.committed)
+        self._send(HeartbeatResponse(self.term, self.id, msg.src, msg.read_seq))
+
+    def _follow(self, leader: NodeId) -> None:
+        """A message from the leader of our term: follow it and reset the election timer."""
+        if self.role is not Role.FOLLOWER:
+            self._become_follower(self.term, leader)
+        self.leader = leader
+        self._election_elapsed = 0
+
+    # === plumbing ===========================================================================
+
+    def _send(self, msg: Message, *, after_persist: bool = False) -> None:
+        if after_persist or isinstance(msg, RequestVoteResponse | RequestVote):
+            self._msgs_after_persist.append(msg)
+        else:
+            self._msgs.append(msg)
+
+    def _event(self, kind: EventKind, *, index: int = 0, detail: str = "") -> None:
+        self._events.append(TraceEvent(kind, self.term, index, detail))
+
+    def _soft_state(self) -> SoftState:
+        return SoftState(self.leader, self.role)
+
+    def _guard(self) -> None:
+        if self._outstanding is not None:
+            raise RuntimeError("advance() the outstanding Ready before using the node again")

@@ -1,0 +1,80 @@
+"""One error tree for all of raftkv. Every error says whose fault it was.
+
+- CallerError: the caller asked for something invalid or impossible right now
+  (bad input, not the leader, no quorum). Retrying elsewhere or later may help.
+- PeerError: another node sent something we cannot accept (garbage frame,
+  wrong cluster, incompatible version). The connection is dropped; we keep running.
+- DiskError: local storage failed or is corrupt. The node must stop acknowledging.
+"""
+
+from __future__ import annotations
+
+
+class RaftkvError(Exception):
+    """Base of every error raised by raftkv."""
+
+
+# --- the caller's fault ---------------------------------------------------------------
+
+
+class CallerError(RaftkvError):
+    """The request was invalid or cannot be served by this node right now."""
+
+
+class BadRequest(CallerError):
+    """Malformed or out-of-range input."""
+
+
+class TooLarge(BadRequest):
+    """A key, value or batch is over the configured limit."""
+
+
+class NotLeader(CallerError):
+    """This node is not the leader; `leader` is the known leader, if any."""
+
+    def __init__(self, message: str, leader: str | None = None) -> None:
+        super().__init__(message)
+        self.leader = leader
+
+
+class ProposalDropped(CallerError):
+    """The proposal was not appended (leadership transfer in progress, or not leader)."""
+
+
+class NoQuorum(CallerError):
+    """The leader cannot reach a quorum; nothing can be committed or read now."""
+
+
+class Timeout(CallerError):
+    """The request timed out. For a write the outcome is unknown: it may have committed."""
+
+
+# --- a peer's fault -------------------------------------------------------------------
+
+
+class PeerError(RaftkvError):
+    """A peer sent something we cannot accept."""
+
+
+class ProtocolError(PeerError):
+    """A frame could not be decoded: bad length, checksum, version or content."""
+
+
+class WrongCluster(PeerError):
+    """A peer belongs to a different cluster (cluster id mismatch)."""
+
+
+# --- the disk's fault -----------------------------------------------------------------
+
+
+class DiskError(RaftkvError):
+    """Local storage failed; the node must not acknowledge anything further."""
+
+
+class CorruptionError(DiskError):
+    """Stored data failed its checksum before the tail: real corruption, refuse to start."""
+
+    def __init__(self, message: str, path: str | None = None, offset: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.offset = offset

@@ -1,0 +1,142 @@
+"""Raft's safety properties (paper Figure 3), checked incrementally after every event.
+
+- Election safety: at most one leader per term.
+- Leader append-only: a leader never overwrites or deletes entries in its log.
+- Log matching: equal (index, term) implies identical logs up to that index.
+- Leader completeness: a leader's log holds every entry committed before its term.
+- State machine safety: no two nodes apply different entries at the same index.
+Plus: commit and apply indexes never go backwards within one incarnation of a node, and an
+entry is committed only once a majority holds it on disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from raftkv.core.raft import RaftNode
+from raftkv.core.types import Entry, NodeId, Role
+from raftkv.sim.disk import SimDisk
+
+
+@dataclass(slots=True)
+class _Seen:
+    """What the checker remembers of one node incarnation."""
+
+    checked_upto: int = 0  # log entries [1, checked_upto] passed the log-matching check
+    last_checked: Entry | None = None  # the entry at checked_upto when it was checked
+    commit: int = 0
+    applied: int = 0
+    leader_term: int = 0
+    leader_len: int = 0  # log length and last entry when last seen leading leader_term
+    leader_last: Entry | None = None
+
+
+class SafetyChecker:
+    def __init__(self, voters: int) -> None:
+        self.voters = voters
+        self.violations: list[str] = []
+        self._leaders: dict[int, NodeId] = {}  # term -> the one leader of that term
+        self._canon: dict[
+            tuple[int, int], tuple[int, bytes]
+        ] = {}  # (index, term) -> (prev term, data)
+        self._committed: dict[int, Entry] = {}  # index -> the entry committed there
+        self._applied: dict[int, Entry] = {}  # index -> the entry applied there
+        self._seen: dict[NodeId, _Seen] = {}
+
+    def fail(self, message: str) -> None:
+        self.violations.append(message)
+
+    def forget(self, node: NodeId) -> None:
+        """The node crashed: its next incarnation starts fresh volatile marks."""
+        self._seen.pop(node, None)
+
+    def on_apply(self, node: NodeId, entry: Entry) -> None:
+        prior = self._applied.setdefault(entry.index, entry)
+        if prior != entry:
+            self.fail(
+                f"state machine safety: {node} applied (term {entry.term}) at index "
+                f"{entry.index}, another node applied (term {prior.term})"
+            )
+        seen = self._seen.setdefault(node, _Seen())
+        if entry.index != seen.applied + 1 and seen.applied:
+            self.fail(f"apply order: {node} applied {entry.index} after {seen.applied}")
+        seen.applied = entry.index
+
+    def check(self, nodes: Mapping[NodeId, RaftNode], disks: Mapping[NodeId, SimDisk]) -> None:
+        for nid, raft in nodes.items():
+            seen = self._seen.setdefault(nid, _Seen())
+            self._check_log_matching(nid, raft, seen)
+            self._check_marks(nid, raft, seen)
+            if raft.role is Role.LEADER:
+                self._check_leader(nid, raft, seen)
+            self._check_commits(nid, raft, disks)
+
+    # --- the properties -------------------------------------------------------------------
+
+    def _check_log_matching(self, nid: NodeId, raft: RaftNode, seen: _Seen) -> None:
+        log = raft.log
+        last = log.last_index()
+        if seen.checked_upto > last or (
+            seen.last_checked is not None and log.entry(seen.checked_upto) != seen.last_checked
+        ):
+            seen.checked_upto = 0  # the log was truncated: recheck from the start
+        for index in range(seen.checked_upto + 1, last + 1):
+            entry = log.entry(index)
+            prev_term = log.term(index - 1) or 0
+            canon = self._canon.setdefault((index, entry.term), (prev_term, entry.data))
+            if canon != (prev_term, entry.data):
+                self.fail(
+                    f"log matching: {nid} has (index {index}, term {entry.term}) with a "
+                    f"different predecessor term or data than another node"
+                )
+        seen.checked_upto = last
+        seen.last_checked = log.entry(last) if last else None
+
+    def _check_marks(self, nid: NodeId, raft: RaftNode, seen: _Seen) -> None:
+        if raft.log.committed < seen.commit:
+            self.fail(f"commit went backwards on {nid}: {seen.commit} -> {raft.log.committed}")
+        seen.commit = raft.log.committed
+
+    def _check_leader(self, nid: NodeId, raft: RaftNode, seen: _Seen) -> None:
+        holder = self._leaders.setdefault(raft.term, nid)
+        if holder != nid:
+            self.fail(f"election safety: {holder} and {nid} both led term {raft.term}")
+        entries = raft.log.entries
+        if seen.leader_term == raft.term:
+            n = seen.leader_len
+            if len(entries) < n or (n and entries[n - 1] != seen.leader_last):
+                self.fail(f"leader append-only: {nid} rewrote its log in term {raft.term}")
+        else:
+            # Newly elected: its log must contain every entry committed so far.
+            for index, entry in self._committed.items():
+                if raft.log.term(index) != entry.term:
+                    self.fail(
+                        f"leader completeness: {nid} leads term {raft.term} without committed "
+                        f"entry {index} (term {entry.term})"
+                    )
+                    break
+        seen.leader_term = raft.term
+        seen.leader_len = len(entries)
+        seen.leader_last = entries[-1] if entries else None
+
+    def _check_commits(self, nid: NodeId, raft: RaftNode, disks: Mapping[NodeId, SimDisk]) -> None:
+        """Record newly committed entries; every node's committed prefix must agree."""
+        log = raft.log
+        for index in range(log.committed, 0, -1):
+            entry = log.entry(index)
+            known = self._committed.get(index)
+            if known is not None:
+                if known != entry:
+                    self.fail(
+                        f"committed entry {index} is term {entry.term} on {nid} but term "
+                        f"{known.term} elsewhere"
+                    )
+                break
+            self._committed[index] = entry
+            on_disk = sum(1 for d in disks.values() if d.has(index, entry.term))
+            if on_disk * 2 <= self.voters:
+                self.fail(
+                    f"durability: {nid} committed index {index} (term {entry.term}) held on "
+                    f"only {on_disk} of {self.voters} disks"
+                )

@@ -1,0 +1,116 @@
+"""Snapshot files: `snap-<index, 20 digits>.snap` = MAGIC (8 bytes) + one SNAPSHOT_FILE record.
+
+Invariant: a snapshot file appears under its final name only when complete and durable (written
+as .tmp, fsynced, renamed, directory fsynced), so a named file that fails its checksum is
+corruption, never a torn write. The newest file is the one recovery uses; older ones are kept
+(last N) for operators.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import msgspec
+
+from raftkv.core.types import Snapshot
+from raftkv.errors import CorruptionError
+from raftkv.storage import fsutil
+from raftkv.storage.record import Record, RecordType, frame, parse_at
+from raftkv.storage.schema import ENCODER, FORMAT_VERSION, SNAPSHOT_DECODER, SnapshotBody
+from raftkv.storage.stats import StorageStats
+
+MAGIC = b"RKVSNAP\x01"
+_NAME = re.compile(r"^snap-(\d{20})\.snap$")
+
+
+def snapshot_name(index: int) -> str:
+    return f"snap-{index:020d}.snap"
+
+
+def encode_snapshot(snapshot: Snapshot) -> bytes:
+    body = SnapshotBody(
+        FORMAT_VERSION, snapshot.index, snapshot.term, list(snapshot.voters), snapshot.data
+    )
+    return MAGIC + frame(RecordType.SNAPSHOT_FILE, ENCODER.encode(body))
+
+
+def read_snapshot(path: Path) -> Snapshot:
+    """Load and verify one snapshot file; CorruptionError names the file and offset."""
+    buf = path.read_bytes()
+    where = str(path)
+    if buf[: len(MAGIC)] != MAGIC:
+        raise CorruptionError(f"{path.name}: not a raftkv snapshot (bad magic)", where, 0)
+    parsed = parse_at(buf, len(MAGIC))
+    if not isinstance(parsed, Record) or parsed.rtype is not RecordType.SNAPSHOT_FILE:
+        problem = parsed.problem if not isinstance(parsed, Record) else "wrong record type"
+        raise CorruptionError(f"{path.name}: {problem}", where, len(MAGIC))
+    if parsed.end != len(buf):
+        raise CorruptionError(f"{path.name}: trailing bytes after the snapshot", where, parsed.end)
+    try:
+        body = SNAPSHOT_DECODER.decode(parsed.payload)
+    except msgspec.DecodeError as exc:
+        raise CorruptionError(
+            f"{path.name}: undecodable snapshot: {exc}", where, len(MAGIC)
+        ) from exc
+    if body.version != FORMAT_VERSION:
+        raise CorruptionError(f"{path.name}: unsupported version {body.version}", where, len(MAGIC))
+    match = _NAME.match(path.name)
+    if match is None or int(match.group(1)) != body.index:
+        raise CorruptionError(f"{path.name}: holds index {body.index}", where, len(MAGIC))
+    return Snapshot(body.index, body.term, body.data, tuple(body.voters))
+
+
+class SnapshotStore:
+    def __init__(self, directory: Path, keep: int, sync: bool, stats: StorageStats) -> None:
+        if keep < 1:
+            raise ValueError("keep must be at least 1")
+        self.directory = directory
+        self.keep = keep
+        self.sync = sync
+        self.stats = stats
+
+    def list(self) -> list[tuple[int, Path]]:
+        """(index, path) of every snapshot file, oldest first."""
+        found = []
+        for path in self.directory.iterdir():
+            match = _NAME.match(path.name)
+            if match:
+                found.append((int(match.group(1)), path))
+        return sorted(found)
+
+    def load_newest(self) -> Snapshot | None:
+        files = self.list()
+        return read_snapshot(files[-1][1]) if files else None
+
+    def write(self, snapshot: Snapshot) -> Path:
+        """Durably write snapshot under its final name (replacing one at the same index)."""
+        path = self.directory / snapshot_name(snapshot.index)
+        tmp = path.with_name(path.name + ".tmp")
+        data = encode_snapshot(snapshot)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            fsutil.write_all(fd, data, 0)
+            if self.sync:
+                os.fsync(fd)
+                self.stats.fsyncs += 1
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+        if self.sync:
+            fsutil.fsync_dir(self.directory)
+            self.stats.fsyncs += 1
+        self.stats.bytes_written += len(data)
+        self.stats.snapshots_saved += 1
+        return path
+
+    def prune(self) -> None:
+        """Delete all but the newest `keep` snapshot files."""
+        files = self.list()
+        for _, path in files[: max(0, len(files) - self.keep)]:
+            path.unlink()
+            self.stats.snapshots_removed += 1
+        if self.sync and len(files) > self.keep:
+            fsutil.fsync_dir(self.directory)
+            self.stats.fsyncs += 1
