@@ -1,0 +1,53 @@
+"""raftkv clients: AsyncClient (asyncio) and Client (blocking), with one behaviour.
+
+Both take a list of HTTP endpoints (or $RAFTKV_ENDPOINTS), find the leader, retry across
+endpoints, and use client sessions so that a retried write is applied exactly once.
+"""
+
+from raftkv.client.aio import CONSISTENCIES, AsyncClient, CasResult, Consistency, Member
+from raftkv.client.endpoints import ENV_VAR, parse_endpoints, resolve_endpoints
+from raftkv.client.errors import (
+    Conflict,
+    NotFound,
+    NotSupported,
+    ServerError,
+    SessionExpired,
+    Unavailable,
+)
+from raftkv.client.router import RetryPolicy
+from raftkv.client.sync import Client
+from raftkv.client.types import (
+    GetResult,
+    KeyValue,
+    MemberStatus,
+    NodeStatus,
+    TxnResult,
+    WatchEvent,
+    WriteResult,
+)
+
+__all__ = [
+    "CONSISTENCIES",
+    "ENV_VAR",
+    "AsyncClient",
+    "CasResult",
+    "Client",
+    "Conflict",
+    "Consistency",
+    "GetResult",
+    "KeyValue",
+    "Member",
+    "MemberStatus",
+    "NodeStatus",
+    "NotFound",
+    "NotSupported",
+    "RetryPolicy",
+    "ServerError",
+    "SessionExpired",
+    "TxnResult",
+    "Unavailable",
+    "WatchEvent",
+    "WriteResult",
+    "parse_endpoints",
+    "resolve_endpoints",
+]

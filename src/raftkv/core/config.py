@@ -13,6 +13,9 @@ class Config:
     # starts an election. A leader sends a heartbeat every heartbeat_ticks.
     election_ticks: int = 10
     heartbeat_ticks: int = 1
+    # The election timeout is drawn from [election_ticks, election_ticks + jitter); 0 means
+    # jitter = election_ticks. Small jitter makes split votes (and their bugs) common.
+    election_jitter_ticks: int = 0
     # Replication flow control: at most max_inflight AppendEntries outstanding per follower,
     # each with at most max_batch_entries entries and (unless a single entry is larger)
     # max_batch_bytes of entry data.
@@ -34,5 +37,7 @@ class Config:
             raise BadRequest("election_ticks must be greater than heartbeat_ticks")
         if self.max_inflight < 1 or self.max_batch_entries < 1 or self.max_batch_bytes < 1:
             raise BadRequest("max_inflight, max_batch_entries and max_batch_bytes must be >= 1")
+        if self.election_jitter_ticks < 0:
+            raise BadRequest("election_jitter_ticks must be >= 0")
         if not 0 <= self.lease_drift_ticks < self.election_ticks:
             raise BadRequest("lease_drift_ticks must be in [0, election_ticks)")

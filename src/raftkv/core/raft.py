@@ -403,7 +403,8 @@ class RaftNode:
 
     def _reset_election_timer(self) -> None:
         n = self.config.election_ticks
-        self._randomized_timeout = n + self._rng.randrange(n)
+        jitter = self.config.election_jitter_ticks or n
+        self._randomized_timeout = n + self._rng.randrange(jitter)
 
     # === elections ==========================================================================
 

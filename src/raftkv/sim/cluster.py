@@ -19,7 +19,7 @@ from raftkv.core.config import Config
 from raftkv.core.messages import Message
 from raftkv.core.raft import RaftNode
 from raftkv.core.ready import Ready
-from raftkv.core.types import EntryKind, EventKind, NodeId, Role
+from raftkv.core.types import EntryKind, EventKind, HardState, NodeId, Role
 from raftkv.errors import CallerError
 from raftkv.kv.commands import Cas, Put, encode_command
 from raftkv.kv.store import KvStore
@@ -48,6 +48,8 @@ class SimNode:
     raft: RaftNode | None = None
     kv: KvStore | None = None
     incarnation: int = 0
+    clock_rate: float = 1.0  # this node's tick period is tick_ms * clock_rate (clock drift)
+    paused_until: float = 0.0  # a paused node queues its input and does nothing else
     inflight: Ready | None = None
     inbox: deque[Input] = field(default_factory=deque)
     writes: dict[int, tuple[int, ClientOp]] = field(default_factory=dict)  # index -> (term, op)
@@ -68,6 +70,8 @@ class Simulation:
         fsync_ms: tuple[float, float] = (0.2, 2.0),
         node_factory: NodeFactory = RaftNode,
         lease_reads: bool = True,
+        clock_drift: float = 0.05,
+        check_promises: bool = True,
     ) -> None:
         self.seed = seed
         self.now = 0.0
@@ -75,17 +79,23 @@ class Simulation:
         self._queue: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = 0
         self.ids = tuple(f"n{i + 1}" for i in range(nodes))
-        self.nodes = {nid: SimNode(nid) for nid in self.ids}
+        self.nodes = {
+            nid: SimNode(nid, clock_rate=self._rng.uniform(1 - clock_drift, 1 + clock_drift))
+            for nid in self.ids
+        }
         self.network = Network(random.Random(f"net-{seed}"), self.ids)
         self.workload = Workload(
             random.Random(f"load-{seed}"), clients=clients, lease_reads=lease_reads
         )
-        self.checker = SafetyChecker(nodes)
+        self.checker = SafetyChecker(nodes, check_promises=check_promises)
         self.config = raft_config
         self.tick_ms = tick_ms
         self.fsync_ms = fsync_ms
         self._factory = node_factory
         self._clients_until = 0.0
+        self._dirty: dict[NodeId, None] = {}  # nodes whose state may have changed (ordered)
+        self._crash_points: list[Fault] = []  # active CRASH_POINT windows
+        self._leader_hint: dict[int, NodeId] = {}  # client -> the node it believes leads
         self.events = 0
         self.elections = 0
         self.trace: list[str] | None = None
@@ -101,16 +111,22 @@ class Simulation:
         heapq.heappush(self._queue, (time, self._seq, action))
 
     def run_until(self, until: float) -> None:
-        while self._queue and self._queue[0][0] <= until:
+        while self._queue and self._queue[0][0] <= until and not self.checker.violations:
             time, _, action = heapq.heappop(self._queue)
             self.now = time
             action()
             self.events += 1
-            self.checker.check(self._live(), self._disks())
+            self._check()
         self.now = until
 
-    def _live(self) -> dict[NodeId, RaftNode]:
-        return {n.id: n.raft for n in self.nodes.values() if n.raft is not None}
+    def _check(self) -> None:
+        """Check the invariants on every node the last event touched."""
+        if self._dirty:
+            touched = {
+                nid: raft for nid in self._dirty if (raft := self.nodes[nid].raft) is not None
+            }
+            self._dirty.clear()
+            self.checker.check(touched, self._disks())
 
     def _disks(self) -> dict[NodeId, SimDisk]:
         return {n.id: n.disk for n in self.nodes.values()}
@@ -159,7 +175,8 @@ class Simulation:
         if node.incarnation != incarnation or node.raft is None:
             return
         self._feed(node, _TICK)
-        self.at(self.now + self.tick_ms, lambda: self._tick(node, incarnation))
+        period = self.tick_ms * node.clock_rate
+        self.at(self.now + period, lambda: self._tick(node, incarnation))
 
     # --- one node's input and Ready processing -------------------------------------------
 
@@ -170,6 +187,9 @@ class Simulation:
         self._run(node)
 
     def _run(self, node: SimNode) -> None:
+        if self.now < node.paused_until:
+            return
+        self._dirty[node.id] = None
         while node.raft is not None and node.inflight is None:
             while node.inbox and node.raft is not None:
                 self._handle(node, node.raft, node.inbox.popleft())
@@ -178,9 +198,11 @@ class Simulation:
                 return
             rd = raft.ready()
             node.inflight = rd
-            self._send_all(rd.messages)
+            self._send_all(node, rd.messages)
             if rd.must_persist():
                 delay = self._rng.uniform(*self.fsync_ms)
+                if self._rng.random() < 0.03:
+                    delay += self._rng.uniform(5.0, 40.0)  # an occasional disk stall
                 self.at(
                     self.now + delay,
                     lambda inc=node.incarnation: self._persisted(node, inc),  # type: ignore[misc]
@@ -191,14 +213,25 @@ class Simulation:
     def _persisted(self, node: SimNode, incarnation: int) -> None:
         if node.incarnation != incarnation or node.raft is None or node.inflight is None:
             return
-        self._finish(node, node.raft, node.inflight)
+        if self.now < node.paused_until:
+            self.at(node.paused_until, lambda: self._persisted(node, incarnation))
+            return
+        rd = node.inflight
+        durable_before = node.disk.hard_state
+        self._dirty[node.id] = None
+        self._finish(node, node.raft, rd)
+        if self._crash_points and self._rng.random() < self._crash_rate(rd, durable_before):
+            # Crash right after a persist and its messages: the moment votes and acks leave.
+            self.crash(node)
+            self.at(self.now + self._rng.uniform(0.2, 10.0), lambda: self.restart(node))
+            return
         self._run(node)
 
     def _finish(self, node: SimNode, raft: RaftNode, rd: Ready) -> None:
         """Persist, send, apply, advance: the fixed Ready order."""
         if rd.must_persist():
             node.disk.persist(rd.hard_state, rd.entries)
-        self._send_all(rd.messages_after_persist)
+        self._send_all(node, rd.messages_after_persist)
         kv = node.kv
         assert kv is not None
         for entry in rd.committed:
@@ -255,11 +288,18 @@ class Simulation:
                 waiting.append((index, op))
         node.reads_at = waiting
 
-    def _send_all(self, msgs: tuple[Message, ...]) -> None:
+    def _send_all(self, node: SimNode, msgs: tuple[Message, ...]) -> None:
         for msg in msgs:
+            if node.raft is not None:
+                self.checker.on_send(node.id, node.raft, node.disk, msg)
             for delay in self.network.delays(msg.src, msg.dst):
                 dst = self.nodes[msg.dst]
-                self.at(self.now + delay, lambda m=msg, d=dst: self._feed(d, m))  # type: ignore[misc]
+                self.at(self.now + delay, lambda m=msg, d=dst: self._deliver(d, m))  # type: ignore[misc]
+
+    def _deliver(self, node: SimNode, msg: Message) -> None:
+        """A partition also drops what was already in flight on the cut link."""
+        if (msg.src, msg.dst) not in self.network.blocked:
+            self._feed(node, msg)
 
     def _handle(self, node: SimNode, raft: RaftNode, item: Input) -> None:
         match item:
@@ -269,6 +309,36 @@ class Simulation:
                 self._request(node, raft, item)
             case _:
                 raft.step(item)
+
+    # --- direct control, for scripted scenarios -----------------------------------------
+
+    def run_until_true(self, condition: Callable[[], bool], limit: float) -> bool:
+        """Run events until condition holds (checked after every event) or time passes limit."""
+        while self._queue and self._queue[0][0] <= limit and not self.checker.violations:
+            if condition():
+                return True
+            time, _, action = heapq.heappop(self._queue)
+            self.now = time
+            action()
+            self.events += 1
+            self._check()
+        return condition()
+
+    def _when_idle(self, nid: NodeId) -> RaftNode:
+        node = self.nodes[nid]
+        if not self.run_until_true(lambda: node.inflight is None, self.now + 100.0):
+            raise AssertionError(f"{nid} stayed busy")
+        if node.raft is None:
+            raise AssertionError(f"{nid} is down")
+        return node.raft
+
+    def campaign(self, nid: NodeId) -> None:
+        self._when_idle(nid).campaign()
+        self._run(self.nodes[nid])
+
+    def propose(self, nid: NodeId, data: bytes) -> None:
+        self._when_idle(nid).propose(data)
+        self._run(self.nodes[nid])
 
     # --- clients --------------------------------------------------------------------------
 
@@ -286,11 +356,15 @@ class Simulation:
     def _begin(self, client: int) -> None:
         op = self.workload.new_op(client, self.now)
         self.at(op.deadline, lambda: self._deadline(op))
-        self._send_request(op, self._rng.choice(self.ids))
+        # Half the time a client asks whichever node it likes; the rest, the leader it knows.
+        hint = self._leader_hint.get(client)
+        target = hint if hint and self._rng.random() < 0.5 else self._rng.choice(self.ids)
+        self._send_request(op, target)
 
     def _deadline(self, op: ClientOp) -> None:
         if not op.done:
             self.workload.give_up(op, self.now)
+            self._leader_hint.pop(op.client, None)  # a timed-out client tries another node
             self._next_op(op.client)
 
     def _send_request(self, op: ClientOp, target: NodeId) -> None:
@@ -306,6 +380,7 @@ class Simulation:
         if op.done:
             return
         target = hint or self._rng.choice(self.ids)
+        self._leader_hint[op.client] = target
         self.at(self.now + self._rng.uniform(2, 10), lambda: self._send_request(op, target))
 
     def _request(self, node: SimNode, raft: RaftNode, op: ClientOp) -> None:
@@ -348,6 +423,11 @@ class Simulation:
         match fault.kind:
             case FaultKind.CRASH:
                 self.at(fault.start, lambda: self._crash_fault(fault))
+            case FaultKind.PAUSE:
+                self.at(fault.start, lambda: self._pause(fault))
+            case FaultKind.CRASH_POINT:
+                self.at(fault.start, lambda: self._crash_points.append(fault))
+                self.at(fault.end, lambda: self._crash_points.remove(fault))
             case FaultKind.FLAP:
                 self.at(fault.start, lambda: self._flap(fault, self._pick(False).id, True))
             case _:
@@ -358,6 +438,23 @@ class Simulation:
         node = self._pick(fault.target_leader)
         self.crash(node)
         self.at(fault.end, lambda: self.restart(node))
+
+    def _crash_rate(self, rd: Ready, before: HardState) -> float:
+        """Crash points favour the moments after a new term or vote became durable, and
+        after a leader wrote entries it has not replicated yet."""
+        rate = self._crash_points[-1].rate
+        hs = rd.hard_state
+        if hs is not None and (hs.term, hs.vote) != (before.term, before.vote):
+            return min(1.0, rate * 5)
+        if rd.entries and rd.soft_state is None and rd.messages:
+            return min(1.0, rate * 3)
+        return rate
+
+    def _pause(self, fault: Fault) -> None:
+        node = self._pick(fault.target_leader)
+        node.paused_until = max(node.paused_until, fault.end)
+        self.log(f"{node.id} PAUSED until {fault.end:.2f}")
+        self.at(fault.end, lambda: self._run(node))
 
     def _flap(self, fault: Fault, target: NodeId, down: bool) -> None:
         if self.now >= fault.end:
@@ -422,5 +519,6 @@ class Simulation:
 
     def heal_all(self) -> None:
         self._heal_network()
+        self._crash_points.clear()
         for node in self.nodes.values():
             self.restart(node)

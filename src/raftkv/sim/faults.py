@@ -16,6 +16,8 @@ class FaultKind(enum.Enum):
     DELAY = "delay"  # long random delays: heavy reordering
     FLAP = "flap"  # a node's links go down and up repeatedly
     CRASH = "crash"  # kill a node (often the leader), losing unsynced writes; restart later
+    PAUSE = "pause"  # freeze a node (GC pause, SIGSTOP); it resumes with a backlog of input
+    CRASH_POINT = "crash-point"  # crash nodes right after a persist, restart them quickly
 
 
 ALL_FAULTS = frozenset(FaultKind)
@@ -82,9 +84,12 @@ def schedule(rng: random.Random, kinds: frozenset[FaultKind], until: float) -> l
         }.get(kind, 0.0)
         faults.append(Fault(kind, t, end, shape, rate))
         t = end + rng.uniform(50.0, 400.0)
+    process = [k for k in (FaultKind.CRASH, FaultKind.PAUSE, FaultKind.CRASH_POINT) if k in kinds]
     t = rng.uniform(100.0, 600.0)
-    while FaultKind.CRASH in kinds and t < until:
+    while process and t < until:
+        kind = rng.choice(process)
         end = min(t + rng.uniform(20.0, 700.0), until)
-        faults.append(Fault(FaultKind.CRASH, t, end, target_leader=rng.random() < 0.5))
-        t = t + rng.uniform(80.0, 600.0)  # crashes may overlap: several nodes can be down
+        rate = rng.uniform(0.02, 0.2) if kind is FaultKind.CRASH_POINT else 0.0
+        faults.append(Fault(kind, t, end, rate=rate, target_leader=rng.random() < 0.5))
+        t = t + rng.uniform(80.0, 600.0)  # these may overlap: several nodes can be down
     return sorted(faults, key=lambda f: (f.start, f.kind.value))

@@ -5,8 +5,9 @@
 - Log matching: equal (index, term) implies identical logs up to that index.
 - Leader completeness: a leader's log holds every entry committed before its term.
 - State machine safety: no two nodes apply different entries at the same index.
-Plus: commit and apply indexes never go backwards within one incarnation of a node, and an
-entry is committed only once a majority holds it on disk.
+Plus: commit and apply indexes never go backwards within one incarnation of a node, an entry
+is committed only once a majority holds it on disk, and no message promises state that is not
+yet on the sender's disk (a granted vote, an acknowledged entry).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from raftkv.core.messages import AppendEntriesResponse, Message, RequestVoteResponse
 from raftkv.core.raft import RaftNode
 from raftkv.core.types import Entry, NodeId, Role
 from raftkv.sim.disk import SimDisk
@@ -33,8 +35,9 @@ class _Seen:
 
 
 class SafetyChecker:
-    def __init__(self, voters: int) -> None:
+    def __init__(self, voters: int, *, check_promises: bool = True) -> None:
         self.voters = voters
+        self.check_promises = check_promises
         self.violations: list[str] = []
         self._leaders: dict[int, NodeId] = {}  # term -> the one leader of that term
         self._canon: dict[
@@ -50,6 +53,27 @@ class SafetyChecker:
     def forget(self, node: NodeId) -> None:
         """The node crashed: its next incarnation starts fresh volatile marks."""
         self._seen.pop(node, None)
+
+    def on_send(self, node: NodeId, raft: RaftNode, disk: SimDisk, msg: Message) -> None:
+        """A promise leaves the node: what it promises must already be durable."""
+        # A promise made in term T is kept by a durable later term too: the node then refuses
+        # everything from term T, so it can neither vote again nor be rolled back in T.
+        if not self.check_promises or disk.hard_state.term > msg.term:
+            return
+        match msg:
+            case RequestVoteResponse(granted=True, pre_vote=False):
+                hs = disk.hard_state
+                if (hs.term, hs.vote) != (msg.term, msg.dst):
+                    self.fail(
+                        f"durability: {node} granted its term-{msg.term} vote to {msg.dst} "
+                        f"with ({hs.term}, {hs.vote}) on disk"
+                    )
+            case AppendEntriesResponse(success=True, index=index) if index > 0:
+                term = raft.log.term(index)
+                if term is not None and not disk.has(index, term):
+                    self.fail(f"durability: {node} acknowledged index {index} before writing it")
+            case _:
+                pass
 
     def on_apply(self, node: NodeId, entry: Entry) -> None:
         prior = self._applied.setdefault(entry.index, entry)

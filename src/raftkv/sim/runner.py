@@ -3,6 +3,7 @@ faults heal, and linearizability of the clients' history."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass, field
 
@@ -27,8 +28,13 @@ class SimSettings:
     recover_ms: float = 1500.0  # then everything heals; clients keep going this long
     settle_ms: float = 2000.0  # and then, with clients stopped, replicas must converge
     raft: Config = SIM_RAFT_CONFIG
+    # Draw replication batch and window sizes per seed (tiny batches expose more interleavings).
+    vary_config: bool = True
     lease_reads: bool = True
     check_steps: int = 2_000_000  # linearizability search budget
+    # Check at every send that promises (votes, acks) are durable. Off only to show that the
+    # end-to-end checks also catch what a broken promise leads to.
+    check_promises: bool = True
 
 
 @dataclass(slots=True)
@@ -58,14 +64,26 @@ def run_seed(
     trace: bool = False,
 ) -> SeedResult:
     faults = schedule(random.Random(f"faults-{seed}"), settings.faults, settings.fault_ms)
+    config = settings.raft
+    if settings.vary_config:
+        rng = random.Random(f"config-{seed}")
+        config = dataclasses.replace(
+            config,
+            max_batch_entries=rng.choice((1, 2, 8, 64)),
+            max_inflight=rng.choice((1, 4, 16)),
+            pre_vote=rng.random() < 0.75,
+            check_quorum=rng.random() < 0.75,
+            election_jitter_ticks=rng.choice((1, 3, 0, 0)),
+        )
     sim = Simulation(
         seed,
         nodes=settings.nodes,
-        raft_config=settings.raft,
+        raft_config=config,
         faults=faults,
         clients=settings.clients,
         node_factory=node_factory,
-        lease_reads=settings.lease_reads,
+        lease_reads=settings.lease_reads and config.check_quorum,
+        check_promises=settings.check_promises,
     )
     if trace:
         sim.trace = []

@@ -1,0 +1,168 @@
+"""A closed-loop load generator on the async client (`raftkv bench`).
+
+C clients each keep exactly one request in flight for the whole duration; every latency is
+recorded, and percentiles are computed from all samples (no histogram approximation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import aiohttp
+
+from raftkv.client.aio import AsyncClient, Consistency
+from raftkv.errors import RaftkvError
+
+Op = Literal["put", "get"]
+KEYS_PER_CLIENT = 100  # puts cycle through these, so the store stays small
+GET_KEYS = 1000  # keys written before a get run, read at random
+PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+
+
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    endpoints: Sequence[str]
+    op: Op = "put"
+    clients: int = 16
+    duration: float = 10.0
+    value_size: int = 256
+    consistency: Consistency = "linearizable"
+    timeout: float = 10.0
+
+
+@dataclass(slots=True)
+class BenchResult:
+    config: BenchConfig
+    elapsed: float = 0.0
+    latencies: list[float] = field(default_factory=list)  # seconds, successful ops only
+    errors: int = 0
+    first_error: str = ""
+    cpu_seconds: float = 0.0  # CPU time of this process (the load generator) during the run
+
+    @property
+    def ops(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def throughput(self) -> float:
+        return self.ops / self.elapsed if self.elapsed > 0 else 0.0
+
+    def percentiles_ms(self) -> dict[str, float]:
+        ordered = sorted(self.latencies)
+        out = {f"p{q:g}": percentile(ordered, q) * 1000.0 for q in PERCENTILES}
+        out["max"] = (ordered[-1] if ordered else 0.0) * 1000.0
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "op": c.op,
+            "clients": c.clients,
+            "duration_s": round(self.elapsed, 3),
+            "value_size": c.value_size,
+            "consistency": c.consistency if c.op == "get" else None,
+            "ops": self.ops,
+            "errors": self.errors,
+            "first_error": self.first_error or None,
+            "throughput": round(self.throughput, 1),
+            "latency_ms": {k: round(v, 3) for k, v in self.percentiles_ms().items()},
+            "cpu_s": round(self.cpu_seconds, 3),
+            "cpu_percent": round(100.0 * self.cpu_seconds / self.elapsed, 1)
+            if self.elapsed
+            else 0.0,
+            "endpoints": list(c.endpoints),
+        }
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending sequence (0 when empty)."""
+    if not ordered:
+        return 0.0
+    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+Progress = Callable[[float, int, float, int], None]  # (elapsed s, ops, ops/s last second, errors)
+
+
+async def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchResult:
+    if config.clients < 1 or config.duration <= 0 or config.value_size < 0:
+        raise ValueError("need clients >= 1, duration > 0 and value_size >= 0")
+    result = BenchResult(config)
+    value = (b"0123456789abcdef" * (config.value_size // 16 + 1))[: config.value_size]
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
+    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as http:
+        clients = [
+            AsyncClient(config.endpoints, timeout=config.timeout, http_session=http)
+            for _ in range(config.clients)
+        ]
+        try:
+            await asyncio.gather(*(c.discover_leader() for c in clients))
+            if config.op == "get":
+                await _populate(clients[0], value)
+            await _measure(config, clients, value, result, progress)
+        finally:
+            for c in clients:
+                await c.close()
+    return result
+
+
+async def _populate(client: AsyncClient, value: bytes) -> None:
+    sem = asyncio.Semaphore(32)
+
+    async def one(i: int) -> None:
+        async with sem:
+            await client.put(f"bench/get/{i}", value)
+
+    await asyncio.gather(*(one(i) for i in range(GET_KEYS)))
+
+
+async def _measure(
+    config: BenchConfig,
+    clients: list[AsyncClient],
+    value: bytes,
+    result: BenchResult,
+    progress: Progress | None,
+) -> None:
+    stop = asyncio.Event()
+    start = time.perf_counter()
+    cpu_start = time.process_time()
+
+    async def worker(n: int, client: AsyncClient) -> None:
+        rng = random.Random(n)
+        i = 0
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                if config.op == "put":
+                    await client.put(f"bench/{n}/{i % KEYS_PER_CLIENT}", value)
+                else:
+                    key = f"bench/get/{rng.randrange(GET_KEYS)}"
+                    await client.get(key, consistency=config.consistency)
+            except RaftkvError as e:
+                result.errors += 1
+                result.first_error = result.first_error or str(e)
+                await asyncio.sleep(0.01)
+            else:
+                result.latencies.append(time.perf_counter() - t0)
+            i += 1
+
+    tasks = [asyncio.create_task(worker(n, c)) for n, c in enumerate(clients)]
+    last_ops = 0
+    for tick in range(1, math.ceil(config.duration) + 1):
+        target = start + min(float(tick), config.duration)
+        await asyncio.sleep(max(0.0, target - time.perf_counter()))
+        if tick <= config.duration and progress is not None:
+            ops = result.ops
+            progress(time.perf_counter() - start, ops, float(ops - last_ops), result.errors)
+            last_ops = ops
+    stop.set()
+    await asyncio.gather(*tasks)  # in-flight requests finish and count; elapsed covers them
+    result.cpu_seconds = time.process_time() - cpu_start
+    result.elapsed = time.perf_counter() - start

@@ -1,0 +1,113 @@
+"""Client-side errors, all inside the raftkv.errors tree, and the mapping from HTTP answers.
+
+The server answers errors as JSON {"error": code, "message": text}; `error_from_response` turns
+one into the matching exception. Which answers may be retried, and whether a write's outcome is
+then unknown, is decided by `classify`.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import Any
+
+from raftkv.errors import (
+    BadRequest,
+    CallerError,
+    NoQuorum,
+    NotLeader,
+    RaftkvError,
+    Timeout,
+    TooLarge,
+)
+
+
+class Conflict(CallerError):
+    """A precondition (prev_revision, compare-and-set) did not hold; nothing changed.
+    mod_revision: the key's mod_revision now (0: absent), when the server said."""
+
+    def __init__(self, message: str, mod_revision: int | None = None) -> None:
+        super().__init__(message)
+        self.mod_revision = mod_revision
+
+
+class NotFound(CallerError):
+    """The server has no such route or object (e.g. fault injection not enabled)."""
+
+
+class NotSupported(CallerError):
+    """The server does not implement this request yet (HTTP 501)."""
+
+
+class SessionExpired(CallerError):
+    """The server forgot this client session's result: the write's outcome is unknown."""
+
+
+class Unavailable(CallerError):
+    """No endpoint could be reached (connection refused, unreachable) before the deadline."""
+
+
+class ServerError(RaftkvError):
+    """The server failed in an unexpected way (HTTP 500 and other unknown answers)."""
+
+
+class Verdict(enum.Enum):
+    """What an HTTP answer means for the request that got it."""
+
+    FINAL = "final"  # success or a definite error: hand it to the caller
+    RETRY = "retry"  # definitely not applied (no leader, no quorum, shutting down): retry
+    UNKNOWN = "unknown"  # may or may not have been applied: retry with the same session seq
+
+
+def classify(status: int, code: str) -> Verdict:
+    if status == 503:
+        return Verdict.RETRY
+    if status in (502, 504) or (status == 410 and code == "session_expired"):
+        return Verdict.UNKNOWN
+    return Verdict.FINAL
+
+
+def parse_error_body(body: bytes) -> tuple[str, str, dict[str, Any]]:
+    """(code, message, whole object) of an error body; tolerant of non-JSON bodies."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        doc = None
+    if isinstance(doc, dict):
+        code = str(doc.get("error", ""))
+        message = str(doc.get("message", "")) or code
+        return code, message, doc
+    text = body.decode("utf-8", "replace").strip()
+    return "", text[:200], {}
+
+
+def error_from_response(status: int, body: bytes, where: str) -> RaftkvError:
+    """The exception for an error answer `status` with `body` from `where` (an endpoint)."""
+    code, message, doc = parse_error_body(body)
+    message = message or f"HTTP {status}"
+    match status, code:
+        case 400, _:
+            return BadRequest(message)
+        case 404, _:
+            return NotFound(message)
+        case 409, _:
+            current = doc.get("mod_revision")
+            return Conflict(message, current if isinstance(current, int) else None)
+        case 410, "session_expired":
+            return SessionExpired(message)
+        case 410, _:
+            return BadRequest(message)
+        case 413, _:
+            return TooLarge(message)
+        case 501, _:
+            return NotSupported(message)
+        case 503, "no_quorum":
+            return NoQuorum(message)
+        case 503, "no_leader":
+            leader = doc.get("leader")
+            return NotLeader(message, leader if isinstance(leader, str) else None)
+        case 503, _:
+            return Unavailable(f"{where}: {message}")
+        case 504, _:
+            return Timeout(message)
+    return ServerError(f"{where} answered HTTP {status}: {message}")

@@ -1,0 +1,347 @@
+"""Request routing for the clients: which endpoint, when to retry, and what a failure means.
+
+Invariants:
+- A write carries one session seq for all its attempts, so retrying it anywhere, any number of
+  times, applies it at most once (the server answers a repeated seq from its session cache).
+- A write gives up with Timeout ("may have committed") iff some attempt may have reached the
+  server without a definite answer; otherwise the last definite error is raised.
+- Requests go to the known leader's endpoint first (followers would forward anyway, at the cost
+  of one more hop); the leader is found through GET /v1/status on every endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from raftkv.client.errors import (
+    SessionExpired,
+    Unavailable,
+    Verdict,
+    classify,
+    error_from_response,
+    parse_error_body,
+)
+from raftkv.client.session import ClientSession
+from raftkv.client.types import NodeStatus
+from raftkv.errors import RaftkvError, Timeout
+
+LEADER_HEADER = "X-Raftkv-Leader"
+DISCOVERY_INTERVAL_S = 0.25  # at most one discovery round per interval while no leader is known
+MIN_ATTEMPT_S = 0.05  # no retry is started with less time than this before the deadline
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    timeout: float = 10.0  # one whole operation, every retry included
+    attempt_timeout: float = 6.0  # one HTTP attempt; above the server's own 5 s request timeout
+    backoff_base: float = 0.05  # first pause between attempts; doubles up to backoff_max
+    backoff_max: float = 1.0
+    discovery_timeout: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    endpoint: str
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError):
+            raise RaftkvError(
+                f"{self.endpoint} sent a malformed JSON answer: {self.body[:100]!r}"
+            ) from None
+
+
+class Router:
+    def __init__(
+        self,
+        endpoints: list[str],
+        policy: RetryPolicy,
+        http: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.endpoints = endpoints
+        self.policy = policy
+        self.session = ClientSession()
+        self._http = http
+        self._own_http = http is None
+        self.leader: str | None = None  # endpoint of the known leader
+        self._ids: dict[str, str] = {}  # endpoint -> node id, as learned from /v1/status
+        self._next = 0  # round-robin position while no leader is known
+        self._last_discovery = -1e9
+        self._discovery: asyncio.Task[None] | None = None
+        self._rng = random.Random()
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
+                auto_decompress=False,
+            )
+            self._own_http = True
+        return self._http
+
+    async def close(self) -> None:
+        if self._discovery is not None:
+            self._discovery.cancel()
+        if self._own_http and self._http is not None:
+            await self._http.close()
+        self._http = None
+
+    # --- one attempt ----------------------------------------------------------------------
+
+    async def send(
+        self,
+        endpoint: str,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float,
+    ) -> Answer:
+        """One HTTP exchange; aiohttp errors and TimeoutError propagate."""
+        url = URL(endpoint + path, encoded=True)
+        if params:
+            url = url.update_query(params)
+        async with self.http().request(
+            method,
+            url,
+            data=body,
+            headers=headers,
+            # A connect timeout is known not to have sent anything (ConnectionTimeoutError);
+            # the total timeout expiring is an unknown outcome.
+            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 2.0)),
+            allow_redirects=False,
+        ) as resp:
+            data = await resp.read()
+            return Answer(resp.status, resp.headers, data, endpoint)
+
+    # --- the retry loop -------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        params: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        write: bool = False,
+        idempotent: bool = True,
+        timeout: float | None = None,
+    ) -> Answer:
+        """Send until a final answer (2xx or a definite error, raised as RaftkvError) or the
+        deadline. write: attach a session seq (reused by every retry). idempotent=False: an
+        attempt with an unknown outcome is not retried (no session protects it)."""
+        total = self.policy.timeout if timeout is None else timeout
+        started = time.monotonic()
+        deadline = started + total
+        session = self.session
+        seq = session.begin() if write else 0
+        maybe_applied = False  # some attempt may have reached the server without an answer
+        last: RaftkvError | None = None
+        attempt = 0
+        renewed = False
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (attempt > 0 and remaining < MIN_ATTEMPT_S):
+                    break  # too little time left for an attempt to mean anything
+                if self.leader is None:
+                    await self._maybe_discover(min(remaining, self.policy.discovery_timeout))
+                endpoint = self.leader or self._round_robin()
+                headers = session.headers(seq) if write else None
+                retry_after = 0.0
+                try:
+                    answer = await self.send(
+                        endpoint,
+                        method,
+                        path,
+                        params=params,
+                        body=body,
+                        headers=headers,
+                        timeout=min(
+                            max(deadline - time.monotonic(), 0.001), self.policy.attempt_timeout
+                        ),
+                    )
+                except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as e:
+                    last = Unavailable(f"cannot connect to {endpoint}: {_reason(e)}")  # not sent
+                    self._failed(endpoint)
+                except (aiohttp.ClientError, TimeoutError) as e:
+                    maybe_applied = True
+                    last = Timeout(f"no answer from {endpoint}: {_reason(e)}")
+                    self._failed(endpoint)
+                    if not idempotent:
+                        break
+                else:
+                    if 200 <= answer.status < 300:
+                        self._learn_leader(answer)
+                        return answer
+                    code, _, _ = parse_error_body(answer.body)
+                    verdict = classify(answer.status, code)
+                    err = error_from_response(answer.status, answer.body, endpoint)
+                    if isinstance(err, SessionExpired):
+                        if maybe_applied or renewed:
+                            # An earlier attempt may have applied it, and the server no
+                            # longer remembers: no retry can tell.
+                            maybe_applied, last = True, err
+                            break
+                        # This seq never reached a server before, so it was not applied:
+                        # start a new session (the server forgot ours) and go on.
+                        session.finish(seq)
+                        session = self._renew_session(session)
+                        seq = session.begin()
+                        last, renewed = err, True
+                        continue
+                    if verdict is Verdict.FINAL:
+                        self._learn_leader(answer)
+                        raise err
+                    last = err
+                    if verdict is Verdict.UNKNOWN:
+                        maybe_applied = True
+                        if not idempotent:
+                            break
+                    self._failed(endpoint)
+                    self._hint_leader(answer)
+                    retry_after = _retry_after(answer.headers)
+                attempt += 1
+                await asyncio.sleep(self._pause(attempt, retry_after, deadline))
+        finally:
+            if write:
+                session.finish(seq)
+        raise self._give_up(what, last, maybe_applied and (write or not idempotent), started)
+
+    def _give_up(
+        self, what: str, last: RaftkvError | None, unknown: bool, started: float
+    ) -> RaftkvError:
+        elapsed = time.monotonic() - started
+        if unknown:
+            return Timeout(
+                f"{what}: no definite answer after {elapsed:.1f}s ({last}); the write may "
+                "have committed: read the key to find out"
+            )
+        if last is None:
+            return Timeout(f"{what}: no answer within {elapsed:.1f}s")
+        if isinstance(last, Unavailable) and self.leader is None:
+            last.args = (
+                f"{what}: cannot reach any endpoint ({', '.join(self.endpoints)}) within "
+                f"{elapsed:.1f}s: {last}. Is the cluster running? (raftkv cluster up)",
+            )
+        else:
+            last.args = (f"{what}: gave up after {elapsed:.1f}s: {last}",)
+        return last
+
+    def _pause(self, attempt: int, retry_after: float, deadline: float) -> float:
+        p = self.policy
+        pause = min(p.backoff_max, p.backoff_base * 2.0 ** min(attempt - 1, 20))
+        pause *= self._rng.uniform(0.5, 1.0)  # jitter: concurrent clients do not retry in step
+        if retry_after > 0:
+            pause = max(pause, min(retry_after, p.backoff_max))
+        return max(0.0, min(pause, deadline - time.monotonic()))  # never sleep past the deadline
+
+    def _renew_session(self, old: ClientSession) -> ClientSession:
+        if self.session is old:
+            self.session = ClientSession()
+        return self.session
+
+    # --- where to send ------------------------------------------------------------------
+
+    def _round_robin(self) -> str:
+        return self.endpoints[self._next % len(self.endpoints)]
+
+    def _failed(self, endpoint: str) -> None:
+        """endpoint could not serve the request: forget it as leader, try the next one."""
+        if self.leader == endpoint:
+            self.leader = None
+        if self.endpoints[self._next % len(self.endpoints)] == endpoint:
+            self._next += 1
+
+    def _endpoint_of(self, node_id: str) -> str | None:
+        for endpoint, known in self._ids.items():
+            if known == node_id:
+                return endpoint
+        return None
+
+    def _learn_leader(self, answer: Answer) -> None:
+        """A forwarded answer names the leader: go to it directly next time."""
+        leader_id = answer.headers.get(LEADER_HEADER)
+        if leader_id:
+            self.leader = self._endpoint_of(leader_id) or self.leader
+
+    def _hint_leader(self, answer: Answer) -> None:
+        leader_id = answer.headers.get(LEADER_HEADER)
+        if leader_id:
+            endpoint = self._endpoint_of(leader_id)
+            if endpoint is not None and endpoint != answer.endpoint:
+                self.leader = endpoint
+
+    # --- leader discovery ------------------------------------------------------------------
+
+    async def _maybe_discover(self, timeout: float) -> None:
+        if self._discovery is None or self._discovery.done():
+            if time.monotonic() - self._last_discovery < DISCOVERY_INTERVAL_S:
+                return
+            self._last_discovery = time.monotonic()
+            self._discovery = asyncio.ensure_future(self.discover(timeout))
+        await asyncio.shield(self._discovery)
+
+    async def discover(self, timeout: float) -> None:
+        """Ask every endpoint for its status; stop at the first that says it is the leader."""
+        tasks = {asyncio.ensure_future(self.status_of(e, timeout)): e for e in self.endpoints}
+        claimed: str | None = None  # a leader id some follower reported
+        try:
+            pending = set(tasks)
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task.exception() is not None:
+                        continue
+                    status = task.result()
+                    if status.role == "leader":
+                        self.leader = tasks[task]
+                        return
+                    claimed = status.leader or claimed
+            if claimed is not None:
+                self.leader = self._endpoint_of(claimed)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def status_of(self, endpoint: str, timeout: float) -> NodeStatus:
+        """GET /v1/status of one endpoint, no retries; remembers the endpoint's node id."""
+        answer = await self.send(endpoint, "GET", "/v1/status", timeout=timeout)
+        if answer.status != 200:
+            raise error_from_response(answer.status, answer.body, endpoint)
+        status = NodeStatus.from_json(answer.json())
+        self._ids[endpoint] = status.id
+        return status
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, aiohttp.ClientConnectorError):
+        return e.os_error.strerror or str(e.os_error) or type(e).__name__
+    if isinstance(e, TimeoutError):
+        return "timed out"
+    return str(e) or type(e).__name__
+
+
+def _retry_after(headers: Mapping[str, str]) -> float:
+    try:
+        return max(0.0, float(headers.get("Retry-After", "0")))
+    except ValueError:
+        return 0.0

@@ -1,0 +1,179 @@
+"""`raftkv cluster up` and `raftkv cluster down`: a local dev cluster of detached processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from raftkv.devcluster import process
+from raftkv.devcluster.topology import (
+    DEFAULT_BASE_PORT,
+    Topology,
+    load_topology,
+    save_topology,
+)
+from raftkv.errors import BadRequest, RaftkvError
+
+DEFAULT_NODES = 3
+POLL_S = 0.2
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+STATUS_TIMEOUT_S = 0.5
+
+
+class ClusterError(RaftkvError):
+    """The dev cluster could not be started or stopped."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpOptions:
+    data_dir: Path
+    nodes: int | None  # None: as recorded (3 for a new cluster)
+    base_port: int | None  # None: as recorded (the default for a new cluster)
+    allow_fault_injection: bool
+    timeout: float
+
+
+def up(opts: UpOptions, out: TextIO, err: TextIO) -> Topology:
+    """Start every node of the cluster in opts.data_dir that is not running; wait for a leader."""
+    data_dir = opts.data_dir.resolve()
+    topo = _topology_for(data_dir, opts)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    started: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    for node in topo.nodes:
+        ndir = process.node_dir(data_dir, node)
+        pid = process.running_pid(ndir)
+        if pid is not None:
+            print(f"{node.id} is already running (pid {pid})", file=err)
+            continue
+        process.check_port_free(node.host, node.raft_port, f"{node.id} raft")
+        process.check_port_free(node.host, node.http_port, f"{node.id} http")
+    save_topology(data_dir, topo)
+    restart = any((process.node_dir(data_dir, n) / "raft").exists() for n in topo.nodes)
+    for node in topo.nodes:
+        if process.running_pid(process.node_dir(data_dir, node)) is None:
+            started[node.id] = process.spawn(data_dir, topo, node)
+    verb = "restarting" if restart else "starting"
+    if started:
+        print(f"{verb} {', '.join(started)} in {data_dir}", file=err)
+    leader, term = _wait_for_leader(data_dir, topo, started, opts.timeout, err)
+    print(
+        f"raftkv cluster of {len(topo.nodes)} nodes in {data_dir}: leader {leader}, term {term}",
+        file=out,
+    )
+    for node in topo.nodes:
+        pid = process.read_pid(process.node_dir(data_dir, node))
+        print(
+            f"  {node.id}  {node.http_url}  raft {node.raft_address}  pid {pid}  "
+            f"log {process.node_dir(data_dir, node) / process.LOG_FILE}",
+            file=out,
+        )
+    print(f"export RAFTKV_ENDPOINTS={','.join(topo.endpoints)}", file=out)
+    return topo
+
+
+def down(data_dir: Path, timeout: float, out: TextIO) -> dict[str, str]:
+    """Stop every node of the cluster in data_dir (SIGTERM, then SIGKILL after timeout)."""
+    data_dir = data_dir.resolve()
+    topo = load_topology(data_dir)
+    if topo is None:
+        raise ClusterError(f"no cluster in {data_dir} (no cluster.json): nothing to stop")
+    pids: dict[str, int] = {}
+    outcome: dict[str, str] = {}
+    for node in topo.nodes:
+        pid = process.running_pid(process.node_dir(data_dir, node))
+        if pid is None:
+            outcome[node.id] = "was not running"
+        else:
+            pids[node.id] = pid
+    outcome.update(process.stop(pids, timeout))
+    for node in topo.nodes:
+        process.remove_pid(process.node_dir(data_dir, node))
+        pid_note = f" (pid {pids[node.id]})" if node.id in pids else ""
+        print(f"{node.id}{pid_note}: {outcome[node.id]}", file=out)
+    return outcome
+
+
+def _topology_for(data_dir: Path, opts: UpOptions) -> Topology:
+    recorded = load_topology(data_dir)
+    if recorded is None:
+        return Topology.create(
+            opts.nodes or DEFAULT_NODES,
+            opts.base_port or DEFAULT_BASE_PORT,
+            opts.allow_fault_injection,
+        )
+    if opts.nodes is not None and opts.nodes != len(recorded.nodes):
+        raise BadRequest(
+            f"{data_dir} holds a {len(recorded.nodes)}-node cluster, not {opts.nodes}: "
+            "drop --nodes to restart it, or use another --data-dir"
+        )
+    if opts.base_port is not None and opts.base_port != recorded.base_port:
+        raise BadRequest(
+            f"{data_dir} holds a cluster on base port {recorded.base_port}, not "
+            f"{opts.base_port}: drop --base-port to restart it, or use another --data-dir"
+        )
+    return Topology(
+        recorded.cluster_id, recorded.base_port, recorded.nodes, opts.allow_fault_injection
+    )
+
+
+def fetch_status(url: str, timeout: float = STATUS_TIMEOUT_S) -> dict[str, Any] | None:
+    """GET url/v1/status, or None if the node does not answer (yet)."""
+    try:
+        with _opener.open(url + "/v1/status", timeout=timeout) as resp:
+            doc = json.loads(resp.read())
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _wait_for_leader(
+    data_dir: Path,
+    topo: Topology,
+    started: dict[str, tuple[subprocess.Popen[bytes], int]],
+    timeout: float,
+    err: TextIO,
+) -> tuple[str, int]:
+    """Poll every node until all answer and one leads; ClusterError if a node dies."""
+    begin = time.monotonic()
+    next_report = begin + 1.0
+    states: dict[str, str] = {}
+    while True:
+        for node_id, (proc, offset) in started.items():
+            code = proc.poll()
+            if code is not None:
+                log = data_dir / node_id / process.LOG_FILE
+                raise ClusterError(
+                    f"node {node_id} exited with code {code} during startup; the end of {log}:\n"
+                    f"{process.log_tail(log, offset)}\n"
+                    f"(other nodes may still run: raftkv cluster down --data-dir {data_dir})"
+                )
+        leader: tuple[str, int] | None = None
+        for node in topo.nodes:
+            status = fetch_status(node.http_url)
+            if status is None:
+                states[node.id] = "starting"
+                continue
+            role = str(status.get("role", "?"))
+            states[node.id] = role
+            if role == "leader":
+                leader = (node.id, int(status.get("term", 0)))
+        if leader is not None and all(s != "starting" for s in states.values()):
+            return leader
+        now = time.monotonic()
+        if now - begin > timeout:
+            summary = " ".join(f"{n}={s}" for n, s in states.items())
+            raise ClusterError(
+                f"no leader after {timeout:g}s ({summary}); see the node.log files in "
+                f"{data_dir}, and stop the nodes with: raftkv cluster down --data-dir {data_dir}"
+            )
+        if now >= next_report:
+            summary = " ".join(f"{n}={s}" for n, s in states.items())
+            print(f"  waiting for a leader ({now - begin:.0f}s): {summary}", file=err)
+            next_report += 1.0
+        time.sleep(POLL_S)

@@ -1,0 +1,175 @@
+"""Node processes of a dev cluster: spawn detached, pid files, liveness, stop.
+
+A pid file is trusted only while /proc says that pid is a live `raftkv serve` of this very
+node directory, so a stale pid file can never make us signal an unrelated process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from raftkv.devcluster.topology import NodeSpec, Topology
+from raftkv.errors import BadRequest
+
+PID_FILE = "node.pid"
+LOG_FILE = "node.log"
+
+
+def node_dir(data_dir: Path, node: NodeSpec) -> Path:
+    return data_dir / node.id
+
+
+def serve_command(data_dir: Path, topo: Topology, node: NodeSpec) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "raftkv.cli",
+        "serve",
+        "--id",
+        node.id,
+        "--data-dir",
+        str(node_dir(data_dir, node)),
+        "--listen",
+        node.raft_address,
+        "--http",
+        f"{node.host}:{node.http_port}",
+        "--peers",
+        topo.peers_spec,
+        "--cluster-id",
+        topo.cluster_id,
+    ]
+    if topo.allow_fault_injection:
+        cmd.append("--allow-fault-injection")
+    return cmd
+
+
+def spawn(data_dir: Path, topo: Topology, node: NodeSpec) -> tuple[subprocess.Popen[bytes], int]:
+    """Start one node detached (own session, output to its node.log); (process, log offset)."""
+    ndir = node_dir(data_dir, node)
+    ndir.mkdir(parents=True, exist_ok=True)
+    log_path = ndir / LOG_FILE
+    with log_path.open("ab") as log:
+        offset = log.tell()
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        log.write(f"=== raftkv cluster up: starting {node.id} at {stamp} ===\n".encode())
+        log.flush()
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        proc = subprocess.Popen(
+            serve_command(data_dir, topo, node),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # detached: survives the terminal and this command
+            close_fds=True,
+            env=env,
+        )
+    write_pid(ndir, proc.pid)
+    return proc, offset
+
+
+def write_pid(ndir: Path, pid: int) -> None:
+    tmp = ndir / (PID_FILE + ".tmp")
+    tmp.write_text(f"{pid}\n")
+    tmp.replace(ndir / PID_FILE)
+
+
+def read_pid(ndir: Path) -> int | None:
+    try:
+        return int((ndir / PID_FILE).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def remove_pid(ndir: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (ndir / PID_FILE).unlink()
+
+
+def pid_alive(pid: int) -> bool:
+    """True while pid exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux): trust kill(0)
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def is_node_process(pid: int, ndir: Path) -> bool:
+    """pid is alive and is `raftkv serve` for the node directory ndir."""
+    if not pid_alive(pid):
+        return False
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # no /proc: cannot check, trust the pid file
+    return b"serve" in args and str(ndir).encode() in args
+
+
+def running_pid(ndir: Path) -> int | None:
+    """The pid of this node's live process, per its pid file, else None."""
+    pid = read_pid(ndir)
+    return pid if pid is not None and is_node_process(pid, ndir) else None
+
+
+def stop(pids: dict[str, int], timeout: float) -> dict[str, str]:
+    """SIGTERM every pid, wait up to timeout, then SIGKILL. {node id: how it stopped}."""
+    outcome: dict[str, str] = {}
+    for node_id, pid in pids.items():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        outcome[node_id] = "stopped"
+    deadline = time.monotonic() + timeout
+    waiting = dict(pids)
+    while waiting and time.monotonic() < deadline:
+        waiting = {n: p for n, p in waiting.items() if pid_alive(p)}
+        if waiting:
+            time.sleep(0.05)
+    for node_id, pid in waiting.items():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        outcome[node_id] = f"killed (no exit {timeout:g}s after SIGTERM)"
+    end = time.monotonic() + 5.0
+    while any(pid_alive(p) for p in waiting.values()) and time.monotonic() < end:
+        time.sleep(0.05)
+    return outcome
+
+
+def check_port_free(host: str, port: int, what: str) -> None:
+    """BadRequest naming the port when something else listens there."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the node's servers do
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            reason = "in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
+            raise BadRequest(
+                f"port {port} ({what}) on {host} is {reason}: stop whatever uses it, or pick "
+                "other ports with --base-port (on a new --data-dir)"
+            ) from None
+
+
+def log_tail(path: Path, offset: int = 0, lines: int = 20) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except OSError:
+        return "(no log)"
+    tail = data.decode("utf-8", "replace").rstrip("\n").splitlines()[-lines:]
+    return "\n".join("    " + line for line in tail) or "    (empty)"

@@ -1,0 +1,504 @@
+"""The HTTP API of one node (DESIGN.md). Every node answers every request: a follower forwards
+what needs the leader (writes, linearizable and lease reads, leadership transfer) and serves
+the rest (stale reads, watch, status, events, metrics) itself.
+
+Routes
+  PUT    /v1/kv/{key}[?prev_revision=R]  body = raw value  -> 200 {"revision", "index"}
+  GET    /v1/kv/{key}[?consistency=linearizable|lease|stale]
+                                         -> 200 raw value, X-Raftkv-Revision: mod_revision
+  DELETE /v1/kv/{key}[?prev_revision=R]  -> 200 {"revision", "index", "deleted"}
+  POST   /v1/txn                         -> 200 (JSON in txn_json.py)
+  GET    /v1/watch?prefix=P&from_revision=R  -> SSE: "event: put|delete", "id: revision",
+         data {"type", "revision", "kv", "prev_kv"}; without from_revision only new events
+  GET    /v1/events                      -> SSE of node events (docs/events.md)
+  GET    /v1/status, GET /v1/members, POST /v1/members, DELETE /v1/members/{id} (501)
+  POST   /v1/leader/transfer {"to": id}  -> 200 {"leader", "term"} once the leader changed
+  GET    /metrics, GET /healthz
+  GET|POST /v1/debug/net                 (only with allow_fault_injection; else 404)
+
+prev_revision=R: 0 = the key must be absent, R > 0 = its mod_revision must be R; else 409.
+Sessions (exactly-once retries): X-Raftkv-Client + X-Raftkv-Seq [+ X-Raftkv-Ack] on a write;
+a retry with the same seq is answered from the session (X-Raftkv-Duplicate: true), applied once.
+Errors: see http_errors.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from raftkv.errors import BadRequest, NotLeader, RaftkvError, Timeout, TooLarge
+from raftkv.kv.commands import Delete, Put, Session, TxnPut, encode_command, validate_session
+from raftkv.kv.history import Compacted
+from raftkv.kv.limits import MAX_COMMAND_SIZE, validate_key, validate_prefix
+from raftkv.kv.model import Event
+from raftkv.kv.results import Result, Status
+from raftkv.runtime import sse
+from raftkv.runtime.events import EventHub
+from raftkv.runtime.faults import NetFaults
+from raftkv.runtime.forward import HOP_HEADER, Forwarder
+from raftkv.runtime.http_errors import (
+    error_response,
+    from_exception,
+    from_http_exception,
+    json_response,
+)
+from raftkv.runtime.metrics import NodeMetrics
+from raftkv.runtime.node import RaftRuntime
+from raftkv.runtime.settings import NodeSettings
+from raftkv.runtime.transport import PeerTransport
+from raftkv.runtime.txn_json import decode_json, kv_json, parse_txn, txn_result_json
+
+log = logging.getLogger("raftkv.http")
+
+_T = TypeVar("_T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Render = Callable[[Result, int], dict[str, Any]]
+CONSISTENCY = ("linearizable", "lease", "stale")
+
+
+class HttpApi:
+    def __init__(
+        self,
+        settings: NodeSettings,
+        node: RaftRuntime,
+        transport: PeerTransport,
+        faults: NetFaults,
+        hub: EventHub,
+        metrics: NodeMetrics,
+        forwarder: Forwarder,
+    ) -> None:
+        self._settings = settings
+        self._node = node
+        self._transport = transport
+        self._faults = faults
+        self._hub = hub
+        self._metrics = metrics
+        self._forwarder = forwarder
+        self._closing = asyncio.Event()
+        self._id = settings.node_id
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[_error_middleware], client_max_size=2 * MAX_COMMAND_SIZE)
+        r = app.router
+        r.add_put("/v1/kv/{key:.+}", self.put_kv)
+        r.add_get("/v1/kv/{key:.+}", self.get_kv, allow_head=False)
+        r.add_delete("/v1/kv/{key:.+}", self.delete_kv)
+        r.add_post("/v1/txn", self.txn)
+        r.add_get("/v1/watch", self.watch, allow_head=False)
+        r.add_get("/v1/events", self.events, allow_head=False)
+        r.add_get("/v1/status", self.status, allow_head=False)
+        r.add_get("/v1/members", self.members, allow_head=False)
+        r.add_post("/v1/members", self.change_members)
+        r.add_delete("/v1/members/{id}", self.change_members)
+        r.add_post("/v1/leader/transfer", self.transfer)
+        r.add_get("/metrics", self.metrics, allow_head=False)
+        r.add_get("/healthz", self.healthz, allow_head=False)
+        if self._settings.allow_fault_injection:
+            r.add_get("/v1/debug/net", self.get_net, allow_head=False)
+            r.add_post("/v1/debug/net", self.post_net)
+        return app
+
+    def close_streams(self) -> None:
+        """End every SSE stream (watch, events) so shutdown does not wait for them."""
+        self._closing.set()
+        self._hub.close()
+
+    # --- key-value ----------------------------------------------------------------------
+
+    async def put_kv(self, request: web.Request) -> web.StreamResponse:
+        key = self._key(request)
+        limit = self._settings.max_value_size
+        if request.content_length is not None and request.content_length > limit:
+            raise TooLarge(f"value is {request.content_length} bytes, the limit is {limit}")
+        body = await request.read()
+        self._check_value(body)
+        prev = _int_param(request, "prev_revision", minimum=0)
+        data = encode_command(Put(key, body, prev), self._session(request))
+        return await self._write(request, body, data, _revision_json)
+
+    async def delete_kv(self, request: web.Request) -> web.StreamResponse:
+        key = self._key(request)
+        prev = _int_param(request, "prev_revision", minimum=0)
+        data = encode_command(Delete(key, prev), self._session(request))
+
+        def render(result: Result, index: int) -> dict[str, Any]:
+            return {"revision": result.revision, "index": index, "deleted": result.deleted}
+
+        return await self._write(request, b"", data, render)
+
+    async def get_kv(self, request: web.Request) -> web.StreamResponse:
+        key = self._key(request)
+        consistency = request.query.get("consistency", "linearizable")
+        if consistency not in CONSISTENCY:
+            raise BadRequest(f"consistency must be one of {', '.join(CONSISTENCY)}")
+        if consistency != "stale":
+            forwarded = await self._read_barrier(request, lease=consistency == "lease")
+            if forwarded is not None:
+                return forwarded
+        kv = self._node.kv.get(key)
+        if kv is None:
+            return error_response(404, "not_found", f"key {key!r} does not exist")
+        return web.Response(
+            body=kv.value,
+            content_type="application/octet-stream",
+            headers={"X-Raftkv-Revision": str(kv.mod_revision)},
+        )
+
+    async def txn(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        txn = parse_txn(decode_json(body))
+        for op in (*txn.success, *txn.failure):
+            self._check_key(op.key)
+            if isinstance(op, TxnPut):
+                self._check_value(op.value)
+        for c in txn.compares:
+            self._check_key(c.key)
+        data = encode_command(txn, self._session(request))
+        return await self._write(request, body, data, txn_result_json)
+
+    # --- watch and events (SSE) ----------------------------------------------------------
+
+    async def watch(self, request: web.Request) -> web.StreamResponse:
+        prefix = request.query.get("prefix", "")
+        validate_prefix(prefix)
+        kv = self._node.kv
+        start = _int_param(request, "from_revision", minimum=1)
+        next_rev = kv.revision + 1 if start is None else start
+        kv.events_since(next_rev, prefix)  # raises Compacted (410) before the stream starts
+        resp = await sse.open_stream(request)
+        try:
+            with self._node.watcher() as wake:
+                while not self._closing.is_set() and self._node.running:
+                    wake.clear()
+                    try:
+                        events = kv.events_since(next_rev, prefix)
+                    except Compacted as e:  # the history moved on while we were behind
+                        err = {"error": "compacted", "message": str(e)}
+                        await sse.send(resp, json.dumps(err), event="error")
+                        break
+                    for ev in events:
+                        await sse.send(resp, _event_json(ev), event=ev.type.value, id=ev.revision)
+                    next_rev = max(next_rev, kv.revision + 1)
+                    try:
+                        await asyncio.wait_for(wake.wait(), sse.KEEPALIVE_S)
+                    except TimeoutError:
+                        await sse.keepalive(resp)
+        except (ConnectionError, OSError):
+            pass
+        return resp
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        resp = await sse.open_stream(request)
+        try:
+            with self._hub.subscribe() as sub:
+                await sse.send(resp, self._hub.encode("state", self._node.state_fields()))
+                while not self._closing.is_set():
+                    try:
+                        item = await asyncio.wait_for(sub.queue.get(), sse.KEEPALIVE_S)
+                    except TimeoutError:
+                        await sse.keepalive(resp)
+                        continue
+                    chunk: list[str] = []
+                    while item is not None:
+                        chunk.append(f"data: {item}\n\n")
+                        if sub.queue.empty():
+                            break
+                        item = sub.queue.get_nowait()
+                    if chunk:
+                        await resp.write("".join(chunk).encode())
+                    if item is None:
+                        break
+        except (ConnectionError, OSError):
+            pass
+        return resp
+
+    # --- cluster ------------------------------------------------------------------------
+
+    async def status(self, request: web.Request) -> web.StreamResponse:
+        return json_response(self.status_json())
+
+    def status_json(self) -> dict[str, Any]:
+        node = self._node
+        st = node.raft.status()
+        members = []
+        for mid in self._settings.voters:
+            if mid == st.id:
+                role = st.role.value
+                match: int | None = node.raft.log.stable
+                reachable = True
+            else:
+                role = "leader" if mid == st.leader else "follower"
+                peer = st.peers.get(mid)
+                match = peer.match if peer is not None else None
+                reachable = self._reachable(mid)
+            members.append({"id": mid, "role": role, "match_index": match, "reachable": reachable})
+        return {
+            "id": st.id,
+            "role": st.role.value,
+            "term": st.term,
+            "leader": st.leader,
+            "commit_index": st.commit_index,
+            "applied_index": node.applied_index,
+            "last_index": st.last_index,
+            "members": members,
+        }
+
+    async def members(self, request: web.Request) -> web.StreamResponse:
+        members = [
+            {
+                "id": mid,
+                "voter": True,
+                "raft_address": f"{addr.raft_host}:{addr.raft_port}",
+                "http_url": addr.http_url,
+            }
+            for mid, addr in sorted(self._settings.peers.items())
+        ]
+        return json_response({"members": members})
+
+    async def change_members(self, request: web.Request) -> web.StreamResponse:
+        return error_response(
+            501,
+            "not_implemented",
+            "membership changes are not implemented yet: the voters are fixed by --peers "
+            "at startup (GET /v1/members lists them)",
+        )
+
+    async def transfer(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        doc = decode_json(body) if body.strip() else {}
+        if not isinstance(doc, dict) or set(doc) - {"to"}:
+            raise BadRequest('expected {"to": "<node id>"} or an empty body')
+        target = doc.get("to")
+        if target is not None and target not in self._settings.peers:
+            raise BadRequest(f"{target!r} is not a member")
+        forwarded = await self._to_leader(request, body, write=False)
+        if forwarded is not None:
+            return forwarded
+        node = self._node
+        if target is None:
+            target = node.best_transfer_target(self._reachable)
+            if target is None:
+                raise NotLeader("no reachable follower can take over leadership", node.id)
+        if target == node.id:
+            return json_response({"leader": node.id, "term": node.term})
+        timeout = min(self._settings.request_timeout_s, 4 * self._settings.election_timeout_seconds)
+        try:
+            leader = await asyncio.wait_for(node.transfer(target), timeout)
+        except TimeoutError:
+            raise Timeout(
+                f"leadership did not move to {target} within {timeout:g}s "
+                f"(current leader: {node.leader or 'unknown'})"
+            ) from None
+        return json_response({"leader": leader, "term": node.term})
+
+    # --- operations ---------------------------------------------------------------------
+
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(
+            body=self._metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def healthz(self, request: web.Request) -> web.StreamResponse:
+        node = self._node
+        leader, applied, commit = node.leader, node.applied_index, node.commit_index
+        if not node.running:
+            problem = "the node is stopping or has failed"
+        elif leader is None:
+            problem = "no leader is known"
+        elif applied != commit:
+            problem = f"applied index {applied} is behind commit index {commit}"
+        else:
+            return json_response(
+                {"ok": True, "leader": leader, "applied_index": applied, "commit_index": commit}
+            )
+        return error_response(503, "unhealthy", problem)
+
+    async def get_net(self, request: web.Request) -> web.StreamResponse:
+        return json_response(self._faults.as_json())
+
+    async def post_net(self, request: web.Request) -> web.StreamResponse:
+        doc = decode_json(await request.read())
+        peers = frozenset(p for p in self._settings.peers if p != self._id)
+        self._faults.apply(doc, peers)
+        log.warning("%s: network faults now %s", self._id, self._faults.as_json())
+        return json_response(self._faults.as_json())
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _reachable(self, peer: str) -> bool:
+        return self._transport.connected(peer) and not self._faults.blocks(peer)
+
+    async def _write(
+        self, request: web.Request, body: bytes, data: bytes, render: Render
+    ) -> web.StreamResponse:
+        forwarded = await self._to_leader(request, body, write=True)
+        if forwarded is not None:
+            return forwarded
+        try:
+            result, index = await self._timed(self._node.propose(data), write=True)
+        except NotLeader:  # lost leadership before proposing: nothing was appended
+            forwarded = await self._to_leader(request, body, write=True)
+            if forwarded is None:
+                raise
+            return forwarded
+        return _result_response(result, index, render)
+
+    async def _read_barrier(self, request: web.Request, *, lease: bool) -> web.Response | None:
+        """None once a local read is linearizable (lease: within the lease); or the
+        leader's answer to the forwarded request."""
+        forwarded = await self._to_leader(request, b"", write=False)
+        if forwarded is not None:
+            return forwarded
+        try:
+            await self._timed(self._node.read_barrier(lease=lease), write=False)
+        except NotLeader:
+            forwarded = await self._to_leader(request, b"", write=False)
+            if forwarded is None:
+                raise
+            return forwarded
+        return None
+
+    async def _to_leader(
+        self, request: web.Request, body: bytes, *, write: bool
+    ) -> web.Response | None:
+        """None when this node leads; else the forwarded answer, or NotLeader."""
+        node = self._node
+        if node.is_leader:
+            return None
+        leader = node.leader
+        hop = request.headers.get(HOP_HEADER)
+        if hop is not None:
+            raise NotLeader(
+                f"{self._id} got a request forwarded by {hop} but is not the leader "
+                f"(leader: {leader or 'unknown'}); retry",
+                leader,
+            )
+        if leader is None or leader not in self._settings.peers:
+            raise NotLeader(
+                f"no leader is known right now ({self._id} is a {node.role.value}); retry", None
+            )
+        if self._faults.blocks(leader):
+            raise NotLeader(f"{self._id} cannot reach leader {leader} (network fault)", leader)
+        url = self._settings.peers[leader].http_url
+        return await self._forwarder.forward(request, body, leader, url, write=write)
+
+    async def _timed(self, aw: Awaitable[_T], *, write: bool) -> _T:
+        timeout = self._settings.request_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                return await aw
+        except TimeoutError:
+            if write:
+                raise Timeout(
+                    f"the write was not acknowledged within {timeout:g}s; its outcome is "
+                    "unknown (it may still commit): read the key, or retry with the same "
+                    "session seq"
+                ) from None
+            raise Timeout(
+                f"the leader could not confirm the read with a quorum within {timeout:g}s; "
+                "the read had no effect, retry"
+            ) from None
+
+    def _key(self, request: web.Request) -> str:
+        key = request.match_info["key"]
+        self._check_key(key)
+        return key
+
+    def _check_key(self, key: str) -> None:
+        validate_key(key)
+        size = len(key.encode("utf-8"))
+        if size > self._settings.max_key_size:
+            raise TooLarge(f"key is {size} bytes, the limit is {self._settings.max_key_size}")
+
+    def _check_value(self, value: bytes) -> None:
+        if len(value) > self._settings.max_value_size:
+            raise TooLarge(
+                f"value is {len(value)} bytes, the limit is {self._settings.max_value_size}"
+            )
+
+    @staticmethod
+    def _session(request: web.Request) -> Session | None:
+        client = request.headers.get("X-Raftkv-Client")
+        seq = request.headers.get("X-Raftkv-Seq")
+        if client is None and seq is None:
+            return None
+        if client is None or seq is None:
+            raise BadRequest("X-Raftkv-Client and X-Raftkv-Seq must be given together")
+        session = Session(
+            client,
+            _parse_int(seq, "X-Raftkv-Seq"),
+            _parse_int(request.headers.get("X-Raftkv-Ack", "0"), "X-Raftkv-Ack"),
+        )
+        validate_session(session)
+        return session
+
+
+@web.middleware
+async def _error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        return from_http_exception(e, request)
+    except RaftkvError as e:
+        return from_exception(e)
+
+
+def _result_response(result: Result, index: int, render: Render) -> web.Response:
+    headers = {"X-Raftkv-Duplicate": "true"} if result.duplicate else None
+    match result.status:
+        case Status.OK:
+            return json_response(render(result, index), headers=headers)
+        case Status.CONFLICT:
+            return error_response(
+                409,
+                "conflict",
+                result.error,
+                headers=headers,
+                mod_revision=result.prev_revision,
+                revision=result.revision,
+            )
+        case Status.TOO_LARGE:
+            return error_response(413, "too_large", result.error)
+        case Status.SESSION_EXPIRED:
+            return error_response(410, "session_expired", result.error)
+        case Status.INVALID:
+            return error_response(400, "bad_request", result.error)
+    raise AssertionError(f"unhandled result status {result.status}")
+
+
+def _revision_json(result: Result, index: int) -> dict[str, Any]:
+    return {"revision": result.revision, "index": index}
+
+
+def _event_json(ev: Event) -> str:
+    doc = {
+        "type": ev.type.value,
+        "revision": ev.revision,
+        "kv": kv_json(ev.kv),
+        "prev_kv": None if ev.prev is None else kv_json(ev.prev),
+    }
+    return json.dumps(doc, separators=(",", ":"))
+
+
+def _int_param(request: web.Request, name: str, *, minimum: int) -> int | None:
+    text = request.query.get(name)
+    if text is None:
+        return None
+    value = _parse_int(text, name)
+    if value < minimum:
+        raise BadRequest(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _parse_int(text: str, name: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer, got {text!r}") from None

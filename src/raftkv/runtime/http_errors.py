@@ -1,0 +1,113 @@
+"""Errors as HTTP: every failure is JSON {"error": code, "message": text} with a fitting status.
+
+| status | code              | when                                                           |
+|--------|-------------------|----------------------------------------------------------------|
+| 400    | bad_request       | malformed input (path, query, headers, JSON)                   |
+| 404    | not_found         | unknown route, or an absent key                                 |
+| 405    | method_not_allowed| known route, wrong method                                       |
+| 409    | conflict          | a precondition (prev_revision, CAS) did not hold               |
+| 410    | compacted         | watch from a revision older than the kept history               |
+| 410    | session_expired   | the session forgot this seq: the outcome is unknown            |
+| 413    | too_large         | key, value, body or txn over its limit                          |
+| 501    | not_implemented   | membership changes (a later issue)                              |
+| 502    | forward_failed    | the leader broke the connection mid-request: outcome unknown    |
+| 503    | no_leader         | no known leader, or leadership changed (write NOT applied)      |
+| 503    | no_quorum         | the leader could not confirm a read with a quorum               |
+| 503    | unavailable       | the node is shutting down                                       |
+| 503    | disk_error        | this node's disk failed; it stopped                              |
+| 504    | timeout           | no answer in time: a write's outcome is unknown                 |
+
+503 answers that a retry may fix carry Retry-After (seconds).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from raftkv.errors import (
+    BadRequest,
+    DiskError,
+    NoQuorum,
+    NotLeader,
+    ProposalDropped,
+    RaftkvError,
+    Timeout,
+    TooLarge,
+)
+from raftkv.kv.history import Compacted
+from raftkv.runtime.node import NodeStopped
+
+RETRY_AFTER_S = "1"
+_json = msgspec.json.Encoder()
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=_json.encode(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    retry: bool = False,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> web.Response:
+    hdrs = dict(headers or {})
+    if retry:
+        hdrs["Retry-After"] = RETRY_AFTER_S
+    return json_response({"error": code, "message": message, **extra}, status, hdrs)
+
+
+def from_exception(exc: RaftkvError) -> web.Response:
+    """The HTTP answer for a raftkv error."""
+    msg = str(exc)
+    match exc:
+        case TooLarge():
+            return error_response(413, "too_large", msg)
+        case Compacted():
+            return error_response(410, "compacted", msg, first_revision=exc.first_revision)
+        case BadRequest():
+            return error_response(400, "bad_request", msg)
+        case NotLeader():
+            headers = {"X-Raftkv-Leader": exc.leader} if exc.leader else None
+            return error_response(
+                503, "no_leader", msg, retry=True, headers=headers, leader=exc.leader
+            )
+        case ProposalDropped():
+            return error_response(503, "no_leader", msg, retry=True)
+        case NoQuorum():
+            return error_response(503, "no_quorum", msg, retry=True)
+        case Timeout():
+            return error_response(504, "timeout", msg)
+        case NodeStopped():
+            return error_response(503, "unavailable", msg, retry=True)
+        case DiskError():
+            return error_response(503, "disk_error", msg)
+    return error_response(500, "internal", msg)
+
+
+def from_http_exception(exc: web.HTTPException, request: web.Request) -> web.Response:
+    """aiohttp's own errors (unknown route, body too large, ...) as JSON."""
+    match exc.status:
+        case 404:
+            return error_response(404, "not_found", f"no route for {request.method} {request.path}")
+        case 405:
+            return error_response(
+                405,
+                "method_not_allowed",
+                f"{request.method} is not allowed on {request.path}",
+                headers={"Allow": exc.headers.get("Allow", "")},
+            )
+        case 413:
+            return error_response(413, "too_large", f"request body is too large: {exc.text}")
+    code = exc.reason.lower().replace(" ", "_") if exc.reason else "http_error"
+    return error_response(exc.status, code, exc.text or exc.reason)

@@ -1,0 +1,108 @@
+"""Prometheus metrics of one node, in a registry of its own (several nodes may share a process).
+
+Gauges that mirror Raft state are read at scrape time (set_function), so the Ready loop pays
+nothing for them; counters and histograms are updated where things happen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from raftkv.core.messages import MESSAGE_TYPES
+from raftkv.core.types import Role
+
+_LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+)
+_TYPES = [t.__name__ for t in MESSAGE_TYPES]
+
+
+class NodeMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.term = Gauge("raftkv_term", "Current Raft term", registry=r)
+        self.role = Gauge("raftkv_role", "1 for the node's current role", ["role"], registry=r)
+        self.commit_index = Gauge("raftkv_commit_index", "Raft commit index", registry=r)
+        self.applied_index = Gauge("raftkv_applied_index", "Last applied index", registry=r)
+        self.last_index = Gauge("raftkv_last_index", "Last log index", registry=r)
+        self.pending = Gauge(
+            "raftkv_pending_requests", "Requests waiting on Raft", ["kind"], registry=r
+        )
+        self.proposals = Counter(
+            "raftkv_proposals", "Commands proposed to the Raft log", registry=r
+        )
+        self.proposals_failed = Counter(
+            "raftkv_proposals_failed", "Proposals refused (not leader, transfer)", registry=r
+        )
+        self.proposal_batch = Histogram(
+            "raftkv_proposal_batch_size",
+            "Commands per propose_many call (group commit)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=r,
+        )
+        self.fsync = Histogram(
+            "raftkv_fsync_seconds",
+            "Duration of one durable log write (one fdatasync)",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.apply = Histogram(
+            "raftkv_apply_seconds",
+            "Duration of applying one Ready's committed entries",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.leader_changes = Counter(
+            "raftkv_leader_changes", "Times the known leader changed", registry=r
+        )
+        sent = Counter("raftkv_messages_sent", "Raft messages sent", ["type"], registry=r)
+        received = Counter(
+            "raftkv_messages_received", "Raft messages received", ["type"], registry=r
+        )
+        dropped = Counter(
+            "raftkv_messages_dropped",
+            "Raft messages dropped (fault injection, full queue, no connection)",
+            ["type"],
+            registry=r,
+        )
+        self.sent = {t: sent.labels(t) for t in _TYPES}
+        self.received = {t: received.labels(t) for t in _TYPES}
+        self.dropped = {t: dropped.labels(t) for t in _TYPES}
+
+    def bind_state(
+        self,
+        *,
+        term: Callable[[], float],
+        role: Callable[[], Role],
+        commit_index: Callable[[], float],
+        applied_index: Callable[[], float],
+        last_index: Callable[[], float],
+        pending_writes: Callable[[], float],
+        pending_reads: Callable[[], float],
+    ) -> None:
+        """Read these at scrape time."""
+        self.term.set_function(term)
+        self.commit_index.set_function(commit_index)
+        self.applied_index.set_function(applied_index)
+        self.last_index.set_function(last_index)
+        self.pending.labels("write").set_function(pending_writes)
+        self.pending.labels("read").set_function(pending_reads)
+        for r in Role:
+            self.role.labels(r.value).set_function(lambda r=r: float(role() is r))  # type: ignore[misc]
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,307 @@
+"""Run one node: storage, Raft loop, peer transport and HTTP API in one asyncio event loop.
+
+    serve(settings)  starts everything and runs until SIGTERM/SIGINT (or `stop` is set, or
+                     the task is cancelled), then shuts down gracefully: stop accepting HTTP,
+                     end SSE streams, finish the Ready in flight, fail what is still pending
+                     (503 unavailable), close the transport, close storage.
+    run(settings)    the process entry point: logging to stderr, uvloop when available.
+
+Nothing is written to stdout. One log line per role or leader change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from raftkv.core.config import Config
+from raftkv.core.raft import RaftNode
+from raftkv.errors import BadRequest, DiskError, RaftkvError
+from raftkv.kv.store import KvStore
+from raftkv.runtime.events import EventHub
+from raftkv.runtime.faults import NetFaults
+from raftkv.runtime.forward import Forwarder
+from raftkv.runtime.http_api import HttpApi
+from raftkv.runtime.metrics import NodeMetrics
+from raftkv.runtime.node import Inbox, RaftRuntime
+from raftkv.runtime.settings import NodeSettings
+from raftkv.runtime.transport import PeerTransport
+from raftkv.storage import LogStorage, Recovered
+
+log = logging.getLogger("raftkv.server")
+
+HTTP_SHUTDOWN_TIMEOUT_S = 3.0
+IDENTITY_FILE = "identity.json"
+
+
+class NodeServer:
+    """One started node. Use NodeServer.start() inside an AsyncExitStack that stops it."""
+
+    def __init__(self, settings: NodeSettings) -> None:
+        self.settings = settings
+        self.http_port = settings.http[1]
+        self.raft_port = settings.listen[1]
+        self.node: RaftRuntime | None = None
+        self._node_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(cls, settings: NodeSettings, stack: contextlib.AsyncExitStack) -> NodeServer:
+        """Start every part; stack.aclose() stops them in the right order (even half-started).
+
+        Callbacks run in reverse order of registration, so the shutdown sequence is: HTTP
+        stops listening and streams end -> Ready loop finishes -> ticks stop -> transport
+        closes -> HTTP handlers drain -> client sessions close -> storage closes.
+        """
+        self = cls(settings)
+        sid = settings.node_id
+        await asyncio.to_thread(_check_identity, settings)
+        storage, recovered = await asyncio.to_thread(
+            LogStorage.open, settings.storage_dir, sync=settings.fsync
+        )
+        stack.callback(storage.close)
+        if recovered.torn_tail:
+            log.warning("%s: %s", sid, recovered.torn_tail)
+        kv, raft = _restore(settings, recovered)
+
+        inbox, hub, metrics, faults = Inbox(), EventHub(sid), NodeMetrics(), NetFaults()
+        transport = PeerTransport(settings, inbox.add_messages, faults, hub, metrics)
+        node = RaftRuntime(
+            raft, kv, storage, inbox=inbox, send=transport.send, hub=hub, metrics=metrics
+        )
+        self.node = node
+        forwarder = Forwarder(sid, settings.request_timeout_s + 1.0)
+        stack.push_async_callback(forwarder.close)
+        api = HttpApi(settings, node, transport, faults, hub, metrics, forwarder)
+        runner = web.AppRunner(
+            api.app(),
+            access_log=None,
+            handler_cancellation=True,
+            shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S,
+        )
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+
+        await transport.start()
+        stack.push_async_callback(transport.close)
+        self.raft_port = transport.port
+
+        ticker = asyncio.create_task(_ticker(inbox, settings.tick_seconds), name=f"tick-{sid}")
+        stack.push_async_callback(_cancel, ticker)
+        self._node_task = asyncio.create_task(node.run(), name=f"raft-{sid}")
+        stack.push_async_callback(self._stop_node)
+
+        site = web.TCPSite(runner, settings.http[0], settings.http[1])
+        await site.start()
+        self.http_port = _bound_port(runner, settings.http[1])
+        stack.push_async_callback(_stop_http, site, api)
+        log.info(
+            "%s: serving HTTP on %s:%d, peers on %s:%d (cluster %s, term %d, log %d..%d)",
+            sid,
+            settings.http[0],
+            self.http_port,
+            settings.listen[0],
+            self.raft_port,
+            settings.cluster_id,
+            raft.term,
+            raft.log.first_index(),
+            raft.log.last_index(),
+        )
+        return self
+
+    async def wait(self, stop: asyncio.Event) -> None:
+        """Until stop is set or the Ready loop ended on its own (a failure)."""
+        assert self._node_task is not None
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({stopper, self._node_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+
+    @property
+    def failed(self) -> BaseException | None:
+        return None if self.node is None else self.node.failed
+
+    async def _stop_node(self) -> None:
+        if self.node is not None and self._node_task is not None:
+            self.node.stop()
+            await asyncio.shield(self._node_task)  # the Ready in flight completes
+
+
+async def serve(
+    settings: NodeSettings,
+    *,
+    ready_file: Path | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run one node until SIGTERM/SIGINT, or until `stop` is set when one is given (then no
+    signal handlers are installed: the caller owns the lifecycle). Cancelling the task also
+    shuts down gracefully. Raises DiskError if the node stopped because its disk failed.
+
+    ready_file, if given, is written (atomically) once both listeners are up, with JSON
+    {"id", "pid", "http", "raft"}.
+    """
+    own_signals = stop is None
+    stop_event = stop if stop is not None else asyncio.Event()
+    async with contextlib.AsyncExitStack() as stack:
+        server = await NodeServer.start(settings, stack)
+        if own_signals:
+            _install_signals(stop_event, stack)
+        if ready_file is not None:
+            await asyncio.to_thread(_write_ready_file, ready_file, settings, server)
+        await server.wait(stop_event)
+        log.info("%s: shutting down", settings.node_id)
+    failure = server.failed
+    if failure is not None:
+        if isinstance(failure, DiskError):
+            raise failure
+        raise RuntimeError(f"node {settings.node_id} stopped after an internal error") from failure
+    log.info("%s: stopped", settings.node_id)
+
+
+def run(settings: NodeSettings, *, ready_file: Path | None = None) -> None:
+    """Process entry point: serve until SIGTERM/SIGINT. Exits with status 1 after a failure."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO,
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    try:
+        try:
+            import uvloop  # noqa: PLC0415 (optional dependency)
+        except ImportError:
+            asyncio.run(serve(settings, ready_file=ready_file))
+        else:
+            uvloop.run(serve(settings, ready_file=ready_file))
+    except (RaftkvError, RuntimeError, OSError) as e:
+        log.critical("%s: %s", settings.node_id, e)
+        raise SystemExit(1) from e
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _restore(settings: NodeSettings, rec: Recovered) -> tuple[KvStore, RaftNode]:
+    """A fresh KvStore (from the snapshot, if any) and a RaftNode holding the durable log.
+
+    applied starts at the snapshot: the core hands the committed suffix out again in Readys,
+    so the KvStore is rebuilt by the same apply path as live traffic.
+    """
+    config = Config(
+        election_ticks=settings.election_ticks, heartbeat_ticks=settings.heartbeat_ticks
+    )
+    snap = rec.snapshot
+    kv = KvStore.restore(snap.data) if snap is not None else KvStore()
+    base_index, base_term = (snap.index, snap.term) if snap is not None else (0, 0)
+    hs = rec.hard_state
+    raft = RaftNode(
+        settings.node_id,
+        settings.voters,
+        config,
+        random.Random(),
+        hard_state=hs,
+        entries=rec.entries,
+        snapshot_index=base_index,
+        snapshot_term=base_term,
+        applied=base_index,
+    )
+    if rec.entries or hs.term:
+        log.info(
+            "%s: recovered term %d, vote %s, commit %d, %d entries after index %d",
+            settings.node_id,
+            hs.term,
+            hs.vote,
+            hs.commit,
+            len(rec.entries),
+            base_index,
+        )
+    return kv, raft
+
+
+def _check_identity(settings: NodeSettings) -> None:
+    """A data dir belongs to one node of one cluster; refuse to start it as another."""
+    path = settings.data_dir / IDENTITY_FILE
+    mine = {"cluster_id": settings.cluster_id, "node_id": settings.node_id}
+    if path.exists():
+        try:
+            found = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise DiskError(f"cannot read {path}: {e}") from e
+        if found != mine:
+            raise BadRequest(
+                f"{settings.data_dir} holds node {found.get('node_id')!r} of cluster "
+                f"{found.get('cluster_id')!r}, not node {settings.node_id!r} of cluster "
+                f"{settings.cluster_id!r}"
+            )
+        return
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, json.dumps(mine) + "\n")
+
+
+def _write_ready_file(path: Path, settings: NodeSettings, server: NodeServer) -> None:
+    doc = {
+        "id": settings.node_id,
+        "pid": os.getpid(),
+        "http": f"http://{settings.http[0]}:{server.http_port}",
+        "raft": f"{settings.listen[0]}:{server.raft_port}",
+    }
+    _atomic_write(path, json.dumps(doc) + "\n")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+async def _ticker(inbox: Inbox, period: float) -> None:
+    """One tick every period seconds, on a fixed schedule (no drift; no burst after a stall)."""
+    loop = asyncio.get_running_loop()
+    due = loop.time()
+    while True:
+        due += period
+        now = loop.time()
+        if due < now - 5 * period:
+            due = now
+        await asyncio.sleep(max(0.0, due - now))
+        inbox.add_tick()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _stop_http(site: web.TCPSite, api: HttpApi) -> None:
+    api.close_streams()
+    await site.stop()
+
+
+def _bound_port(runner: web.AppRunner, default: int) -> int:
+    for addr in runner.addresses:
+        if isinstance(addr, tuple) and len(addr) >= 2:
+            return int(addr[1])
+    return default
+
+
+def _install_signals(stop: asyncio.Event, stack: contextlib.AsyncExitStack) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            continue
+        stack.callback(loop.remove_signal_handler, sig)

@@ -1,0 +1,373 @@
+"""TCP peer transport: one outbound connection per peer, one inbound server, wire frames.
+
+Outbound, per peer: a bounded queue (the oldest message is dropped on overflow: Raft
+tolerates loss) drained by a writer task that puts everything due into one frame. A writer
+(re)connects with exponential backoff and exchanges handshakes first: it sends (cluster id,
+node id) and expects the peer's own handshake back. A slow or dead peer only fills its own
+queue; send() never blocks or awaits.
+
+Inbound: each connection must start with a valid handshake from a known peer of the same
+cluster; anything else (wrong cluster, garbage, an unknown node) is logged and the connection
+closed, and the node keeps running. Messages must come from the handshaken peer and be
+addressed to us, else they are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from raftkv.core.messages import Message
+from raftkv.errors import PeerError, ProtocolError, TooLarge, WrongCluster
+from raftkv.runtime.events import EventHub, message_fields
+from raftkv.runtime.faults import NetFaults
+from raftkv.runtime.metrics import NodeMetrics
+from raftkv.runtime.settings import NodeSettings
+from raftkv.wire import (
+    Frame,
+    FrameDecoder,
+    Handshake,
+    MessageBatch,
+    check_handshake,
+    encode_handshake,
+    encode_messages,
+)
+
+log = logging.getLogger("raftkv.transport")
+
+CONNECT_TIMEOUT_S = 2.0
+HANDSHAKE_TIMEOUT_S = 5.0
+BACKOFF_MIN_S = 0.05
+BACKOFF_MAX_S = 2.0
+READ_CHUNK = 256 * 1024
+WRITE_HIGH_WATER = 4 * 1024 * 1024
+REJECTION_LOG_INTERVAL_S = 30.0
+
+Deliver = Callable[[list[Message]], None]
+
+
+@dataclass(slots=True, eq=False)  # identity-hashed: links go in sets
+class _Link:
+    """The outbound side towards one peer. Queue items are (due time, message)."""
+
+    peer: str
+    host: str
+    port: int
+    queue: deque[tuple[float, Message]]
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    writer: asyncio.StreamWriter | None = None  # set while connected and handshaken
+    broken: bool = False  # the current connection saw EOF or an error
+    failures: int = 0  # consecutive failed connection attempts (logged once per streak)
+    task: asyncio.Task[None] | None = None
+
+
+class PeerTransport:
+    def __init__(
+        self,
+        settings: NodeSettings,
+        deliver: Deliver,
+        faults: NetFaults,
+        hub: EventHub,
+        metrics: NodeMetrics,
+    ) -> None:
+        self._settings = settings
+        self._id = settings.node_id
+        self._deliver = deliver
+        self._faults = faults
+        self._hub = hub
+        self._metrics = metrics
+        self._rng = random.Random()
+        self._links = {
+            peer: _Link(peer, addr.raft_host, addr.raft_port, deque())
+            for peer, addr in settings.peers.items()
+            if peer != settings.node_id
+        }
+        self._server: asyncio.Server | None = None
+        self._inbound: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._rejections: dict[tuple[str, str], tuple[float, int]] = {}
+        self._closing = False
+        self.port: int = settings.listen[1]  # the bound port (differs when listen port is 0)
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        host, port = self._settings.listen
+        self._server = await asyncio.start_server(self._accept, host, port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        for link in self._links.values():
+            link.task = asyncio.create_task(self._run_link(link), name=f"link-{link.peer}")
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        tasks = [link.task for link in self._links.values() if link.task is not None]
+        for task in tasks:
+            task.cancel()
+        # Inbound tasks end on their own once their connection is closed (cancelling a
+        # start_server callback task makes asyncio log a spurious error).
+        for writer in self._inbound.values():
+            writer.close()
+        tasks += list(self._inbound)
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+
+    def connected(self, peer: str) -> bool:
+        link = self._links.get(peer)
+        return link is not None and link.writer is not None and not link.broken
+
+    # --- outbound ---------------------------------------------------------------------
+
+    def send(self, msgs: Sequence[Message]) -> None:
+        """Hand msgs to their peers; never blocks. Blocked or overflowing traffic is dropped.
+
+        Fast path: a connected, idle link with nothing delayed gets its frame written at once
+        (no task switch); otherwise the messages queue for the link's writer task.
+        """
+        if not msgs:
+            return
+        hub = self._hub
+        batches: dict[_Link, list[Message]] = {}
+        for msg in msgs:
+            link = self._links.get(msg.dst)
+            if link is None or self._faults.blocks(msg.dst):
+                self._drop(msg)
+                continue
+            self._metrics.sent[type(msg).__name__].inc()
+            if hub.active:
+                hub.publish("message", message_fields("send", msg))
+            batch = batches.get(link)
+            if batch is None:
+                batches[link] = [msg]
+            else:
+                batch.append(msg)
+        if not batches:
+            return
+        delay = self._faults.delay_seconds + self._settings.message_delay_seconds
+        due = asyncio.get_running_loop().time() + delay
+        limit = self._settings.peer_queue_size
+        for link, batch in batches.items():
+            writer = link.writer
+            if (
+                delay <= 0
+                and not link.queue
+                and writer is not None
+                and not link.broken
+                and writer.transport.get_write_buffer_size() < WRITE_HIGH_WATER
+            ):
+                for frame in self._frames(batch):
+                    writer.write(frame)
+                continue
+            link.queue.extend((due, msg) for msg in batch)
+            while len(link.queue) > limit:
+                self._drop(link.queue.popleft()[1])
+            link.wake.set()
+
+    def _drop(self, msg: Message) -> None:
+        self._metrics.dropped[type(msg).__name__].inc()
+        if self._hub.active:
+            self._hub.publish("message", message_fields("drop", msg))
+
+    async def _run_link(self, link: _Link) -> None:
+        backoff = BACKOFF_MIN_S
+        while not self._closing:
+            try:
+                reader, writer = await self._dial(link)
+            except (OSError, TimeoutError, PeerError, asyncio.IncompleteReadError) as e:
+                link.failures += 1
+                if link.failures == 1:
+                    log.warning("%s: cannot connect to peer %s: %s", self._id, link.peer, _why(e))
+                await asyncio.sleep(backoff * self._rng.uniform(0.5, 1.0))
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                continue
+            backoff = BACKOFF_MIN_S
+            if link.failures:
+                log.info("%s: connected to peer %s", self._id, link.peer)
+            link.failures = 0
+            link.writer, link.broken = writer, False
+            try:
+                await self._pump(link, reader, writer)
+            except (OSError, ConnectionError) as e:
+                log.info("%s: connection to %s lost: %s", self._id, link.peer, _why(e))
+            finally:
+                link.writer = None
+                writer.close()
+            if not self._closing:
+                link.failures = 1  # the next successful connect is logged
+
+    async def _dial(self, link: _Link) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(link.host, link.port), CONNECT_TIMEOUT_S
+        )
+        try:
+            writer.write(encode_handshake(self._settings.cluster_id, self._id))
+            decoder = FrameDecoder(self._settings.max_frame_size)
+            async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
+                frames: list[Frame] = []
+                while not frames:
+                    data = await reader.read(READ_CHUNK)
+                    if not data:
+                        raise ConnectionResetError("peer closed the connection during handshake")
+                    frames = decoder.feed(data)
+            reply = frames[0]
+            if not isinstance(reply, Handshake):
+                raise ProtocolError("peer did not answer with a handshake")
+            check_handshake(reply, self._settings.cluster_id, link.peer)
+        except BaseException:
+            writer.close()
+            raise
+        return reader, writer
+
+    async def _pump(
+        self, link: _Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Write queued messages until the connection breaks. Invariant: FIFO per peer."""
+        watcher = asyncio.create_task(self._watch_eof(link, reader))
+        loop = asyncio.get_running_loop()
+        try:
+            while not self._closing and not link.broken:
+                queue = link.queue
+                if not queue:
+                    link.wake.clear()
+                    await link.wake.wait()
+                    continue
+                now = loop.time()
+                wait = queue[0][0] - now
+                if wait > 0:  # delayed delivery (fault injection or slow motion)
+                    link.wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(link.wake.wait(), wait)
+                    continue
+                batch: list[Message] = []
+                while queue and queue[0][0] <= now:
+                    batch.append(queue.popleft()[1])
+                if self._faults.blocks(link.peer):  # the fault began while these waited
+                    for msg in batch:
+                        self._drop(msg)
+                    continue
+                for frame in self._frames(batch):
+                    writer.write(frame)
+                if writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
+                    await writer.drain()
+        finally:
+            watcher.cancel()
+
+    async def _watch_eof(self, link: _Link, reader: asyncio.StreamReader) -> None:
+        """The peer never writes after its handshake: any read result means the link is over."""
+        with contextlib.suppress(OSError, ConnectionError):
+            await reader.read(1)
+        link.broken = True
+        link.wake.set()
+
+    def _frames(self, batch: list[Message]) -> list[bytes]:
+        """Encode batch as few frames as fit max_frame_size (halving on TooLarge)."""
+        try:
+            return [encode_messages(batch, max_frame_size=self._settings.max_frame_size)]
+        except TooLarge:
+            if len(batch) == 1:
+                log.error("%s: dropping a %s too large for one frame", self._id, type(batch[0]))
+                self._drop(batch[0])
+                return []
+            half = len(batch) // 2
+            return self._frames(batch[:half]) + self._frames(batch[half:])
+
+    # --- inbound ----------------------------------------------------------------------
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._inbound[task] = writer
+        where = _peername(writer)
+        try:
+            await self._serve(reader, writer, where)
+        except WrongCluster as e:
+            self._log_rejection(logging.ERROR, where, "rejected connection", e)
+        except PeerError as e:
+            self._log_rejection(logging.WARNING, where, "dropped connection", e)
+        except TimeoutError:
+            self._log_rejection(logging.WARNING, where, "dropped connection", "no handshake")
+        except (OSError, ConnectionError):
+            pass
+        finally:
+            self._inbound.pop(task, None)
+            writer.close()
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, where: str
+    ) -> None:
+        decoder = FrameDecoder(self._settings.max_frame_size)
+        peer: str | None = None
+        while not self._closing:
+            if peer is None:
+                async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
+                    data = await reader.read(READ_CHUNK)
+            else:
+                data = await reader.read(READ_CHUNK)
+            if not data:
+                return
+            for frame in decoder.feed(data):
+                if isinstance(frame, MessageBatch):
+                    if peer is None:
+                        raise ProtocolError("messages before the handshake")
+                    self._receive(peer, frame.messages)
+                elif peer is not None:
+                    raise ProtocolError(f"a second handshake from {peer}")
+                else:
+                    check_handshake(frame, self._settings.cluster_id)
+                    if frame.node_id not in self._links:
+                        raise ProtocolError(f"{frame.node_id!r} is not a peer of {self._id}")
+                    peer = frame.node_id
+                    writer.write(encode_handshake(self._settings.cluster_id, self._id))
+                    log.debug("%s: accepted peer %s from %s", self._id, peer, where)
+
+    def _log_rejection(self, level: int, where: str, what: str, why: object) -> None:
+        """Log a refused connection; the same refusal from the same host at most every
+        REJECTION_LOG_INTERVAL_S (a misconfigured peer retries every few seconds)."""
+        key = (where.rpartition(":")[0], str(why))
+        now = asyncio.get_running_loop().time()
+        last, suppressed = self._rejections.get(key, (-REJECTION_LOG_INTERVAL_S, 0))
+        if now - last < REJECTION_LOG_INTERVAL_S:
+            self._rejections[key] = (last, suppressed + 1)
+            return
+        again = f" (and {suppressed} more times)" if suppressed else ""
+        log.log(level, "%s: %s from %s: %s%s", self._id, what, where, why, again)
+        self._rejections[key] = (now, 0)
+
+    def _receive(self, peer: str, msgs: Sequence[Message]) -> None:
+        blocked = self._faults.blocks(peer)
+        hub = self._hub
+        accepted: list[Message] = []
+        for msg in msgs:
+            if msg.src != peer or msg.dst != self._id:
+                log.warning(
+                    "%s: dropped a message %s->%s from %s", self._id, msg.src, msg.dst, peer
+                )
+                continue
+            if blocked:
+                self._drop(msg)
+                continue
+            self._metrics.received[type(msg).__name__].inc()
+            if hub.active:
+                hub.publish("message", message_fields("recv", msg))
+            accepted.append(msg)
+        if accepted:
+            self._deliver(accepted)
+
+
+def _peername(writer: asyncio.StreamWriter) -> str:
+    name = writer.get_extra_info("peername")
+    if isinstance(name, tuple) and len(name) >= 2:
+        return f"{name[0]}:{name[1]}"
+    return str(name)
+
+
+def _why(e: BaseException) -> str:
+    return str(e) or type(e).__name__
