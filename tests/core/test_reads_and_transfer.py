@@ -1,0 +1,160 @@
+"""ReadIndex (batched per heartbeat round), lease reads, and leadership transfer."""
+
+from __future__ import annotations
+
+import pytest
+
+from raftkv.core.messages import AppendEntries, Heartbeat, TimeoutNow
+from raftkv.core.types import ReadState, Role
+from raftkv.errors import NotLeader, ProposalDropped
+
+from .harness import CONFIG, Harness
+
+
+def _leader() -> Harness:
+    h = Harness()
+    h.elect("a")
+    return h
+
+
+def test_read_index_needs_a_quorum_round() -> None:
+    h = _leader()
+    a = h.nodes["a"]
+    a.read_index(1)
+    rd = a.ready()
+    assert rd.read_states == ()
+    assert {m.dst for m in rd.messages if isinstance(m, Heartbeat)} == {"b", "c"}
+    a.advance(rd)
+    for msg in rd.messages:
+        h.nodes[msg.dst].step(msg)
+    h.drain()
+    assert h.reads["a"] == [ReadState(1, a.log.committed)]
+
+
+def test_reads_in_one_cycle_share_one_heartbeat_round() -> None:
+    h = _leader()
+    a = h.nodes["a"]
+    before = len(h.sent_of(Heartbeat))
+    for ctx in range(10):
+        a.read_index(ctx)
+    h.drain()
+    assert len(h.sent_of(Heartbeat)) - before == 2  # one round: one heartbeat per follower
+    assert sorted(r.ctx for r in h.reads["a"]) == list(range(10))
+
+
+def test_isolated_leader_never_confirms_a_read() -> None:
+    h = _leader()
+    h.isolate("a")
+    h.nodes["a"].read_index(7)
+    h.drain()
+    assert h.reads["a"] == []
+
+
+def test_a_read_with_only_a_minority_is_aborted_when_leadership_is_lost() -> None:
+    h = _leader()
+    h.isolate("a")
+    h.nodes["a"].read_index(7)
+    for _ in range(2 * CONFIG.election_ticks):
+        h.nodes["a"].tick()
+        h.drain()
+    assert h.nodes["a"].role is Role.FOLLOWER
+    assert h.reads["a"] == [ReadState(7, None)]
+
+
+def test_read_before_the_noop_commits_waits_and_reports_the_noop_index() -> None:
+    h = Harness()
+    h.drop_if = lambda m: isinstance(m, AppendEntries)  # elect a, but replicate nothing
+    a = h.nodes["a"]
+    a.campaign()
+    h.drain()
+    assert a.role is Role.LEADER and a.log.committed == 0
+    a.read_index(5)
+    h.drain()
+    assert h.reads["a"] == [], "our commit index may be stale until our own no-op commits"
+    h.drop_if = lambda m: False
+    h.tick("a")
+    assert h.reads["a"] == [ReadState(5, 1)]  # the index of the committed no-op, not 0
+
+
+def test_follower_cannot_serve_read_index() -> None:
+    h = _leader()
+    with pytest.raises(NotLeader):
+        h.nodes["b"].read_index(1)
+
+
+def test_lease_read_is_immediate_after_a_quorum_round() -> None:
+    h = _leader()
+    a = h.nodes["a"]
+    h.tick("a")  # one heartbeat round acknowledged by both followers
+    a.read_index(3, lease=True)
+    rd = a.ready()
+    assert rd.read_states == (ReadState(3, a.log.committed),)
+    assert not any(isinstance(m, Heartbeat) for m in rd.messages)
+    a.advance(rd)
+
+
+def test_lease_expires_without_acknowledgements() -> None:
+    h = _leader()
+    a = h.nodes["a"]
+    h.tick("a")
+    h.isolate("a")
+    for _ in range(CONFIG.election_ticks - CONFIG.lease_drift_ticks):
+        a.tick()
+        h.drain()
+    a.read_index(4, lease=True)
+    h.drain()
+    assert h.reads["a"] == [], "an expired lease falls back to a quorum round, which fails"
+
+
+def test_transfer_to_a_caught_up_follower() -> None:
+    h = _leader()
+    a = h.nodes["a"]
+    a.propose(b"x")
+    h.drain()
+    a.transfer_leadership("b")
+    h.drain()
+    assert h.sent_of(TimeoutNow)
+    assert h.leaders() == ["b"] and h.nodes["b"].term == 2
+    # The committed entry survived the hand-over.
+    assert [e.data for e in h.nodes["b"].log.entries][:2] == [b"", b"x"]
+
+
+def test_transfer_catches_up_a_lagging_follower_first() -> None:
+    h = _leader()
+    a = h.nodes["a"]
+    h.isolate("c")
+    for i in range(5):
+        a.propose(str(i).encode())
+    h.drain()
+    assert h.nodes["c"].log.last_index() < a.log.last_index()
+    h.heal()
+    a.transfer_leadership("c")
+    h.drain()
+    assert h.leaders() == ["c"]
+    assert h.nodes["c"].log.last_index() >= 6
+
+
+def test_proposals_are_refused_during_a_transfer_and_lease_reads_stop() -> None:
+    h = _leader()
+    a = h.nodes["a"]
+    h.cut |= {("a", "b")}
+    a.transfer_leadership("b")
+    h.drain()
+    with pytest.raises(ProposalDropped):
+        a.propose(b"x")
+    assert not a._lease_valid()
+
+
+def test_transfer_times_out_and_service_resumes() -> None:
+    h = _leader()
+    a = h.nodes["a"]
+    h.cut |= {("a", "b")}
+    a.transfer_leadership("b")
+    h.drain()
+    h.cut.clear()
+    h.cut |= {("a", "b")}
+    for _ in range(CONFIG.election_ticks):
+        a.tick()
+        h.drain()
+    assert a.role is Role.LEADER
+    a.propose(b"after")
