@@ -61,6 +61,7 @@ def commands() -> list[AddParser | str]:
         add_member,
         add_leader,
         add_bench,
+        "raftkv.simcmd:add_parser",
     ]
 
 

@@ -74,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
     results: list[SeedResult] = []
     jobs = max(1, min(args.jobs, len(seeds)))
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        for result in pool.map(_run_one, seeds, [settings] * len(seeds), [args.trace] * len(seeds)):
+        # One job runs in this process (simplest to debug); more fan out to worker processes.
+        mapper = map if jobs == 1 else pool.map
+        for result in mapper(_run_one, seeds, [settings] * len(seeds), [args.trace] * len(seeds)):
             results.append(result)
             if args.trace and result.trace:
                 print("\n".join(result.trace))

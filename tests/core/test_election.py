@@ -173,3 +173,11 @@ def test_node_api_is_locked_between_ready_and_advance() -> None:
         node.tick()
     node.advance(rd)
     node.tick()
+
+
+def test_messages_from_outside_the_configuration_are_ignored() -> None:
+    h = Harness()
+    a = h.elect("a")
+    a.step(RequestVote(9, "stranger", "a", 100, 9))
+    assert a.term == 1 and a.role is Role.LEADER
+    assert not a.has_ready()

@@ -66,7 +66,14 @@ def test_status_json_is_one_object_with_the_design_fields(cluster: Cluster) -> N
     assert r.stdout.count("\n") == 1
     doc = json.loads(r.stdout)
     assert set(doc) >= {
-        "id", "role", "term", "leader", "commit_index", "applied_index", "last_index", "members"
+        "id",
+        "role",
+        "term",
+        "leader",
+        "commit_index",
+        "applied_index",
+        "last_index",
+        "members",
     }
     assert doc["role"] == "leader" and doc["leader"] == doc["id"]
     assert {m["id"] for m in doc["members"]} == {"n1", "n2", "n3"}
@@ -76,7 +83,9 @@ def test_status_json_is_one_object_with_the_design_fields(cluster: Cluster) -> N
     assert table.returncode == 0 and table.stdout.count("leader") >= 1
 
 
-def _put(url: str, key: str, value: bytes, client: str, seq: int) -> tuple[int, dict[str, str], bytes]:
+def _put(
+    url: str, key: str, value: bytes, client: str, seq: int
+) -> tuple[int, dict[str, str], bytes]:
     r = http(
         "PUT",
         f"{url}/v1/kv/{key}",

@@ -94,6 +94,11 @@ def test_txn_cas_delete_and_errors(tmp_path: Path) -> None:
             assert doc["succeeded"] is False
             assert doc["responses"][0]["get"]["kvs"][0]["value"] == "v3"
 
+            everything = {"success": [{"get": {"key": "", "prefix": True}}]}
+            async with c.client.post(c.url(nid, "/v1/txn"), json=everything) as r:
+                assert r.status == 200, await r.text()
+                kvs = (await r.json())["responses"][0]["get"]["kvs"]
+                assert [kv["key"] for kv in kvs] == ["k"]
             async with c.client.delete(c.url(nid, "/v1/kv/k")) as r:
                 assert r.status == 200
                 assert (await r.json())["deleted"] == 1

@@ -66,6 +66,37 @@ def test_isolated_leader_cannot_serve_linearizable_reads(tmp_path: Path) -> None
     run_async(main)
 
 
+def test_drop_to_and_delay(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with LocalCluster(tmp_path) as c:
+            leader = await c.leader()
+            cut = next(n for n in c.ids if n != leader)
+            net = c.url(leader, "/v1/debug/net")
+            async with c.client.post(net, json={"delay_ms": 150}) as r:
+                assert (await r.json())["delay_ms"] == 150
+            started = asyncio.get_running_loop().time()
+            status, _ = await c.put(leader, "slow", b"1")
+            assert status == 200
+            assert asyncio.get_running_loop().time() - started >= 0.15
+            async with c.client.post(net, json={"delay_ms": 0, "drop_to": [cut]}) as r:
+                assert (await r.json()) == {"isolate": False, "drop_to": [cut], "delay_ms": 0.0}
+            status, _ = await c.put(leader, "dropped", b"2")  # the leader and `other` commit it
+            assert status == 200
+            await asyncio.sleep(0.2)
+            code, _, _ = await c.get(cut, "dropped", "stale")
+            assert code == 404  # nothing reaches `cut`
+            async with c.client.post(net, json={"heal": True}) as r:
+                assert r.status == 200
+
+            async def caught_up() -> bool:
+                code, _, _ = await c.get(cut, "dropped", "stale")
+                return code == 200
+
+            await eventually(caught_up, what=f"{cut} to catch up after heal")
+
+    run_async(main)
+
+
 def test_debug_net_is_404_without_fault_injection(tmp_path: Path) -> None:
     async def main() -> None:
         async with LocalCluster(tmp_path, n=1, allow_fault_injection=False) as c:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -99,5 +100,23 @@ def test_data_dir_of_another_node_is_refused(tmp_path: Path) -> None:
         other = LocalCluster(tmp_path / "x", n=2).settings["n2"]
         with pytest.raises(BadRequest, match="holds node 'n1'"):
             await serve(replace(other, data_dir=settings.data_dir))
+
+    run_async(main)
+
+
+def test_shutdown_ends_open_streams_promptly(tmp_path: Path) -> None:
+    async def main() -> None:
+        c = LocalCluster(tmp_path, n=1)
+        async with c:
+            await c.leader()
+            watch = await c.client.get(c.url("n1", "/v1/watch?prefix="))
+            events = await c.client.get(c.url("n1", "/v1/events"))
+            assert watch.status == 200 and events.status == 200
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await c.stop("n1")
+            assert loop.time() - started < 2.0  # not the 15 s keep-alive nor the 3 s drain
+            assert await asyncio.wait_for(watch.read(), 5) == b""
+            assert b'"kind":"state"' in await asyncio.wait_for(events.read(), 5)
 
     run_async(main)

@@ -221,8 +221,8 @@ class RaftNode:
     def step(self, msg: Message) -> None:
         """Handle one message from a peer."""
         self._guard()
-        if msg.dst != self.id or msg.src == self.id:
-            return
+        if msg.dst != self.id or msg.src == self.id or msg.src not in self.voters:
+            return  # misrouted, or from a node outside the configuration
         if msg.term > self.term:
             if not self._accept_higher_term(msg):
                 return

@@ -82,6 +82,7 @@ class HttpApi:
         self._metrics = metrics
         self._forwarder = forwarder
         self._closing = asyncio.Event()
+        self._watches: set[asyncio.Event] = set()  # wake-ups of the open watch streams
         self._id = settings.node_id
 
     def app(self) -> web.Application:
@@ -109,6 +110,8 @@ class HttpApi:
         """End every SSE stream (watch, events) so shutdown does not wait for them."""
         self._closing.set()
         self._hub.close()
+        for wake in self._watches:
+            wake.set()
 
     # --- key-value ----------------------------------------------------------------------
 
@@ -155,9 +158,11 @@ class HttpApi:
         body = await request.read()
         txn = parse_txn(decode_json(body))
         for op in (*txn.success, *txn.failure):
-            self._check_key(op.key)
             if isinstance(op, TxnPut):
+                self._check_key(op.key)
                 self._check_value(op.value)
+            elif not op.prefix:  # a prefix may be empty: every key
+                self._check_key(op.key)
         for c in txn.compares:
             self._check_key(c.key)
         data = encode_command(txn, self._session(request))
@@ -173,26 +178,37 @@ class HttpApi:
         next_rev = kv.revision + 1 if start is None else start
         kv.events_since(next_rev, prefix)  # raises Compacted (410) before the stream starts
         resp = await sse.open_stream(request)
-        try:
-            with self._node.watcher() as wake:
-                while not self._closing.is_set() and self._node.running:
-                    wake.clear()
-                    try:
-                        events = kv.events_since(next_rev, prefix)
-                    except Compacted as e:  # the history moved on while we were behind
-                        err = {"error": "compacted", "message": str(e)}
-                        await sse.send(resp, json.dumps(err), event="error")
-                        break
-                    for ev in events:
-                        await sse.send(resp, _event_json(ev), event=ev.type.value, id=ev.revision)
-                    next_rev = max(next_rev, kv.revision + 1)
-                    try:
-                        await asyncio.wait_for(wake.wait(), sse.KEEPALIVE_S)
-                    except TimeoutError:
-                        await sse.keepalive(resp)
-        except (ConnectionError, OSError):
-            pass
+        with self._node.watcher() as wake:
+            self._watches.add(wake)
+            try:
+                await self._stream_watch(resp, wake, prefix, next_rev)
+            except (ConnectionError, OSError):
+                pass  # the client went away
+            finally:
+                self._watches.discard(wake)
         return resp
+
+    async def _stream_watch(
+        self, resp: web.StreamResponse, wake: asyncio.Event, prefix: str, next_rev: int
+    ) -> None:
+        """Send every event from next_rev on; invariant: all events < next_rev were sent."""
+        kv = self._node.kv
+        while not self._closing.is_set() and self._node.running:
+            wake.clear()  # before reading, so no change can slip between read and wait
+            seen = kv.revision  # read together with the events (no await in between)
+            try:
+                events = kv.events_since(next_rev, prefix)
+            except Compacted as e:  # the history moved on while we were behind
+                err = {"error": "compacted", "message": str(e)}
+                await sse.send(resp, json.dumps(err), event="error")
+                return
+            for ev in events:
+                await sse.send(resp, _event_json(ev), event=ev.type.value, id=ev.revision)
+            next_rev = max(next_rev, seen + 1)
+            try:
+                await asyncio.wait_for(wake.wait(), sse.KEEPALIVE_S)
+            except TimeoutError:
+                await sse.keepalive(resp)
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         resp = await sse.open_stream(request)

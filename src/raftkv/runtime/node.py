@@ -227,10 +227,8 @@ class RaftRuntime:
             self._watchers.discard(ev)
 
     def _check_running(self) -> None:
-        if self.failed is not None:
-            raise DiskError(f"node {self.id} stopped after a failure: {self.failed}")
-        if self._stopping:
-            raise NodeStopped(f"node {self.id} is shutting down")
+        if self.failed is not None or self._stopping:
+            raise self._stop_error()
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -265,8 +263,10 @@ class RaftRuntime:
             await self._flush_commit()
 
     def _stop_error(self) -> RaftkvError:
+        if isinstance(self.failed, DiskError):
+            return DiskError(f"node {self.id} stopped after a disk failure: {self.failed}")
         if self.failed is not None:
-            return DiskError(f"node {self.id} stopped: {self.failed}")
+            return NodeStopped(f"node {self.id} stopped after an internal error")
         return NodeStopped(f"node {self.id} is shutting down")
 
     async def _flush_commit(self) -> None:

@@ -182,6 +182,8 @@ def run(settings: NodeSettings, *, ready_file: Path | None = None) -> None:
             asyncio.run(serve(settings, ready_file=ready_file))
         else:
             uvloop.run(serve(settings, ready_file=ready_file))
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
+        log.info("%s: interrupted during startup", settings.node_id)
     except (RaftkvError, RuntimeError, OSError) as e:
         log.critical("%s: %s", settings.node_id, e)
         raise SystemExit(1) from e

@@ -201,6 +201,7 @@ class PeerTransport:
                 link.writer = None
                 writer.close()
             if not self._closing:
+                log.info("%s: connection to peer %s closed", self._id, link.peer)
                 link.failures = 1  # the next successful connect is logged
 
     async def _dial(self, link: _Link) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
