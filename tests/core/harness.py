@@ -47,6 +47,7 @@ class Harness:
             random.Random(f"{node}-{len(self.sent)}"),
             hard_state=disk.hard_state,
             entries=disk.entries,
+            snapshot=disk.snapshot,
         )
         self.applied[node] = []
         self.down.discard(node)
@@ -67,7 +68,7 @@ class Harness:
         while raft.has_ready():
             rd = raft.ready()
             self.readies[node].append(rd)
-            self.disks[node].persist(rd.hard_state, rd.entries)
+            self.disks[node].persist(rd.hard_state, rd.entries, rd.snapshot)
             out += [*rd.messages, *rd.messages_after_persist]
             self.applied[node] += rd.committed
             self.reads[node] += rd.read_states

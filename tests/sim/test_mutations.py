@@ -7,7 +7,7 @@ interleaving, so it is driven by the scripted scenario in raftkv.sim.scenarios.
 from __future__ import annotations
 
 from raftkv.core.config import Config
-from raftkv.core.messages import AppendEntriesResponse, RequestVote
+from raftkv.core.messages import AppendEntriesResponse, InstallSnapshot, RequestVote
 from raftkv.core.raft import RaftNode
 from raftkv.core.types import HardState
 from raftkv.sim.cluster import NodeFactory
@@ -41,6 +41,15 @@ class AcksBeforeFsync(RaftNode):
 
     def _reply_append(self, leader: str, success: bool, index: int) -> None:
         self._send(AppendEntriesResponse(self.term, self.id, leader, success, index))
+
+
+class DropsSnapshotData(RaftNode):
+    """A follower takes the leader's snapshot as its log start but never restores the state
+    machine from it."""
+
+    def _on_install_snapshot(self, msg: InstallSnapshot) -> None:
+        super()._on_install_snapshot(msg)
+        self._received_snapshot = None
 
 
 class NeverCampaigns(RaftNode):
@@ -103,6 +112,12 @@ def test_sending_a_vote_that_is_not_durable_is_caught_at_once() -> None:
 def test_acknowledging_before_fsync_is_caught() -> None:
     violations = first_caught(AcksBeforeFsync, SimSettings(nodes=3), range(5))
     assert any("durability" in v for v in violations), violations
+
+
+def test_losing_an_installed_snapshot_is_caught() -> None:
+    settings = SimSettings(nodes=5, compact_every=10)
+    violations = first_caught(DropsSnapshotData, settings, range(10))
+    assert violations, "a replica that skips a snapshot must diverge visibly"
 
 
 def test_liveness_check_fails_when_nobody_campaigns() -> None:

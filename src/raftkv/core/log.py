@@ -143,6 +143,26 @@ class RaftLog:
         if self.term(index) == term and index > self.stable:
             self.stable = index
 
+    def compact_to(self, index: int, term: int) -> None:
+        """Drop entries through index (covered by a snapshot at (index, term))."""
+        if not self.snapshot_index <= index <= self.applied:
+            raise LogInvariantError(f"compact to {index} outside [{self.snapshot_index}, applied]")
+        if self.term(index) != term:
+            raise LogInvariantError(
+                f"compact to ({index}, {term}) but the log has {self.term(index)}"
+            )
+        del self.entries[: index - self.snapshot_index]
+        self.snapshot_index, self.snapshot_term = index, term
+        self.stable = max(self.stable, index)
+
+    def reset_to_snapshot(self, index: int, term: int) -> None:
+        """Replace the whole log by a snapshot from the leader (nothing of ours matches it)."""
+        if index <= self.committed:
+            raise LogInvariantError(f"snapshot {index} is not beyond commit {self.committed}")
+        self.entries = []
+        self.snapshot_index, self.snapshot_term = index, term
+        self.committed = self.applied = self.stable = index
+
     def applied_to(self, index: int) -> None:
         if not self.applied <= index <= self.committed:
             raise LogInvariantError(f"applied {index} outside [{self.applied}, {self.committed}]")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 class ProgressState(enum.Enum):
     PROBE = "probe"
     REPLICATE = "replicate"
+    SNAPSHOT = "snapshot"  # the entries it needs were compacted: a snapshot is on its way
 
 
 @dataclass(slots=True)
@@ -30,6 +31,9 @@ class Progress:
     recent_active: bool = False
     # The highest ReadIndex/heartbeat round this follower acknowledged.
     acked_round: int = 0
+    # In SNAPSHOT: the index of the snapshot sent, and the leader tick it was sent at.
+    pending_snapshot: int = 0
+    snapshot_sent_tick: int = 0
 
     def become_probe(self) -> None:
         self.state = ProgressState.PROBE
@@ -43,7 +47,16 @@ class Progress:
         self.probe_sent = False
         self.inflight.clear()
 
+    def become_snapshot(self, index: int, tick: int) -> None:
+        self.state = ProgressState.SNAPSHOT
+        self.pending_snapshot = index
+        self.snapshot_sent_tick = tick
+        self.probe_sent = False
+        self.inflight.clear()
+
     def is_paused(self, max_inflight: int) -> bool:
+        if self.state is ProgressState.SNAPSHOT:
+            return True
         if self.state is ProgressState.PROBE:
             return self.probe_sent
         return len(self.inflight) >= max_inflight
@@ -76,6 +89,8 @@ class Progress:
                 return False
             self.next = self.match + 1
             return True
+        if self.state is ProgressState.SNAPSHOT:
+            return False  # only the snapshot's own acknowledgement moves us on
         if self.next - 1 != rejected:
             return False
         self.next = max(min(rejected, hint + 1), self.match + 1)

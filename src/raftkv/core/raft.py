@@ -39,6 +39,7 @@ from raftkv.core.types import (
     NodeId,
     ReadState,
     Role,
+    Snapshot,
     SoftState,
     TraceEvent,
 )
@@ -83,6 +84,7 @@ class RaftNode:
         *,
         hard_state: HardState | None = None,
         entries: Iterable[Entry] = (),
+        snapshot: Snapshot | None = None,
         snapshot_index: int = 0,
         snapshot_term: int = 0,
         applied: int = 0,
@@ -95,6 +97,12 @@ class RaftNode:
         self.config = config
         self._rng = rng
         hs = hard_state or HardState()
+        # The latest state machine snapshot: the log starts after it, and followers that need
+        # compacted entries are sent it.
+        self._snapshot = snapshot
+        if snapshot is not None:
+            snapshot_index, snapshot_term = snapshot.index, snapshot.term
+            applied = max(applied, snapshot.index)
         self.term = hs.term
         self.vote = hs.vote
         self.log = RaftLog(
@@ -131,6 +139,7 @@ class RaftNode:
         self._prev_hard = HardState(self.term, self.vote, self.log.committed)
         self._prev_soft = SoftState(None, Role.FOLLOWER)
         self._outstanding: Ready | None = None
+        self._received_snapshot: Snapshot | None = None  # to hand out in the next Ready
         self._reset_election_timer()
 
     # === public API =========================================================================
@@ -218,6 +227,17 @@ class RaftNode:
         else:
             self._send_append(target, send_if_empty=True)
 
+    def compact(self, snapshot: Snapshot) -> None:
+        """The shell took (and made durable) a state machine snapshot at snapshot.index, which
+        must be applied already: drop the log up to it and send it to followers that lag."""
+        self._guard()
+        self.log.compact_to(snapshot.index, snapshot.term)
+        self._snapshot = snapshot
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self._snapshot
+
     def step(self, msg: Message) -> None:
         """Handle one message from a peer."""
         self._guard()
@@ -246,7 +266,7 @@ class RaftNode:
                 if self.role is not Role.LEADER:
                     self.campaign(transfer=True)
             case InstallSnapshot():
-                pass  # snapshot install arrives with membership/compaction support
+                self._on_install_snapshot(msg)
 
     def has_ready(self) -> bool:
         return bool(
@@ -257,6 +277,7 @@ class RaftNode:
             or self._reads_unsent
             or self.log.unstable()
             or self.log.committed > self.log.applied
+            or self._received_snapshot is not None
             or self._hard_state() != self._prev_hard
             or self._soft_state() != self._prev_soft
         )
@@ -285,7 +306,9 @@ class RaftNode:
             read_states=tuple(self._read_states),
             soft_state=soft if soft != self._prev_soft else None,
             events=tuple(self._events),
+            snapshot=self._received_snapshot,
         )
+        self._received_snapshot = None
         self._msgs, self._msgs_after_persist = [], []
         self._read_states, self._events = [], []
         self._prev_hard, self._prev_soft = hard, soft
@@ -521,7 +544,7 @@ class RaftNode:
         prev = pr.next - 1
         prev_term = self.log.term(prev)
         if prev_term is None:
-            return False  # compacted away: needs a snapshot (membership/compaction support)
+            return self._send_snapshot(peer, pr)
         entries = self.log.slice(
             pr.next, pr.next + self.config.max_batch_entries, self.config.max_batch_bytes
         )
@@ -533,6 +556,17 @@ class RaftNode:
             )
         )
         pr.sent(prev + len(entries), len(entries))
+        return True
+
+    def _send_snapshot(self, peer: NodeId, pr: Progress) -> bool:
+        """The entries peer needs are compacted: send our latest snapshot instead."""
+        snap = self._snapshot
+        if snap is None:
+            raise AssertionError("log compacted without a snapshot")
+        self._send(
+            InstallSnapshot(self.term, self.id, peer, snap.index, snap.term, snap.voters, snap.data)
+        )
+        pr.become_snapshot(snap.index, self._ticks)
         return True
 
     def _broadcast_append(self) -> None:
@@ -555,7 +589,9 @@ class RaftNode:
                 self._send_append(msg.src, send_if_empty=True)
             return
         if pr.maybe_update(msg.index):
-            if pr.state is ProgressState.PROBE:
+            if pr.state is ProgressState.PROBE or (
+                pr.state is ProgressState.SNAPSHOT and pr.match >= pr.pending_snapshot
+            ):
                 pr.become_replicate()
             if self._maybe_commit():
                 self._broadcast_append()
@@ -627,7 +663,10 @@ class RaftNode:
         pr = self.progress[msg.src]
         pr.recent_active = True
         pr.probe_sent = False
-        if (
+        if pr.state is ProgressState.SNAPSHOT:
+            if self._ticks - pr.snapshot_sent_tick >= self.config.election_ticks:
+                pr.become_probe()  # the snapshot (or its ack) was probably lost: start over
+        elif (
             pr.state is ProgressState.REPLICATE
             and pr.inflight
             and pr.is_paused(self.config.max_inflight)
@@ -711,6 +750,22 @@ class RaftNode:
         if self.log.commit_to(min(msg.commit, last_new)):
             self._event(EventKind.COMMITTED, index=self.log.committed)
         self._reply_append(msg.src, True, last_new)
+
+    def _on_install_snapshot(self, msg: InstallSnapshot) -> None:
+        self._follow(msg.src)
+        if msg.index <= self.log.committed:
+            self._reply_append(msg.src, True, self.log.committed)  # nothing new in it
+            return
+        if self.log.match_term(msg.index, msg.snapshot_term):
+            # Our log already holds the snapshot's last entry: just commit up to it.
+            self.log.commit_to(msg.index)
+            self._event(EventKind.COMMITTED, index=msg.index)
+        else:
+            self.log.reset_to_snapshot(msg.index, msg.snapshot_term)
+            self._snapshot = Snapshot(msg.index, msg.snapshot_term, msg.data, msg.voters)
+            self._received_snapshot = self._snapshot
+            self._event(EventKind.SNAPSHOT_INSTALLED, index=msg.index)
+        self._reply_append(msg.src, True, msg.index)
 
     def _reply_append(self, leader: NodeId, success: bool, index: int) -> None:
         self._send(

@@ -76,6 +76,7 @@ class EventKind(enum.Enum):
     QUORUM_LOST = "quorum_lost"
     READ_CONFIRMED = "read_confirmed"
     TRANSFER_STARTED = "transfer_started"
+    SNAPSHOT_INSTALLED = "snapshot_installed"
 
 
 @dataclass(frozen=True, slots=True)

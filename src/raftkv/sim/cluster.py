@@ -19,7 +19,7 @@ from raftkv.core.config import Config
 from raftkv.core.messages import Message
 from raftkv.core.raft import RaftNode
 from raftkv.core.ready import Ready
-from raftkv.core.types import EntryKind, EventKind, HardState, NodeId, Role
+from raftkv.core.types import EntryKind, EventKind, HardState, NodeId, Role, Snapshot
 from raftkv.errors import CallerError
 from raftkv.kv.commands import Cas, Put, encode_command
 from raftkv.kv.store import KvStore
@@ -72,6 +72,7 @@ class Simulation:
         lease_reads: bool = True,
         clock_drift: float = 0.05,
         check_promises: bool = True,
+        compact_every: int = 0,
     ) -> None:
         self.seed = seed
         self.now = 0.0
@@ -90,6 +91,7 @@ class Simulation:
         self.checker = SafetyChecker(nodes, check_promises=check_promises)
         self.config = raft_config
         self.tick_ms = tick_ms
+        self.compact_every = compact_every  # 0: never compact
         self.fsync_ms = fsync_ms
         self._factory = node_factory
         self._clients_until = 0.0
@@ -140,6 +142,7 @@ class Simulation:
     def _start(self, node: SimNode) -> None:
         node.incarnation += 1
         hs = node.disk.hard_state
+        snap = node.disk.snapshot
         node.raft = self._factory(
             node.id,
             self.ids,
@@ -147,8 +150,11 @@ class Simulation:
             random.Random(f"node-{self.seed}-{node.id}-{node.incarnation}"),
             hard_state=hs,
             entries=node.disk.entries,
+            snapshot=snap,
         )
-        node.kv = KvStore()
+        node.kv = KvStore.restore(snap.data) if snap is not None else KvStore()
+        if snap is not None:
+            self.checker.on_snapshot(node.id, snap.index)
         incarnation = node.incarnation
         first = self.now + self._rng.uniform(0, self.tick_ms)
         self.at(first, lambda: self._tick(node, incarnation))
@@ -230,8 +236,11 @@ class Simulation:
     def _finish(self, node: SimNode, raft: RaftNode, rd: Ready) -> None:
         """Persist, send, apply, advance: the fixed Ready order."""
         if rd.must_persist():
-            node.disk.persist(rd.hard_state, rd.entries)
+            node.disk.persist(rd.hard_state, rd.entries, rd.snapshot)
         self._send_all(node, rd.messages_after_persist)
+        if rd.snapshot is not None:
+            node.kv = KvStore.restore(rd.snapshot.data)
+            self.checker.on_snapshot(node.id, rd.snapshot.index)
         kv = node.kv
         assert kv is not None
         for entry in rd.committed:
@@ -272,6 +281,21 @@ class Simulation:
         raft.advance(rd)
         node.inflight = None
         self._serve_reads(node)
+        self._maybe_compact(node, raft, kv)
+
+    def _maybe_compact(self, node: SimNode, raft: RaftNode, kv: KvStore) -> None:
+        """Snapshot the state machine and drop the log behind it every compact_every entries."""
+        if (
+            not self.compact_every
+            or raft.log.applied - raft.log.snapshot_index < self.compact_every
+        ):
+            return
+        index = raft.log.applied
+        term = raft.log.term(index)
+        assert term is not None and kv.applied_index == index
+        snap = Snapshot(index, term, kv.snapshot(), raft.voters)
+        node.disk.install(snap)  # tmp + fsync + rename: durable before the log drops it
+        raft.compact(snap)
 
     def _serve_reads(self, node: SimNode) -> None:
         kv = node.kv

@@ -30,7 +30,7 @@ class _Seen:
     commit: int = 0
     applied: int = 0
     leader_term: int = 0
-    leader_len: int = 0  # log length and last entry when last seen leading leader_term
+    leader_len: int = 0  # last index and entry when last seen leading leader_term
     leader_last: Entry | None = None
 
 
@@ -75,6 +75,11 @@ class SafetyChecker:
             case _:
                 pass
 
+    def on_snapshot(self, node: NodeId, index: int) -> None:
+        """The node's state machine jumped to a snapshot at index (restart or install)."""
+        seen = self._seen.setdefault(node, _Seen())
+        seen.applied = index
+
     def on_apply(self, node: NodeId, entry: Entry) -> None:
         prior = self._applied.setdefault(entry.index, entry)
         if prior != entry:
@@ -102,10 +107,11 @@ class SafetyChecker:
         log = raft.log
         last = log.last_index()
         if seen.checked_upto > last or (
-            seen.last_checked is not None and log.entry(seen.checked_upto) != seen.last_checked
+            seen.checked_upto > log.snapshot_index
+            and log.entry(seen.checked_upto) != seen.last_checked
         ):
             seen.checked_upto = 0  # the log was truncated: recheck from the start
-        for index in range(seen.checked_upto + 1, last + 1):
+        for index in range(max(seen.checked_upto, log.snapshot_index) + 1, last + 1):
             entry = log.entry(index)
             prev_term = log.term(index - 1) or 0
             canon = self._canon.setdefault((index, entry.term), (prev_term, entry.data))
@@ -115,7 +121,7 @@ class SafetyChecker:
                     f"different predecessor term or data than another node"
                 )
         seen.checked_upto = last
-        seen.last_checked = log.entry(last) if last else None
+        seen.last_checked = log.entry(last) if last > log.snapshot_index else None
 
     def _check_marks(self, nid: NodeId, raft: RaftNode, seen: _Seen) -> None:
         if raft.log.committed < seen.commit:
@@ -126,28 +132,32 @@ class SafetyChecker:
         holder = self._leaders.setdefault(raft.term, nid)
         if holder != nid:
             self.fail(f"election safety: {holder} and {nid} both led term {raft.term}")
-        entries = raft.log.entries
+        log = raft.log
         if seen.leader_term == raft.term:
             n = seen.leader_len
-            if len(entries) < n or (n and entries[n - 1] != seen.leader_last):
+            if log.last_index() < n or (
+                n > log.snapshot_index and log.entry(n) != seen.leader_last
+            ):
                 self.fail(f"leader append-only: {nid} rewrote its log in term {raft.term}")
         else:
             # Newly elected: its log must contain every entry committed so far.
             for index, entry in self._committed.items():
-                if raft.log.term(index) != entry.term:
+                if index > raft.log.snapshot_index and raft.log.term(index) != entry.term:
                     self.fail(
                         f"leader completeness: {nid} leads term {raft.term} without committed "
                         f"entry {index} (term {entry.term})"
                     )
                     break
         seen.leader_term = raft.term
-        seen.leader_len = len(entries)
-        seen.leader_last = entries[-1] if entries else None
+        seen.leader_len = log.last_index()
+        seen.leader_last = (
+            log.entry(seen.leader_len) if seen.leader_len > log.snapshot_index else None
+        )
 
     def _check_commits(self, nid: NodeId, raft: RaftNode, disks: Mapping[NodeId, SimDisk]) -> None:
         """Record newly committed entries; every node's committed prefix must agree."""
         log = raft.log
-        for index in range(log.committed, 0, -1):
+        for index in range(log.committed, log.snapshot_index, -1):
             entry = log.entry(index)
             known = self._committed.get(index)
             if known is not None:

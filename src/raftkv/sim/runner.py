@@ -35,6 +35,9 @@ class SimSettings:
     # Check at every send that promises (votes, acks) are durable. Off only to show that the
     # end-to-end checks also catch what a broken promise leads to.
     check_promises: bool = True
+    # Snapshot and compact the log every N applied entries (0: never). With vary_config, each
+    # seed draws its own N, so snapshot install to lagging followers is exercised too.
+    compact_every: int = 0
 
 
 @dataclass(slots=True)
@@ -65,6 +68,7 @@ def run_seed(
 ) -> SeedResult:
     faults = schedule(random.Random(f"faults-{seed}"), settings.faults, settings.fault_ms)
     config = settings.raft
+    compact_every = settings.compact_every
     if settings.vary_config:
         rng = random.Random(f"config-{seed}")
         config = dataclasses.replace(
@@ -75,6 +79,7 @@ def run_seed(
             check_quorum=rng.random() < 0.75,
             election_jitter_ticks=rng.choice((1, 3, 0, 0)),
         )
+        compact_every = compact_every or rng.choice((0, 0, 10, 40, 150))
     sim = Simulation(
         seed,
         nodes=settings.nodes,
@@ -84,6 +89,7 @@ def run_seed(
         node_factory=node_factory,
         lease_reads=settings.lease_reads and config.check_quorum,
         check_promises=settings.check_promises,
+        compact_every=compact_every,
     )
     if trace:
         sim.trace = []
