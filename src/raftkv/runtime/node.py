@@ -41,6 +41,7 @@ from raftkv.errors import (
 )
 from raftkv.kv.results import Result
 from raftkv.kv.store import KvStore
+from raftkv.runtime.clock import TickClock
 from raftkv.runtime.events import EntryDescriber, EventHub
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.storage import LogStorage
@@ -61,9 +62,10 @@ WriteFuture = asyncio.Future[tuple[Result, int]]
 class Inbox:
     """Inputs waiting for the next cycle. Only appended to from the event loop's thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: TickClock | None = None) -> None:
         self.messages: list[Message] = []
-        self.ticks = 0
+        self.ticks = 0  # ticks added by hand; with a clock, elapsed time decides instead
+        self.clock = clock
         self.proposals: list[tuple[bytes, WriteFuture]] = []
         self.reads: list[tuple[int, bool]] = []  # (ctx, lease)
         self.transfers: list[tuple[NodeId, asyncio.Future[NodeId]]] = []
@@ -280,14 +282,17 @@ class RaftRuntime:
 
     def _step_inputs(self) -> None:
         raft, inbox = self._raft, self._inbox
+        # Time first: after a stall every missed tick lands before any message or request
+        # is handled, so an expired lease or a lost quorum is noticed before serving anything.
+        ticks, inbox.ticks = inbox.ticks, 0
+        if inbox.clock is not None:
+            ticks = inbox.clock.take()
+        for _ in range(ticks):
+            raft.tick()
         if inbox.messages:
             msgs, inbox.messages = inbox.messages, []
             for msg in msgs:
                 raft.step(msg)
-        if inbox.ticks:
-            ticks, inbox.ticks = inbox.ticks, 0
-            for _ in range(ticks):
-                raft.tick()
         if inbox.proposals:
             props, inbox.proposals = inbox.proposals, []
             self._propose(raft, [(d, f) for d, f in props if not f.done()])

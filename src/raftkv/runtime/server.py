@@ -27,6 +27,7 @@ from raftkv.core.config import Config
 from raftkv.core.raft import RaftNode
 from raftkv.errors import BadRequest, DiskError, RaftkvError
 from raftkv.kv.store import KvStore
+from raftkv.runtime.clock import TickClock
 from raftkv.runtime.events import EventHub
 from raftkv.runtime.faults import NetFaults
 from raftkv.runtime.forward import Forwarder
@@ -72,7 +73,8 @@ class NodeServer:
             log.warning("%s: %s", sid, recovered.torn_tail)
         kv, raft = _restore(settings, recovered)
 
-        inbox, hub, metrics, faults = Inbox(), EventHub(sid), NodeMetrics(), NetFaults()
+        inbox = Inbox(TickClock(settings.tick_seconds))
+        hub, metrics, faults = EventHub(sid), NodeMetrics(), NetFaults()
         transport = PeerTransport(settings, inbox.add_messages, faults, hub, metrics)
         node = RaftRuntime(
             raft, kv, storage, inbox=inbox, send=transport.send, hub=hub, metrics=metrics
@@ -269,7 +271,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 async def _ticker(inbox: Inbox, period: float) -> None:
-    """One tick every period seconds, on a fixed schedule (no drift; no burst after a stall)."""
+    """Wake the Ready loop every tick period; how many ticks passed is the TickClock's call."""
     loop = asyncio.get_running_loop()
     due = loop.time()
     while True:
