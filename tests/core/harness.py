@@ -38,6 +38,17 @@ class Harness:
         for i in self.ids:
             self.restart(i)
 
+    def add_node(self, node: NodeId) -> RaftNode:
+        """A new, empty process that knows the current voters and that it is a learner."""
+        self.ids = (*self.ids, node)
+        self.disks[node] = SimDisk()
+        self.applied[node], self.reads[node], self.readies[node] = [], [], []
+        voters = next(iter(self.nodes.values())).voters
+        self.nodes[node] = self.node_class(
+            node, voters, self.config, random.Random(node), learners=(node,)
+        )
+        return self.nodes[node]
+
     def restart(self, node: NodeId) -> RaftNode:
         disk = self.disks[node]
         self.nodes[node] = self.node_class(

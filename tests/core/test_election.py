@@ -7,7 +7,12 @@ import random
 import pytest
 
 from raftkv.core.config import Config
-from raftkv.core.messages import RequestVote, RequestVoteResponse
+from raftkv.core.messages import (
+    AppendEntriesResponse,
+    HeartbeatResponse,
+    RequestVote,
+    RequestVoteResponse,
+)
 from raftkv.core.raft import RaftNode
 from raftkv.core.types import Entry, HardState, Role
 from raftkv.errors import BadRequest, NotLeader
@@ -175,9 +180,10 @@ def test_node_api_is_locked_between_ready_and_advance() -> None:
     node.tick()
 
 
-def test_messages_from_outside_the_configuration_are_ignored() -> None:
+def test_responses_from_outside_the_configuration_are_ignored() -> None:
     h = Harness()
     a = h.elect("a")
-    a.step(RequestVote(9, "stranger", "a", 100, 9))
-    assert a.term == 1 and a.role is Role.LEADER
+    a.step(AppendEntriesResponse(1, "stranger", "a", True, 100))
+    a.step(HeartbeatResponse(1, "stranger", "a", 5))
+    assert a.role is Role.LEADER and "stranger" not in a.progress
     assert not a.has_ready()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from raftkv.sim.faults import parse_faults
 from raftkv.sim.runner import SimSettings, run_seed
 
 FIVE = SimSettings(nodes=5)
@@ -39,3 +40,15 @@ def test_a_seed_replays_exactly() -> None:
 
 def test_different_seeds_differ() -> None:
     assert run_seed(1, FIVE).events != run_seed(2, FIVE).events
+
+
+def test_membership_churn_under_faults() -> None:
+    settings = SimSettings(nodes=5, faults=parse_faults("membership,crash,partition,loss"))
+    changes = 0
+    for seed in range(2000, 2006):
+        result = run_seed(seed, settings, trace=True)
+        assert result.violations == [], f"seed {seed}"
+        assert result.trace is not None
+        changes += sum("membership_changed" in line for line in result.trace)
+        assert any("membership remove" in line for line in result.trace), f"seed {seed}"
+    assert changes > 20, "the schedule must really change the configuration"

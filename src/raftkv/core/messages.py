@@ -83,6 +83,7 @@ class InstallSnapshot(_Base, frozen=True, tag="is"):
     snapshot_term: int
     voters: tuple[NodeId, ...]
     data: bytes
+    learners: tuple[NodeId, ...] = ()
 
 
 Message = (

@@ -18,6 +18,12 @@ from dataclasses import dataclass
 from raftkv.core import quorum
 from raftkv.core.config import Config
 from raftkv.core.log import RaftLog
+from raftkv.core.membership import (
+    ConfChange,
+    Membership,
+    decode_conf_entry,
+    encode_conf_entry,
+)
 from raftkv.core.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -88,12 +94,22 @@ class RaftNode:
         snapshot_index: int = 0,
         snapshot_term: int = 0,
         applied: int = 0,
+        learners: Iterable[NodeId] = (),
     ) -> None:
         config.validate()
         self.id = node_id
-        self.voters: tuple[NodeId, ...] = tuple(sorted(set(voters)))
-        if node_id not in self.voters:
-            raise BadRequest(f"node {node_id!r} is not among the voters {self.voters}")
+        # The configuration the log starts from (initial, or the snapshot's); CONFIG entries in
+        # the log change it from there.
+        initial = Membership.of(tuple(voters), tuple(learners))
+        if node_id not in initial.members:
+            raise BadRequest(f"node {node_id!r} is not a member of {initial.members}")
+        if snapshot is not None and snapshot.voters:
+            # The snapshot knows better; it may even exclude us (we were removed): then we
+            # only listen, and never campaign.
+            initial = Membership.of(snapshot.voters, snapshot.learners)
+        self._base_membership = initial
+        self.membership = initial
+        self._conf_index = 0  # index of the latest CONFIG entry in the log (0: none)
         self.config = config
         self._rng = rng
         hs = hard_state or HardState()
@@ -140,9 +156,48 @@ class RaftNode:
         self._prev_soft = SoftState(None, Role.FOLLOWER)
         self._outstanding: Ready | None = None
         self._received_snapshot: Snapshot | None = None  # to hand out in the next Ready
+        self._refresh_membership()
         self._reset_election_timer()
 
     # === public API =========================================================================
+
+    @property
+    def voters(self) -> tuple[NodeId, ...]:
+        return self.membership.voters
+
+    @property
+    def learners(self) -> tuple[NodeId, ...]:
+        return self.membership.learners
+
+    def membership_at(self, index: int) -> Membership:
+        """The configuration in force once the log up to index is applied (for snapshots)."""
+        for i in range(min(index, self.log.last_index()), self.log.snapshot_index, -1):
+            entry = self.log.entry(i)
+            if entry.kind is EntryKind.CONFIG:
+                return decode_conf_entry(entry.data).membership
+        return self._base_membership
+
+    def propose_conf_change(self, change: ConfChange) -> tuple[int, int]:
+        """Propose one single-server membership change. Only one may be pending at a time, and
+        only once this leader has committed an entry of its own term (dissertation 4.1)."""
+        self._guard()
+        if self.role is not Role.LEADER:
+            raise NotLeader(f"{self.id} is not the leader", self.leader)
+        if self._conf_index > self.log.committed:
+            raise ProposalDropped("another membership change is still being committed; retry")
+        if not self._committed_in_term():
+            raise ProposalDropped("the new leader has not committed an entry yet; retry")
+        if self._transferee is not None:
+            raise ProposalDropped(f"leadership transfer to {self._transferee} in progress")
+        result = self.membership.apply(change)
+        entry = Entry(
+            self.term,
+            self.log.last_index() + 1,
+            EntryKind.CONFIG,
+            encode_conf_entry(change, result),
+        )
+        self._append_as_leader([entry])
+        return entry.term, entry.index
 
     def tick(self) -> None:
         """Advance logical time by one tick."""
@@ -154,12 +209,13 @@ class RaftNode:
             self._election_elapsed += 1
             if self._election_elapsed >= self._randomized_timeout:
                 self._election_elapsed = 0
-                self.campaign()
+                if self.id in self.voters:  # learners and removed nodes never campaign
+                    self.campaign()
 
     def campaign(self, *, transfer: bool = False) -> None:
         """Start an election now (a pre-vote first, unless this is a leadership transfer)."""
         self._guard()
-        if self.role is Role.LEADER:
+        if self.role is Role.LEADER or self.id not in self.voters:
             return
         if self.config.pre_vote and not transfer:
             self._become_pre_candidate()
@@ -231,6 +287,7 @@ class RaftNode:
         """The shell took (and made durable) a state machine snapshot at snapshot.index, which
         must be applied already: drop the log up to it and send it to followers that lag."""
         self._guard()
+        self._base_membership = self.membership_at(snapshot.index)
         self.log.compact_to(snapshot.index, snapshot.term)
         self._snapshot = snapshot
 
@@ -241,8 +298,11 @@ class RaftNode:
     def step(self, msg: Message) -> None:
         """Handle one message from a peer."""
         self._guard()
-        if msg.dst != self.id or msg.src == self.id or msg.src not in self.voters:
-            return  # misrouted, or from a node outside the configuration
+        if msg.dst != self.id or msg.src == self.id:
+            return  # misrouted
+        # Messages from outside our configuration are still heard: a follower whose log holds
+        # an uncommitted change may have to follow a leader the change removes. Leader-side
+        # handlers ignore nodes without progress, and votes only count from voters.
         if msg.term > self.term:
             if not self._accept_higher_term(msg):
                 return
@@ -400,7 +460,7 @@ class RaftNode:
         self._reset()
         self._lease_disabled = False
         last = self.log.last_index()
-        for peer in self.voters:
+        for peer in self.membership.members:
             pr = Progress(match=0, next=last + 1)
             if peer == self.id:
                 pr.match = self.log.stable
@@ -460,12 +520,10 @@ class RaftNode:
             self._become_leader()
 
     def _in_lease(self) -> bool:
-        """Leader stickiness: we heard from a live leader within the minimum election timeout."""
-        return (
-            self.config.check_quorum
-            and self.leader is not None
-            and self._election_elapsed < self.config.election_ticks
-        )
+        """Leader stickiness (dissertation 4.2.3): we heard from a live leader within the minimum
+        election timeout, so a vote request now comes from a disruptive node (for example one
+        that was removed from the configuration without learning it) and is ignored."""
+        return self.leader is not None and self._election_elapsed < self.config.election_ticks
 
     def _accept_higher_term(self, msg: Message) -> bool:
         """React to a message from a higher term. False means: ignore the message."""
@@ -529,12 +587,16 @@ class RaftNode:
     def _append_as_leader(self, entries: list[Entry]) -> None:
         self.log.append(entries)  # counted for commit only once persisted (advance)
         self._event(EventKind.APPENDED, index=entries[-1].index, detail=str(len(entries)))
-        for peer in self.voters:
+        if any(e.kind is EntryKind.CONFIG for e in entries):
+            self._refresh_membership()
+        for peer in list(self.progress):
             if peer != self.id:
                 self._send_append(peer, send_if_empty=False)
 
     def _self_progress_update(self) -> None:
-        self.progress[self.id].maybe_update(self.log.stable)
+        own = self.progress.get(self.id)
+        if own is not None:
+            own.maybe_update(self.log.stable)
         self._maybe_commit()
 
     def _send_append(self, peer: NodeId, *, send_if_empty: bool) -> bool:
@@ -564,20 +626,29 @@ class RaftNode:
         if snap is None:
             raise AssertionError("log compacted without a snapshot")
         self._send(
-            InstallSnapshot(self.term, self.id, peer, snap.index, snap.term, snap.voters, snap.data)
+            InstallSnapshot(
+                self.term,
+                self.id,
+                peer,
+                snap.index,
+                snap.term,
+                snap.voters,
+                snap.data,
+                snap.learners,
+            )
         )
         pr.become_snapshot(snap.index, self._ticks)
         return True
 
     def _broadcast_append(self) -> None:
-        for peer in self.voters:
+        for peer in list(self.progress):
             if peer != self.id:
                 self._send_append(peer, send_if_empty=True)
 
     def _on_append_response(self, msg: AppendEntriesResponse) -> None:
-        if self.role is not Role.LEADER:
+        pr = self.progress.get(msg.src)
+        if self.role is not Role.LEADER or pr is None:
             return
-        pr = self.progress[msg.src]
         pr.recent_active = True
         if not msg.success:
             hint = msg.hint_index
@@ -594,6 +665,8 @@ class RaftNode:
             ):
                 pr.become_replicate()
             if self._maybe_commit():
+                if self.role is not Role.LEADER:
+                    return  # we committed our own removal and stepped down
                 self._broadcast_append()
             while self._send_append(msg.src, send_if_empty=False):
                 pass
@@ -610,6 +683,10 @@ class RaftNode:
         self._event(EventKind.COMMITTED, index=index)
         if first_in_term:
             self._release_reads_waiting_for_commit()
+        if self.id not in self.voters and self.log.committed >= self._conf_index:
+            # Our own removal is committed: hand over by stepping down (dissertation 4.2.2).
+            self._broadcast_append()
+            self._become_follower(self.term, None)
         return True
 
     def _committed_in_term(self) -> bool:
@@ -648,7 +725,8 @@ class RaftNode:
             if read.round == 0:
                 read.round = self._round
         self._reads_unsent = False
-        self.progress[self.id].acked_round = self._round
+        if self.id in self.progress:
+            self.progress[self.id].acked_round = self._round
         for peer, pr in self.progress.items():
             if peer == self.id:
                 continue
@@ -658,9 +736,9 @@ class RaftNode:
             self._on_round_acked()
 
     def _on_heartbeat_response(self, msg: HeartbeatResponse) -> None:
-        if self.role is not Role.LEADER:
+        pr = self.progress.get(msg.src)
+        if self.role is not Role.LEADER or pr is None:
             return
-        pr = self.progress[msg.src]
         pr.recent_active = True
         pr.probe_sent = False
         if pr.state is ProgressState.SNAPSHOT:
@@ -745,6 +823,10 @@ class RaftNode:
         last_new, truncated_from = self.log.maybe_append(msg.prev_log_index, msg.entries)
         if truncated_from is not None:
             self._event(EventKind.TRUNCATED, index=truncated_from)
+        if (truncated_from is not None and truncated_from <= self._conf_index) or any(
+            e.kind is EntryKind.CONFIG for e in msg.entries
+        ):
+            self._refresh_membership()
         if msg.entries:
             self._event(EventKind.APPENDED, index=last_new, detail=str(len(msg.entries)))
         if self.log.commit_to(min(msg.commit, last_new)):
@@ -762,7 +844,12 @@ class RaftNode:
             self._event(EventKind.COMMITTED, index=msg.index)
         else:
             self.log.reset_to_snapshot(msg.index, msg.snapshot_term)
-            self._snapshot = Snapshot(msg.index, msg.snapshot_term, msg.data, msg.voters)
+            self._snapshot = Snapshot(
+                msg.index, msg.snapshot_term, msg.data, msg.voters, msg.learners
+            )
+            if msg.voters:
+                self._base_membership = Membership.of(msg.voters, msg.learners)
+            self._refresh_membership()
             self._received_snapshot = self._snapshot
             self._event(EventKind.SNAPSHOT_INSTALLED, index=msg.index)
         self._reply_append(msg.src, True, msg.index)
@@ -784,6 +871,29 @@ class RaftNode:
             self._become_follower(self.term, leader)
         self.leader = leader
         self._election_elapsed = 0
+
+    # === membership =========================================================================
+
+    def _refresh_membership(self) -> None:
+        """The log's configuration entries changed: find the latest one (rare: a full scan)."""
+        conf_index, membership = 0, self._base_membership
+        for i in range(self.log.last_index(), self.log.snapshot_index, -1):
+            entry = self.log.entry(i)
+            if entry.kind is EntryKind.CONFIG:
+                conf_index, membership = i, decode_conf_entry(entry.data).membership
+                break
+        self._conf_index = conf_index
+        if membership == self.membership:
+            return
+        self.membership = membership
+        self._event(EventKind.MEMBERSHIP_CHANGED, detail=f"voters {','.join(membership.voters)}")
+        if self.role is Role.LEADER:
+            last = self.log.last_index()
+            for peer in membership.members:
+                if peer not in self.progress:
+                    self.progress[peer] = Progress(match=0, next=last + 1)
+            for peer in [p for p in self.progress if p not in membership.members]:
+                del self.progress[peer]
 
     # === plumbing ===========================================================================
 

@@ -77,6 +77,7 @@ class EventKind(enum.Enum):
     READ_CONFIRMED = "read_confirmed"
     TRANSFER_STARTED = "transfer_started"
     SNAPSHOT_INSTALLED = "snapshot_installed"
+    MEMBERSHIP_CHANGED = "membership_changed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,3 +98,4 @@ class Snapshot:
     term: int
     data: bytes
     voters: tuple[NodeId, ...] = ()
+    learners: tuple[NodeId, ...] = ()

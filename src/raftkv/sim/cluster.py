@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from raftkv.core.config import Config
+from raftkv.core.membership import ConfChange, ConfChangeKind
 from raftkv.core.messages import Message
 from raftkv.core.raft import RaftNode
 from raftkv.core.ready import Ready
@@ -293,7 +294,8 @@ class Simulation:
         index = raft.log.applied
         term = raft.log.term(index)
         assert term is not None and kv.applied_index == index
-        snap = Snapshot(index, term, kv.snapshot(), raft.voters)
+        members = raft.membership_at(index)
+        snap = Snapshot(index, term, kv.snapshot(), members.voters, members.learners)
         node.disk.install(snap)  # tmp + fsync + rename: durable before the log drops it
         raft.compact(snap)
 
@@ -356,8 +358,10 @@ class Simulation:
             raise AssertionError(f"{nid} is down")
         return node.raft
 
-    def campaign(self, nid: NodeId) -> None:
-        self._when_idle(nid).campaign()
+    def campaign(self, nid: NodeId, *, force: bool = False) -> None:
+        """Start an election on nid; force makes it a transfer-style election that voters do
+        not ignore for leader stickiness (as after TimeoutNow)."""
+        self._when_idle(nid).campaign(transfer=force)
         self._run(self.nodes[nid])
 
     def propose(self, nid: NodeId, data: bytes) -> None:
@@ -449,6 +453,8 @@ class Simulation:
                 self.at(fault.start, lambda: self._crash_fault(fault))
             case FaultKind.PAUSE:
                 self.at(fault.start, lambda: self._pause(fault))
+            case FaultKind.MEMBERSHIP:
+                self.at(fault.start, lambda: self._change_membership(fault))
             case FaultKind.CRASH_POINT:
                 self.at(fault.start, lambda: self._crash_points.append(fault))
                 self.at(fault.end, lambda: self._crash_points.remove(fault))
@@ -473,6 +479,32 @@ class Simulation:
         if rd.entries and rd.soft_state is None and rd.messages:
             return min(1.0, rate * 3)
         return rate
+
+    def _change_membership(self, fault: Fault) -> None:
+        """One single-server step towards churn: re-add a removed node as a learner, promote a
+        caught-up learner, or remove a voter (sometimes the leader) while more than 3 remain."""
+        lead = self.leader()
+        if lead is None or lead.raft is None or lead.inflight is not None:
+            return
+        raft = lead.raft
+        outsiders = [n for n in self.ids if n not in raft.membership.members]
+        ready = [n for n in raft.learners if raft.progress[n].match >= raft.log.committed]
+        if outsiders:
+            change = ConfChange(ConfChangeKind.ADD_LEARNER, self._rng.choice(outsiders))
+        elif ready:
+            change = ConfChange(ConfChangeKind.PROMOTE, self._rng.choice(ready))
+        elif len(raft.voters) > 3:
+            victim = lead.id if fault.target_leader else self._rng.choice(raft.voters)
+            change = ConfChange(ConfChangeKind.REMOVE, victim)
+        else:
+            return
+        try:
+            raft.propose_conf_change(change)
+        except CallerError as e:
+            self.log(f"membership {change.kind.value} {change.node} refused: {e}")
+            return
+        self.log(f"membership {change.kind.value} {change.node} proposed on {lead.id}")
+        self._run(lead)
 
     def _pause(self, fault: Fault) -> None:
         node = self._pick(fault.target_leader)

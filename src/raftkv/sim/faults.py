@@ -18,6 +18,7 @@ class FaultKind(enum.Enum):
     CRASH = "crash"  # kill a node (often the leader), losing unsynced writes; restart later
     PAUSE = "pause"  # freeze a node (GC pause, SIGSTOP); it resumes with a backlog of input
     CRASH_POINT = "crash-point"  # crash nodes right after a persist, restart them quickly
+    MEMBERSHIP = "membership"  # remove a voter (maybe the leader), add it back, promote it
 
 
 ALL_FAULTS = frozenset(FaultKind)
@@ -84,6 +85,10 @@ def schedule(rng: random.Random, kinds: frozenset[FaultKind], until: float) -> l
         }.get(kind, 0.0)
         faults.append(Fault(kind, t, end, shape, rate))
         t = end + rng.uniform(50.0, 400.0)
+    t = rng.uniform(100.0, 500.0)
+    while FaultKind.MEMBERSHIP in kinds and t < until:
+        faults.append(Fault(FaultKind.MEMBERSHIP, t, t, target_leader=rng.random() < 0.2))
+        t += rng.uniform(100.0, 500.0)
     process = [k for k in (FaultKind.CRASH, FaultKind.PAUSE, FaultKind.CRASH_POINT) if k in kinds]
     t = rng.uniform(100.0, 600.0)
     while process and t < until:

@@ -168,9 +168,10 @@ class SafetyChecker:
                     )
                 break
             self._committed[index] = entry
-            on_disk = sum(1 for d in disks.values() if d.has(index, entry.term))
-            if on_disk * 2 <= self.voters:
+            voters = raft.voters  # the configuration that counted this commit
+            on_disk = sum(1 for v in voters if disks[v].has(index, entry.term))
+            if on_disk * 2 <= len(voters):
                 self.fail(
                     f"durability: {nid} committed index {index} (term {entry.term}) held on "
-                    f"only {on_disk} of {self.voters} disks"
+                    f"only {on_disk} of the {len(voters)} voters' disks"
                 )

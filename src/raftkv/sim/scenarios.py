@@ -46,7 +46,7 @@ def figure8(node_factory: NodeFactory = RaftNode) -> list[str]:
     def elect(nid: str) -> None:
         """Campaign until elected (a first try may lose to a vote cast in the same term)."""
         for _ in range(3):
-            sim.campaign(nid)
+            sim.campaign(nid, force=True)  # the script decides when elections happen
             if sim.run_until_true(lambda: leads(nid), sim.now + 100.0):
                 return
         raise AssertionError(f"figure 8 script stalled: {nid} not elected")

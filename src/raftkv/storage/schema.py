@@ -50,6 +50,7 @@ class SnapshotBody(msgspec.Struct, frozen=True, array_like=True):
     term: int
     voters: list[str]
     data: bytes
+    learners: list[str] = []  # added after format 1 shipped: older files decode with none
 
 
 ENCODER = msgspec.msgpack.Encoder()

@@ -31,7 +31,12 @@ def snapshot_name(index: int) -> str:
 
 def encode_snapshot(snapshot: Snapshot) -> bytes:
     body = SnapshotBody(
-        FORMAT_VERSION, snapshot.index, snapshot.term, list(snapshot.voters), snapshot.data
+        FORMAT_VERSION,
+        snapshot.index,
+        snapshot.term,
+        list(snapshot.voters),
+        snapshot.data,
+        list(snapshot.learners),
     )
     return MAGIC + frame(RecordType.SNAPSHOT_FILE, ENCODER.encode(body))
 
@@ -59,7 +64,7 @@ def read_snapshot(path: Path) -> Snapshot:
     match = _NAME.match(path.name)
     if match is None or int(match.group(1)) != body.index:
         raise CorruptionError(f"{path.name}: holds index {body.index}", where, len(MAGIC))
-    return Snapshot(body.index, body.term, body.data, tuple(body.voters))
+    return Snapshot(body.index, body.term, body.data, tuple(body.voters), tuple(body.learners))
 
 
 class SnapshotStore:
