@@ -28,6 +28,8 @@ class ConfChangeKind(enum.Enum):
 class ConfChange(msgspec.Struct, frozen=True, array_like=True):
     kind: ConfChangeKind
     node: NodeId
+    # Opaque to the core: what the shell needs to reach the node (e.g. its addresses).
+    context: str = ""
 
 
 @dataclass(frozen=True, slots=True)

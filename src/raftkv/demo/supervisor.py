@@ -131,9 +131,7 @@ def make_plan(
     else:
         meta_path.write_text(json.dumps({"cluster_id": cluster_id, "nodes": nodes}) + "\n")
     ports = free_ports(2 * nodes)
-    addrs = tuple(
-        NodeAddr(f"n{i + 1}", ports[2 * i], ports[2 * i + 1]) for i in range(nodes)
-    )
+    addrs = tuple(NodeAddr(f"n{i + 1}", ports[2 * i], ports[2 * i + 1]) for i in range(nodes))
     return ClusterPlan(cluster_id, data_dir, addrs, slow, extra_args=extra_args)
 
 
@@ -243,8 +241,9 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
         if running:
-            _, late = await asyncio.wait([asyncio.ensure_future(p.wait()) for p in running],
-                                         timeout=timeout)
+            _, late = await asyncio.wait(
+                [asyncio.ensure_future(p.wait()) for p in running], timeout=timeout
+            )
             for proc in running:
                 if proc.returncode is None:
                     with contextlib.suppress(ProcessLookupError):
