@@ -50,6 +50,7 @@ class UsageError(Exception):
 def commands() -> list[AddParser | str]:
     """One entry per subcommand, in --help order."""
     return [
+        "raftkv.demo:add_parser",
         add_serve,
         "raftkv.devcluster.cli:add_parser",
         add_put,
