@@ -486,6 +486,8 @@ class Simulation:
         lead = self.leader()
         if lead is None or lead.raft is None or lead.inflight is not None:
             return
+        if self.now < lead.paused_until:
+            return  # a frozen process takes no requests
         raft = lead.raft
         outsiders = [n for n in self.ids if n not in raft.membership.members]
         ready = [n for n in raft.learners if raft.progress[n].match >= raft.log.committed]
