@@ -186,6 +186,8 @@ class FakeNode:
         client = request.headers.get("X-Raftkv-Client")
         seq = int(request.headers.get("X-Raftkv-Seq", "0"))
         headers: dict[str, str] = {}
+        if self.role != "leader" and self.leader is not None:
+            headers["X-Raftkv-Leader"] = self.leader  # as a real follower's forwarded answer
         cached = self.store.sessions.get((client, seq)) if client else None
         if cached is not None:
             status, payload, _ = cached

@@ -30,6 +30,7 @@ from raftkv.client.errors import (
     error_from_response,
     parse_error_body,
 )
+from raftkv.client.http import client_session
 from raftkv.client.session import ClientSession
 from raftkv.client.types import NodeStatus
 from raftkv.errors import RaftkvError, Timeout
@@ -87,7 +88,7 @@ class Router:
 
     def http(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
-            self._http = aiohttp.ClientSession(
+            self._http = client_session(
                 connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
                 auto_decompress=False,
             )

@@ -12,6 +12,7 @@ import asyncio
 import aiohttp
 from aiohttp import web
 
+from raftkv.client.http import client_session
 from raftkv.runtime.http_errors import error_response
 
 HOP_HEADER = "X-Raftkv-Forwarded-By"
@@ -28,7 +29,7 @@ class Forwarder:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(
+            self._session = client_session(
                 connector=aiohttp.TCPConnector(limit=512, keepalive_timeout=30),
                 auto_decompress=False,
             )
