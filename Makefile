@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo sim-long clean
+.PHONY: test lint typecheck unit demo sim-long chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: lint typecheck unit
 # A long simulator sweep (thousands of seeds with all faults); not part of `make test`.
 sim-long: $(STAMP)
 	$(BIN)/raftkv sim --seeds 0..4999 --nodes 5 --faults all
+
+# A long fault campaign on real processes (5 nodes, every fault family); not part of `make test`.
+chaos: $(STAMP)
+	$(BIN)/raftkv chaos --nodes 5 --duration 240 --faults all --seed 1 --out chaos-report
 
 demo: $(STAMP)
 	$(BIN)/raftkv demo

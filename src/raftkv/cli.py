@@ -63,6 +63,7 @@ def commands() -> list[AddParser | str]:
         add_leader,
         add_bench,
         "raftkv.simcmd:add_parser",
+        "raftkv.chaos.cli:add_parser",
     ]
 
 

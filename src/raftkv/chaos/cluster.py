@@ -1,0 +1,430 @@
+"""A cluster of real `raftkv serve` processes owned by the chaos harness.
+
+Each node runs as its own OS process on 127.0.0.1 with free ports, its own data directory
+(real fsync) and --allow-fault-injection. The harness keeps the Popen handles so it can
+kill -9, restart, SIGSTOP and SIGCONT any node.
+
+Invariants:
+- Nodes are spawned with PR_SET_PDEATHSIG=SIGKILL (Linux), so none outlives the thread that
+  started it even if the harness itself is killed; close() kills them in any case, and an
+  atexit hook kills whatever a harness that never reached close() left running.
+- A node is SIGCONTed before it is killed (a stopped process holds its ports until it runs).
+- Fault injection and status calls never block on a paused or dead node for longer than a
+  short per-call timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import ctypes
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from raftkv.chaos.proxy import LinkProxy
+from raftkv.devcluster.topology import NodeSpec
+from raftkv.errors import RaftkvError
+
+HOST = "127.0.0.1"
+CALL_TIMEOUT_S = 1.0
+PR_SET_PDEATHSIG = 1
+
+
+class ClusterError(RaftkvError):
+    """The chaos cluster could not be started or driven."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeTiming:
+    """Raft timing passed to every node (the defaults of `raftkv serve`)."""
+
+    tick_ms: float = 50.0
+    election_ticks: int = 10
+    request_timeout_s: float = 5.0
+
+
+@dataclass(slots=True)
+class NodeProcess:
+    spec: NodeSpec
+    data_dir: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    paused: bool = False
+    starts: int = 0
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid_text(self) -> str:
+        return "-" if self.proc is None else str(self.proc.pid)
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """The fields of GET /v1/status the harness uses."""
+
+    id: str
+    role: str
+    term: int
+    leader: str | None
+    commit_index: int
+    applied_index: int
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Status:
+        leader = doc.get("leader")
+        return cls(
+            id=str(doc["id"]),
+            role=str(doc["role"]),
+            term=int(doc["term"]),
+            leader=str(leader) if leader else None,
+            commit_index=int(doc["commit_index"]),
+            applied_index=int(doc["applied_index"]),
+        )
+
+
+_LIVE: set[subprocess.Popen[bytes]] = set()  # every node process not yet reaped
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for proc in list(_LIVE):
+        with contextlib.suppress(OSError):
+            proc.send_signal(signal.SIGCONT)
+            proc.kill()
+
+
+def free_ports(count: int) -> list[int]:
+    """count distinct ports that were free a moment ago (bound to port 0, then released)."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((HOST, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGKILL the child when its parent thread dies."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+    def prctl() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    return prctl
+
+
+@dataclass
+class ChaosCluster:
+    """N node processes. Use `async with` or call close(); start() waits for a leader."""
+
+    size: int
+    root: Path  # data directories live here (deleted by close() unless keep_data)
+    log_dir: Path  # node logs (kept)
+    timing: NodeTiming = field(default_factory=NodeTiming)
+    keep_data: bool = False
+    fsync: bool = True
+    proxy: bool = False  # route Raft traffic through relays, for one-way partitions
+    nodes: dict[str, NodeProcess] = field(init=False)
+    cluster_id: str = field(init=False)
+    _http: aiohttp.ClientSession | None = field(init=False, default=None)
+    _proxy: LinkProxy | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise ClusterError(f"a cluster needs at least one node, got {self.size}")
+        ports = free_ports(2 * self.size)
+        self.cluster_id = f"chaos-{secrets.token_hex(4)}"
+        self.nodes = {}
+        for i in range(self.size):
+            spec = NodeSpec(f"n{i + 1}", ports[2 * i], ports[2 * i + 1], HOST)
+            self.nodes[spec.id] = NodeProcess(
+                spec, self.root / spec.id, self.log_dir / f"{spec.id}.log"
+            )
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> ChaosCluster:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self.nodes)
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [n.spec.http_url for n in self.nodes.values()]
+
+    def url(self, node_id: str) -> str:
+        return self.nodes[node_id].spec.http_url
+
+    def peers_spec(self, node_id: str) -> str:
+        """--peers for node_id: the real addresses, or its own relay port for each peer."""
+        proxy = self._proxy
+        specs = []
+        for peer in self.nodes.values():
+            if proxy is None or peer.spec.id == node_id:
+                specs.append(peer.spec.peer_spec)
+            else:
+                port = proxy.port(node_id, peer.spec.id)
+                specs.append(f"{peer.spec.id}={HOST}:{port}@{peer.spec.http_url}")
+        return ",".join(specs)
+
+    def command(self, node: NodeProcess) -> list[str]:
+        t = self.timing
+        cmd = [
+            sys.executable,
+            "-m",
+            "raftkv.cli",
+            "serve",
+            "--id",
+            node.spec.id,
+            "--data-dir",
+            str(node.data_dir),
+            "--listen",
+            node.spec.raft_address,
+            "--http",
+            f"{node.spec.host}:{node.spec.http_port}",
+            "--peers",
+            self.peers_spec(node.spec.id),
+            "--cluster-id",
+            self.cluster_id,
+            "--allow-fault-injection",
+            "--tick-ms",
+            str(t.tick_ms),
+            "--election-ticks",
+            str(t.election_ticks),
+            "--request-timeout",
+            str(t.request_timeout_s),
+        ]
+        if not self.fsync:
+            cmd.append("--no-fsync")
+        return cmd
+
+    async def start(self, leader_timeout: float = 20.0) -> str:
+        """Start every node; return the first leader's id."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if self.proxy and self._proxy is None:
+            self._proxy = LinkProxy({i: n.spec.raft_port for i, n in self.nodes.items()})
+            await self._proxy.start()
+        for node_id in self.nodes:
+            self.spawn(node_id)
+        leader = await self.wait_for_leader(leader_timeout)
+        if leader is None:
+            raise ClusterError(
+                f"no leader within {leader_timeout:g}s of starting {self.size} nodes "
+                f"(logs in {self.log_dir})"
+            )
+        return leader
+
+    def spawn(self, node_id: str) -> None:
+        """Start (or restart) one node process, with its data if it ran before.
+
+        Must run on the thread that outlives the cluster (see PR_SET_PDEATHSIG)."""
+        node = self.nodes[node_id]
+        if node.alive:
+            raise ClusterError(f"{node_id} is already running (pid {node.pid_text})")
+        node.data_dir.mkdir(parents=True, exist_ok=True)
+        with node.log_path.open("ab") as log:
+            log.write(f"=== chaos: start {node.starts + 1} of {node_id} ===\n".encode())
+            log.flush()
+            node.proc = subprocess.Popen(
+                self.command(node),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the harness, which cleans up
+                close_fds=True,
+                env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                preexec_fn=_die_with_parent(),  # noqa: PLW1509 (prctl only; async-signal-safe)
+            )
+        _LIVE.add(node.proc)
+        node.paused = False
+        node.starts += 1
+
+    def kill(self, node_id: str) -> None:
+        """kill -9 (after SIGCONT if paused) and reap."""
+        node = self.nodes[node_id]
+        proc = node.proc
+        if proc is None:
+            return
+        if proc.poll() is not None:
+            _LIVE.discard(proc)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            if node.paused:
+                proc.send_signal(signal.SIGCONT)
+            proc.send_signal(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+            _LIVE.discard(proc)
+        node.paused = False
+
+    def pause(self, node_id: str) -> None:
+        node = self.nodes[node_id]
+        if node.proc is not None and node.alive and not node.paused:
+            node.proc.send_signal(signal.SIGSTOP)
+            node.paused = True
+
+    def resume(self, node_id: str) -> None:
+        node = self.nodes[node_id]
+        if node.proc is not None and node.paused:
+            with contextlib.suppress(ProcessLookupError):
+                node.proc.send_signal(signal.SIGCONT)
+            node.paused = False
+
+    def running(self) -> list[str]:
+        """Nodes whose process is alive and not paused (they can answer)."""
+        return [i for i, n in self.nodes.items() if n.alive and not n.paused]
+
+    def dead(self) -> list[str]:
+        return [i for i, n in self.nodes.items() if not n.alive]
+
+    def crashed(self) -> list[str]:
+        """Nodes that exited on their own (not killed by us): always a finding."""
+        out = []
+        for node_id, node in self.nodes.items():
+            code = None if node.proc is None else node.proc.poll()
+            if code is not None and code != -signal.SIGKILL:
+                out.append(f"{node_id} exited with status {code}")
+        return out
+
+    async def close(self) -> None:
+        for node_id in self.nodes:
+            self.kill(node_id)
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        if self._proxy is not None:
+            await self._proxy.close()
+            self._proxy = None
+        if not self.keep_data:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    # --- HTTP to one node -------------------------------------------------------------------
+
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        return self._http
+
+    async def status(self, node_id: str, timeout: float = CALL_TIMEOUT_S) -> Status | None:
+        """The node's status, or None when it is down, paused or does not answer in time."""
+        if node_id not in self.running():
+            return None
+        try:
+            async with self.http().get(
+                self.url(node_id) + "/v1/status", timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as resp:
+                if resp.status != 200:
+                    return None
+                return Status.from_json(await resp.json())
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError):
+            return None
+
+    async def statuses(self, timeout: float = CALL_TIMEOUT_S) -> dict[str, Status]:
+        ids = self.running()
+        found = await asyncio.gather(*(self.status(i, timeout) for i in ids))
+        return {i: s for i, s in zip(ids, found, strict=True) if s is not None}
+
+    async def leader(self) -> str | None:
+        """The leader of the highest term among answering nodes, if a majority of the cluster
+        (leader included) reports it at that term."""
+        sts = await self.statuses()
+        leaders = [s for s in sts.values() if s.role == "leader"]
+        if not leaders:
+            return None
+        top = max(leaders, key=lambda s: s.term)
+        agree = sum(1 for s in sts.values() if s.term == top.term and s.leader == top.id)
+        return top.id if agree > self.size // 2 else None
+
+    async def any_leader(self) -> str | None:
+        """The node that claims leadership at the highest term (no quorum agreement needed)."""
+        sts = await self.statuses()
+        leaders = [s for s in sts.values() if s.role == "leader"]
+        return max(leaders, key=lambda s: s.term).id if leaders else None
+
+    async def wait_for_leader(self, timeout: float) -> str | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            leader = await self.leader()
+            if leader is not None or time.monotonic() >= deadline:
+                return leader
+            await asyncio.sleep(0.05)
+
+    async def set_net(self, node_id: str, body: Mapping[str, Any]) -> bool:
+        """POST /v1/debug/net on one running node; False if it is down or did not answer."""
+        if node_id not in self.running():
+            return False
+        for _ in range(3):
+            try:
+                async with self.http().post(
+                    self.url(node_id) + "/v1/debug/net",
+                    json=dict(body),
+                    timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT_S),
+                ) as resp:
+                    if resp.status == 200:
+                        return True
+                    text = await resp.text()
+                    raise ClusterError(
+                        f"{node_id} refused fault {dict(body)}: {resp.status} {text}"
+                    )
+            except (aiohttp.ClientError, TimeoutError):
+                await asyncio.sleep(0.1)
+        return False
+
+    def cut_links(self, pairs: list[tuple[str, str]]) -> None:
+        """One-way cuts: for each (src, dst), src's Raft messages no longer reach dst."""
+        if self._proxy is None:
+            raise ClusterError("one-way partitions need the cluster started with proxy=True")
+        self._proxy.cut(pairs)
+
+    async def heal_network(self) -> None:
+        if self._proxy is not None:
+            self._proxy.heal()
+        await asyncio.gather(*(self.set_net(i, {"heal": True}) for i in self.running()))
+
+    async def stale_get(self, node_id: str, key: str) -> tuple[bool, str | None]:
+        """(answered, value) of a stale read of key on one node (value None: absent)."""
+        url = f"{self.url(node_id)}/v1/kv/{key}"
+        try:
+            async with self.http().get(
+                url,
+                params={"consistency": "stale"},
+                timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT_S * 2),
+            ) as resp:
+                if resp.status == 404:
+                    return True, None
+                if resp.status != 200:
+                    return False, None
+                return True, (await resp.read()).decode("utf-8", "replace")
+        except (aiohttp.ClientError, TimeoutError):
+            return False, None
