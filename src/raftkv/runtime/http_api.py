@@ -124,7 +124,7 @@ class HttpApi:
         self._check_value(body)
         prev = _int_param(request, "prev_revision", minimum=0)
         data = encode_command(Put(key, body, prev), self._session(request))
-        return await self._write(request, body, data, _revision_json)
+        return await self._write(request, body, data, revision_json)
 
     async def delete_kv(self, request: web.Request) -> web.StreamResponse:
         key = self._key(request)
@@ -364,7 +364,7 @@ class HttpApi:
             if forwarded is None:
                 raise
             return forwarded
-        return _result_response(result, index, render)
+        return result_response(result, index, render)
 
     async def _read_barrier(self, request: web.Request, *, lease: bool) -> web.Response | None:
         """None once a local read is linearizable (lease: within the lease); or the
@@ -411,21 +411,19 @@ class HttpApi:
             async with asyncio.timeout(timeout):
                 return await aw
         except TimeoutError:
-            if write:
-                raise Timeout(
-                    f"the write was not acknowledged within {timeout:g}s; its outcome is "
-                    "unknown (it may still commit): read the key, or retry with the same "
-                    "session seq"
-                ) from None
-            raise Timeout(
-                f"the leader could not confirm the read with a quorum within {timeout:g}s; "
-                "the read had no effect, retry"
-            ) from None
+            raise timeout_error(timeout, write=write) from None
 
     def _key(self, request: web.Request) -> str:
         key = request.match_info["key"]
         self._check_key(key)
         return key
+
+    def check_key(self, key: str) -> None:
+        """BadRequest / TooLarge unless key is acceptable (also used by the fast path)."""
+        self._check_key(key)
+
+    def check_value(self, value: bytes) -> None:
+        self._check_value(value)
 
     def _check_key(self, key: str) -> None:
         validate_key(key)
@@ -441,19 +439,36 @@ class HttpApi:
 
     @staticmethod
     def _session(request: web.Request) -> Session | None:
-        client = request.headers.get("X-Raftkv-Client")
-        seq = request.headers.get("X-Raftkv-Seq")
-        if client is None and seq is None:
-            return None
-        if client is None or seq is None:
-            raise BadRequest("X-Raftkv-Client and X-Raftkv-Seq must be given together")
-        session = Session(
-            client,
-            _parse_int(seq, "X-Raftkv-Seq"),
-            _parse_int(request.headers.get("X-Raftkv-Ack", "0"), "X-Raftkv-Ack"),
+        h = request.headers
+        return session_from(h.get("X-Raftkv-Client"), h.get("X-Raftkv-Seq"), h.get("X-Raftkv-Ack"))
+
+
+def session_from(client: str | None, seq: str | None, ack: str | None) -> Session | None:
+    """The write's client session from its X-Raftkv-Client / -Seq / -Ack headers, if any."""
+    if client is None and seq is None:
+        return None
+    if client is None or seq is None:
+        raise BadRequest("X-Raftkv-Client and X-Raftkv-Seq must be given together")
+    session = Session(
+        client,
+        _parse_int(seq, "X-Raftkv-Seq"),
+        _parse_int(ack if ack is not None else "0", "X-Raftkv-Ack"),
+    )
+    validate_session(session)
+    return session
+
+
+def timeout_error(timeout: float, *, write: bool) -> Timeout:
+    if write:
+        return Timeout(
+            f"the write was not acknowledged within {timeout:g}s; its outcome is "
+            "unknown (it may still commit): read the key, or retry with the same "
+            "session seq"
         )
-        validate_session(session)
-        return session
+    return Timeout(
+        f"the leader could not confirm the read with a quorum within {timeout:g}s; "
+        "the read had no effect, retry"
+    )
 
 
 @web.middleware
@@ -466,7 +481,7 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
         return from_exception(e)
 
 
-def _result_response(result: Result, index: int, render: Render) -> web.Response:
+def result_response(result: Result, index: int, render: Render) -> web.Response:
     headers = {"X-Raftkv-Duplicate": "true"} if result.duplicate else None
     match result.status:
         case Status.OK:
@@ -489,7 +504,7 @@ def _result_response(result: Result, index: int, render: Render) -> web.Response
     raise AssertionError(f"unhandled result status {result.status}")
 
 
-def _revision_json(result: Result, index: int) -> dict[str, Any]:
+def revision_json(result: Result, index: int) -> dict[str, Any]:
     return {"revision": result.revision, "index": index}
 
 

@@ -25,12 +25,23 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from time import perf_counter
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
+
+from typing_extensions import TypeVar as DefaultTypeVar
 
 from raftkv.core.messages import Message
 from raftkv.core.raft import RaftNode
 from raftkv.core.ready import Ready
-from raftkv.core.types import Entry, EntryKind, HardState, NodeId, Role, SoftState, TraceEvent
+from raftkv.core.types import (
+    Entry,
+    EntryKind,
+    HardState,
+    NodeId,
+    Role,
+    Snapshot,
+    SoftState,
+    TraceEvent,
+)
 from raftkv.errors import (
     CallerError,
     DiskError,
@@ -56,7 +67,42 @@ class NodeStopped(CallerError):
     """The node is shutting down (or has stopped); try another node."""
 
 
-WriteFuture = asyncio.Future[tuple[Result, int]]
+_R_co = TypeVar("_R_co", covariant=True)
+
+
+class Applier(Protocol[_R_co]):
+    """What the Ready loop applies committed entries to: the KvStore, or an embedded app's
+    state machine (raftkv.embed). apply must be deterministic and must not return None."""
+
+    @property
+    def applied_index(self) -> int: ...
+
+    @property
+    def revision(self) -> int:
+        """Changes whenever applying changed what watchers observe (watchers are woken)."""
+        ...
+
+    def apply(self, index: int, data: bytes) -> _R_co: ...
+
+    def apply_noop(self, index: int) -> None: ...
+
+
+class RuntimeHooks(Protocol):
+    """Optional extensions of the Ready loop (the KV server runs without any)."""
+
+    def on_soft_state(self, soft: SoftState, term: int) -> None:
+        """The role or the known leader changed. Must not block or touch the core."""
+
+    def install_snapshot(self, snapshot: Snapshot) -> None:
+        """Replace the state machine by a (durable) snapshot the leader sent."""
+
+    async def after_advance(self, raft: RaftNode, storage: LogStorage) -> None:
+        """Once per Ready, after advance: may snapshot the state machine and compact."""
+
+
+M = DefaultTypeVar("M", bound=Applier[Any], default=KvStore)
+R = DefaultTypeVar("R", default=Result)
+WriteFuture = asyncio.Future[tuple[Any, int]]
 
 
 class Inbox:
@@ -92,20 +138,24 @@ class Inbox:
             await self._wake.wait()
 
 
-class RaftRuntime:
+class RaftRuntime(Generic[M, R]):
+    """M: the state machine (an Applier returning R). The KV server's is RaftRuntime[KvStore]."""
+
     def __init__(
         self,
         raft: RaftNode,
-        kv: KvStore,
+        kv: M,
         storage: LogStorage,
         *,
         inbox: Inbox,
         send: Callable[[Sequence[Message]], None],
         hub: EventHub,
         metrics: NodeMetrics,
+        hooks: RuntimeHooks | None = None,
     ) -> None:
         self._raft = raft
         self._kv = kv
+        self._hooks = hooks
         self._storage = storage
         self._inbox = inbox
         self._send = send
@@ -142,7 +192,7 @@ class RaftRuntime:
     # --- read-only views (safe at any await point) -------------------------------------
 
     @property
-    def kv(self) -> KvStore:
+    def kv(self) -> M:
         return self._kv
 
     @property
@@ -189,18 +239,27 @@ class RaftRuntime:
 
     # --- requests -----------------------------------------------------------------------
 
-    async def propose(self, data: bytes) -> tuple[Result, int]:
+    async def propose(self, data: bytes) -> tuple[R, int]:
         """Replicate one encoded command; (result, index) once applied here. Raises NotLeader
         / ProposalDropped (definitely not applied) or DiskError / NodeStopped."""
+        return await self.submit(data)
+
+    def submit(self, data: bytes) -> WriteFuture:
+        """propose() without a coroutine (the HTTP fast path): the future resolves to what
+        propose() returns or raises. Cancelling it only stops waiting."""
         self._check_running()
         fut: WriteFuture = asyncio.get_running_loop().create_future()
         self._inbox.proposals.append((data, fut))
         self._inbox.wake()
-        return await fut
+        return fut
 
     async def read_barrier(self, *, lease: bool) -> int:
         """ReadIndex: return once this leader confirmed its leadership (a quorum round, or
         its lease) and applied everything committed before the call. Returns that index."""
+        return await self.submit_read(lease=lease)
+
+    def submit_read(self, *, lease: bool) -> asyncio.Future[int]:
+        """read_barrier() without a coroutine: the future resolves to its index or error."""
         self._check_running()
         ctx = self._next_ctx
         self._next_ctx += 1
@@ -208,7 +267,7 @@ class RaftRuntime:
         self._reads[ctx] = fut
         self._inbox.reads.append((ctx, lease))
         self._inbox.wake()
-        return await fut
+        return fut
 
     async def transfer(self, target: NodeId) -> NodeId:
         """Hand leadership to target; returns the new leader once this node has seen it."""
@@ -340,25 +399,84 @@ class RaftRuntime:
         rd = raft.ready()
         if rd.soft_state is not None:
             self._on_soft_state(rd.soft_state)
-        self._send(rd.messages)
-        yielded = await self._persist(rd)
-        self._send(rd.messages_after_persist)
-        if rd.committed:
-            self._apply(rd.committed)
-        self._on_read_states(rd)
+        deferred: tuple[Message, ...] = ()
+        committed = rd.committed
+        reads_done = False
+        if self._needs_persist(rd) or self._hub.active:
+            self._send(rd.messages)  # before the fsync: followers persist in parallel with us
+            durable, committed = self._split_durable(rd)
+            if durable or rd.read_states:
+                # Entries this node already holds on disk (a leader's previous batch, now
+                # committed) are answered before this Ready's fsync, not after it: the
+                # ordering rule is about entries that are not durable here yet.
+                if durable:
+                    self._apply(durable)
+                self._on_read_states(rd)
+                self._serve_reads()
+                reads_done = True
+                if self._persist_inline():
+                    await asyncio.sleep(0)  # the answers go out before the loop blocks
+            yielded = await self._persist(rd)
+            self._send(rd.messages_after_persist)
+        else:
+            # Nothing to make durable (at most the commit index moved, kept lazily). Apply
+            # first and send after the clients' answers went out: no Raft rule orders the two,
+            # and a follower woken by our send could otherwise preempt us on a busy core
+            # before the response is written (a commit-only Ready is on the write path).
+            if rd.hard_state is not None:
+                self._hard = rd.hard_state
+            yielded = False
+            deferred = rd.messages + rd.messages_after_persist
+        hooks = self._hooks
+        if rd.snapshot is not None and hooks is not None:
+            hooks.install_snapshot(rd.snapshot)
+        if committed:
+            self._apply(committed)
+        if not reads_done:
+            self._on_read_states(rd)
         if rd.events:
             self._publish_trace(rd.events)
         raft.advance(rd)
         self._serve_reads()
+        if hooks is not None:
+            await hooks.after_advance(raft, self._storage)
         if self._hub.active:
             self._publish_state()
-        if not yielded:
+        if deferred:
+            # FIFO: the woken request handlers run (and answer) first, then these go out,
+            # and the loop resumes only after them, so per-peer message order is kept.
+            asyncio.get_running_loop().call_soon(self._send, deferred)
+        if not yielded or deferred:
             await asyncio.sleep(0)  # let the transport and HTTP run between cycles
+
+    def _split_durable(self, rd: Ready) -> tuple[tuple[Entry, ...], tuple[Entry, ...]]:
+        """rd.committed as (entries already durable in our log, the rest). Committed entries
+        are never overwritten, so those below both the durable end of the log and the first
+        entry rd rewrites may be applied before rd is persisted (as etcd applies only
+        committed entries that are stable). A snapshot to install goes first: none early."""
+        committed = rd.committed
+        if not committed or rd.snapshot is not None:
+            return (), committed
+        limit = self._storage.last_index()
+        if rd.entries:
+            limit = min(limit, rd.entries[0].index - 1)
+        k = max(0, min(len(committed), limit - committed[0].index + 1))
+        return committed[:k], committed[k:]
+
+    def _needs_persist(self, rd: Ready) -> bool:
+        """Must rd wait for a durable write (entries, a new term or vote, a snapshot)?"""
+        if rd.entries or (rd.snapshot is not None and self._hooks is not None):
+            return True
+        hard, durable = rd.hard_state, self._durable
+        return hard is not None and (hard.term != durable.term or hard.vote != durable.vote)
 
     async def _persist(self, rd: Ready) -> bool:
         """Make rd's entries and term/vote durable (one fdatasync). True if the loop yielded."""
         if rd.hard_state is not None:
             self._hard = rd.hard_state
+        if rd.snapshot is not None and self._hooks is not None:
+            # It replaces the log: durable before the hard state and entries that follow it.
+            await asyncio.to_thread(self._storage.save_snapshot, rd.snapshot)
         hard, durable = self._hard, self._durable
         if not rd.entries and hard.term == durable.term and hard.vote == durable.vote:
             return False  # at most the commit index changed: persisted lazily
@@ -443,6 +561,8 @@ class RaftRuntime:
         if ss.leader != self._leader:
             self._metrics.leader_changes.inc()
         self._role, self._leader = ss.role, ss.leader
+        if self._hooks is not None:
+            self._hooks.on_soft_state(ss, self._raft.term)
         if ss.leader is not None and ss.leader != self.id and self._transfers:
             for _, fut in self._transfers:
                 if not fut.done():

@@ -29,6 +29,7 @@ from raftkv.errors import BadRequest, DiskError, RaftkvError
 from raftkv.kv.store import KvStore
 from raftkv.runtime.clock import TickClock
 from raftkv.runtime.events import EventHub
+from raftkv.runtime.fasthttp import FastSite
 from raftkv.runtime.faults import NetFaults
 from raftkv.runtime.forward import Forwarder
 from raftkv.runtime.http_api import HttpApi
@@ -101,7 +102,12 @@ class NodeServer:
         self._node_task = asyncio.create_task(node.run(), name=f"raft-{sid}")
         stack.push_async_callback(self._stop_node)
 
-        site = web.TCPSite(runner, settings.http[0], settings.http[1])
+        host, port = settings.http
+        site = (
+            FastSite(runner, api, node, settings, host, port)
+            if settings.fast_http
+            else web.TCPSite(runner, host, port)
+        )
         await site.start()
         self.http_port = _bound_port(runner, settings.http[1])
         stack.push_async_callback(_stop_http, site, api)
@@ -205,7 +211,6 @@ def _restore(settings: NodeSettings, rec: Recovered) -> tuple[KvStore, RaftNode]
     )
     snap = rec.snapshot
     kv = KvStore.restore(snap.data) if snap is not None else KvStore()
-    base_index, base_term = (snap.index, snap.term) if snap is not None else (0, 0)
     hs = rec.hard_state
     raft = RaftNode(
         settings.node_id,
@@ -214,9 +219,7 @@ def _restore(settings: NodeSettings, rec: Recovered) -> tuple[KvStore, RaftNode]
         random.Random(),
         hard_state=hs,
         entries=rec.entries,
-        snapshot_index=base_index,
-        snapshot_term=base_term,
-        applied=base_index,
+        snapshot=snap,
     )
     if rec.entries or hs.term:
         log.info(
@@ -226,7 +229,7 @@ def _restore(settings: NodeSettings, rec: Recovered) -> tuple[KvStore, RaftNode]
             hs.vote,
             hs.commit,
             len(rec.entries),
-            base_index,
+            snap.index if snap is not None else 0,
         )
     return kv, raft
 

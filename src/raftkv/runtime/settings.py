@@ -52,6 +52,7 @@ class NodeSettings:
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     peer_queue_size: int = 4096  # messages queued per peer before the oldest are dropped
     fsync: bool = True  # False skips every fsync: for tests that do not test durability
+    fast_http: bool = True  # serve plain PUT/GET /v1/kv on the leader without aiohttp
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))  # accept a str too
