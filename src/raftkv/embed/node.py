@@ -1,0 +1,510 @@
+"""Node: one replica of the application's state machine, embedded in the application's process.
+
+    async with Node(machine, node_id="n1", peers=PEERS, data_dir="data/n1") as node:
+        result = await node.apply({"op": "add", "n": 5})     # committed + applied: its result
+        value = await node.read(lambda m: m.value)          # linearizable (ReadIndex)
+
+The same pieces as `raftkv serve`: the pure core, the durable LogStorage (one fsync per batch),
+the TCP peer transport with its cluster-id handshake, and the runtime's Ready loop, which here
+applies to a Replica wrapping the application's state machine.
+
+apply() works on every node: a follower forwards the command to the leader (NodeOptions.forward;
+off, it raises NotLeader with the leader's id). Failed attempts are retried until the deadline;
+every command carries this Node's session (client id, seq), so a retried command whose first
+attempt did commit is answered from the session cache instead of being applied twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Generic, Literal, TypeVar
+
+from aiohttp import web
+
+from raftkv.core.config import Config
+from raftkv.core.raft import RaftNode
+from raftkv.embed.codec import Decoder, encode
+from raftkv.embed.errors import CommandFailed
+from raftkv.embed.events import EventBus, EventStream, Listener
+from raftkv.embed.forward import (
+    MAX_COMMAND_SIZE,
+    UNKNOWN,
+    ForwardClient,
+    ForwardServer,
+)
+from raftkv.embed.hooks import EmbedHooks
+from raftkv.embed.machine import AnyMachine
+from raftkv.embed.options import NodeOptions, build_settings, check_identity
+from raftkv.embed.protocol import Outcome, Status, encode_envelope
+from raftkv.embed.replica import Replica
+from raftkv.errors import (
+    BadRequest,
+    CallerError,
+    NoQuorum,
+    NotLeader,
+    ProposalDropped,
+    Timeout,
+    TooLarge,
+)
+from raftkv.runtime.clock import TickClock
+from raftkv.runtime.events import EventHub
+from raftkv.runtime.faults import NetFaults
+from raftkv.runtime.metrics import NodeMetrics
+from raftkv.runtime.node import Inbox, NodeStopped, RaftRuntime
+from raftkv.runtime.settings import PeerAddress
+from raftkv.runtime.transport import PeerTransport
+from raftkv.storage import LogStorage
+
+log = logging.getLogger("raftkv.embed")
+
+M = TypeVar("M", bound=AnyMachine)
+T = TypeVar("T")
+Consistency = Literal["linearizable", "lease", "stale"]
+
+_RETRYABLE = (NotLeader, ProposalDropped, NoQuorum)
+_HTTP_SHUTDOWN_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    id: str
+    role: str  # follower | pre-candidate | candidate | leader
+    term: int
+    leader: str | None
+    commit_index: int
+    applied_index: int
+    last_index: int
+    snapshot_index: int
+    voters: tuple[str, ...]
+    running: bool
+
+
+class Node(Generic[M]):
+    """One embedded replica. See the module docstring; docs/library.md for the guarantees."""
+
+    def __init__(
+        self,
+        machine: M,
+        *,
+        node_id: str,
+        peers: Mapping[str, str | PeerAddress],
+        data_dir: str | Path,
+        cluster_id: str = "raftkv",
+        command_type: Any = Any,
+        result_type: Any = Any,
+        options: NodeOptions | None = None,
+    ) -> None:
+        from raftkv.embed.replicated import Call, Replicated  # noqa: PLC0415 (import cycle)
+
+        self.options = opts = options or NodeOptions()
+        self.settings = build_settings(node_id, peers, data_dir, cluster_id, opts)
+        self.id = node_id
+        self.machine = machine
+        self._replicated: Replicated | None = None
+        if isinstance(machine, Replicated):
+            command_type = Call
+            machine._raftkv_attach(self)
+            self._replicated = machine
+        self._results: Decoder[Any] = Decoder(result_type, "the result")
+        self._replica = Replica(machine, Decoder(command_type, "the command"), opts.sessions)
+        self._bus = EventBus(node_id)
+        self._hooks = EmbedHooks(node_id, self._replica, self._bus, opts.snapshot_every)
+        # The session of this Node's commands (exactly-once retries); random per Node instance.
+        self.client_id = uuid.uuid4().hex
+        self._seq = 0
+        self._inflight: set[int] = set()
+        self._runtime: RaftRuntime[Replica, Outcome] | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._forward: ForwardClient | None = None
+        self._faults = NetFaults()
+        self._used = False
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open storage (recovering the state machine from its snapshot and log), start the
+        peer transport, the forwarding listener and the Ready loop. A Node runs once."""
+        if self._used:
+            raise CallerError(f"node {self.id} was started before; create a new Node")
+        self._used = True
+        stack = contextlib.AsyncExitStack()
+        try:
+            await self._start(stack)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        if self._replicated is not None:
+            await self._replicated.on_node_start(self)
+
+    async def stop(self) -> None:
+        """Finish the Ready in flight, fail what is pending (NodeStopped), close everything."""
+        stack, self._stack = self._stack, None
+        if stack is None:
+            return
+        try:
+            if self._replicated is not None:
+                await self._replicated.on_node_stop(self)
+        finally:
+            await stack.aclose()
+
+    async def __aenter__(self) -> Node[M]:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        s, opts = self.settings, self.options
+        await asyncio.to_thread(check_identity, s)
+        storage, rec = await asyncio.to_thread(LogStorage.open, s.storage_dir, sync=s.fsync)
+        stack.callback(storage.close)
+        if rec.torn_tail:
+            log.warning("%s: %s", self.id, rec.torn_tail)
+        if rec.snapshot is not None:
+            self._replica.restore(rec.snapshot.data, rec.snapshot.index)
+        config = Config(election_ticks=s.election_ticks, heartbeat_ticks=s.heartbeat_ticks)
+        raft = RaftNode(
+            s.node_id,
+            s.voters,
+            config,
+            random.Random(),
+            hard_state=rec.hard_state,
+            entries=rec.entries,
+            snapshot=rec.snapshot,
+        )
+        inbox = Inbox(TickClock(s.tick_seconds))
+        hub, metrics = EventHub(s.node_id), NodeMetrics()
+        transport = PeerTransport(s, inbox.add_messages, self._faults, hub, metrics)
+        runtime: RaftRuntime[Replica, Outcome] = RaftRuntime(
+            raft,
+            self._replica,
+            storage,
+            inbox=inbox,
+            send=transport.send,
+            hub=hub,
+            metrics=metrics,
+            hooks=self._hooks,
+        )
+        self._runtime = runtime
+        stack.callback(self._bus.close)
+        if opts.forward:
+            self._forward = ForwardClient(s, self._faults)
+            stack.push_async_callback(self._forward.close)
+        runner = web.AppRunner(
+            ForwardServer(s, runtime).app(),
+            access_log=None,
+            handler_cancellation=True,
+            shutdown_timeout=_HTTP_SHUTDOWN_S,
+        )
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        await transport.start()
+        stack.push_async_callback(transport.close)
+        ticker = asyncio.create_task(_ticker(inbox, s.tick_seconds), name=f"tick-{self.id}")
+        stack.push_async_callback(_cancel, ticker)
+        self._task = asyncio.create_task(runtime.run(), name=f"raft-{self.id}")
+        stack.push_async_callback(self._stop_runtime)
+        site = web.TCPSite(runner, s.http[0], s.http[1])
+        await site.start()
+        stack.push_async_callback(site.stop)
+        log.info(
+            "%s: embedded node up (cluster %s, peers on %s:%d, term %d, log %d..%d)",
+            self.id,
+            s.cluster_id,
+            s.listen[0],
+            transport.port,
+            raft.term,
+            raft.log.first_index(),
+            raft.log.last_index(),
+        )
+
+    async def _stop_runtime(self) -> None:
+        if self._runtime is not None and self._task is not None:
+            self._runtime.stop()
+            await asyncio.shield(self._task)
+
+    # --- state ----------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._stack is not None and self._runtime is not None and self._runtime.running
+
+    @property
+    def failed(self) -> BaseException | None:
+        """Why the Ready loop ended on its own (a DiskError, or a bug), if it did."""
+        return None if self._runtime is None else self._runtime.failed
+
+    @property
+    def is_leader(self) -> bool:
+        return self._runtime is not None and self._runtime.is_leader
+
+    @property
+    def leader(self) -> str | None:
+        return None if self._runtime is None else self._runtime.leader
+
+    @property
+    def faults(self) -> NetFaults:
+        """Injected network faults (tests): faults.isolate = True cuts this node off."""
+        return self._faults
+
+    @property
+    def voters(self) -> tuple[str, ...]:
+        return self.settings.voters
+
+    def status(self) -> NodeStatus:
+        rt = self._runtime
+        if rt is None:
+            return NodeStatus(self.id, "stopped", 0, None, 0, 0, 0, 0, self.voters, False)
+        raft = rt.raft
+        return NodeStatus(
+            id=self.id,
+            role=raft.role.value,
+            term=raft.term,
+            leader=raft.leader,
+            commit_index=raft.log.committed,
+            applied_index=rt.applied_index,
+            last_index=raft.log.last_index(),
+            snapshot_index=raft.log.snapshot_index,
+            voters=raft.voters,
+            running=self.running,
+        )
+
+    # --- events ---------------------------------------------------------------------------
+
+    def events(self, maxsize: int = 256) -> EventStream:
+        """Leadership events from now on: `async for event in node.events(): ...`."""
+        return self._bus.subscribe(maxsize)
+
+    def add_listener(self, listener: Listener) -> Callable[[], None]:
+        """Call listener(event) inside the event loop for every leadership event (it must
+        return quickly and not block). Returns a function that removes it."""
+        return self._bus.add_listener(listener)
+
+    async def wait_for_leader(self, timeout: float | None = None) -> str:
+        """The leader's id, once one is known (Timeout if none in time)."""
+        stream = self._bus.subscribe()
+        try:
+            async with asyncio.timeout(timeout or self.options.apply_timeout_s):
+                while (leader := self._running().leader) is None:
+                    await stream.next(self.settings.tick_seconds * 2)
+                return leader
+        except TimeoutError:
+            raise Timeout(f"no leader known to {self.id} in time") from None
+        finally:
+            stream.close()
+
+    async def transfer_leadership(self, target: str, timeout: float | None = None) -> str:
+        """Hand leadership to target (leader only); returns the new leader once seen."""
+        runtime = self._running()
+        try:
+            async with asyncio.timeout(timeout or self.options.apply_timeout_s):
+                return await runtime.transfer(target)
+        except TimeoutError:
+            raise Timeout(f"leadership did not move to {target} in time") from None
+
+    # --- writes ---------------------------------------------------------------------------
+
+    async def apply(self, command: object, *, timeout: float | None = None) -> Any:
+        """Replicate command; once it is committed and applied, the state machine's result
+        (decoded as result_type). Raises EncodeError / TooLarge (nothing proposed),
+        CommandFailed (applied, but apply raised), NotLeader (forwarding off), Timeout
+        (the deadline passed: it may or may not have been applied), NodeStopped."""
+        data = encode(command, "the command")
+        outcome, index = await self.submit(data, timeout=timeout)
+        return self.result(outcome, index, self._results)
+
+    async def submit(self, command: bytes, *, timeout: float | None = None) -> tuple[Outcome, int]:
+        """apply() below the codec: an encoded command in, (Outcome, log index) out."""
+        if len(command) > MAX_COMMAND_SIZE:
+            raise TooLarge(f"command of {len(command)} bytes is over {MAX_COMMAND_SIZE}")
+        self._running()
+        self._seq += 1
+        seq = self._seq
+        self._inflight.add(seq)
+        try:
+            envelope = encode_envelope(self.client_id, seq, min(self._inflight), command)
+            return await self._replicate(envelope, timeout or self.options.apply_timeout_s)
+        finally:
+            self._inflight.discard(seq)
+
+    @staticmethod
+    def result(outcome: Outcome, index: int, decoder: Decoder[T]) -> T:
+        """The caller's view of an Outcome: the decoded result, or the matching error."""
+        match outcome.status:
+            case Status.OK:
+                try:
+                    return decoder.decode(outcome.result)
+                except BadRequest as e:
+                    raise CommandFailed(
+                        f"applied at index {index}, but {e}",
+                        error_type="DecodeError",
+                        index=index,
+                    ) from None
+            case Status.BAD_COMMAND:
+                raise BadRequest(f"{outcome.error} (nothing was applied)")
+            case Status.SESSION_EXPIRED:
+                raise Timeout(outcome.error)
+            case _:
+                raise CommandFailed(
+                    f"{outcome.error_type}: {outcome.error} "
+                    f"(the command was applied at index {index})",
+                    error_type=outcome.error_type,
+                    index=index,
+                )
+
+    async def _replicate(self, envelope: bytes, timeout: float) -> tuple[Outcome, int]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        maybe_applied = False
+        why = "no leader was known"
+        while (remaining := deadline - loop.time()) > 0:
+            runtime = self._running()
+            attempt = min(remaining, self.options.attempt_timeout_s)
+            leader = runtime.leader
+            if runtime.is_leader:
+                try:
+                    async with asyncio.timeout(attempt):
+                        return await runtime.propose(envelope)
+                except _RETRYABLE as e:
+                    why = str(e)
+                except TimeoutError:
+                    maybe_applied = True
+                    why = f"not applied within {attempt:g}s"
+            elif leader is None:
+                await self._leader_change(min(remaining, 0.5))
+                continue
+            elif self._forward is None:
+                raise NotLeader(f"{self.id} is not the leader; {leader} is", leader)
+            else:
+                reply = await self._forward.apply(leader, envelope, attempt)
+                if reply.code == "ok" and reply.outcome is not None:
+                    return reply.outcome, reply.index
+                if reply.code == "bad_request":
+                    raise BadRequest(reply.message)
+                maybe_applied = maybe_applied or reply.code in (UNKNOWN, "timeout")
+                why = reply.message
+            await self._backoff(deadline)
+        outcome = "it may or may not have been applied" if maybe_applied else "it was not applied"
+        raise Timeout(f"{self.id}: no answer within {timeout:g}s, {outcome} (last: {why})")
+
+    # --- reads ----------------------------------------------------------------------------
+
+    async def read(
+        self,
+        fn: Callable[[M], T],
+        *,
+        consistency: Consistency = "linearizable",
+        timeout: float | None = None,
+    ) -> T:
+        """fn(machine), run here once this replica has applied everything committed before
+        the call (linearizable: a ReadIndex round confirmed by a quorum, via the leader when
+        this node follows; lease: the leader's lease instead of the round; stale: no wait).
+        fn runs in the event loop: keep it short, and do not mutate the state machine."""
+        if consistency != "stale":
+            await self.barrier(lease=consistency == "lease", timeout=timeout)
+        return fn(self.machine)
+
+    async def barrier(self, *, lease: bool = False, timeout: float | None = None) -> int:
+        """Wait until this replica has applied everything committed before the call (as the
+        leader confirms it); returns that index."""
+        loop = asyncio.get_running_loop()
+        timeout = timeout or self.options.apply_timeout_s
+        deadline = loop.time() + timeout
+        why = "no leader was known"
+        while (remaining := deadline - loop.time()) > 0:
+            runtime = self._running()
+            attempt = min(remaining, self.options.attempt_timeout_s)
+            leader = runtime.leader
+            if runtime.is_leader:
+                try:
+                    async with asyncio.timeout(attempt):
+                        return await runtime.read_barrier(lease=lease)
+                except _RETRYABLE as e:
+                    why = str(e)
+                except TimeoutError:
+                    why = f"leadership not confirmed within {attempt:g}s"
+            elif leader is None:
+                await self._leader_change(min(remaining, 0.5))
+                continue
+            elif self._forward is None:
+                raise NotLeader(f"{self.id} is not the leader; {leader} is", leader)
+            else:
+                reply = await self._forward.read_index(leader, lease, attempt)
+                if reply.code == "ok":
+                    await self._applied_through(reply.index, deadline)
+                    return reply.index
+                why = reply.message
+            await self._backoff(deadline)
+        raise Timeout(f"{self.id}: read not confirmed within {timeout:g}s (last: {why})")
+
+    async def _applied_through(self, index: int, deadline: float) -> None:
+        runtime = self._running()
+        loop = asyncio.get_running_loop()
+        with runtime.watcher() as changed:
+            while runtime.applied_index < index:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise Timeout(f"{self.id} did not apply index {index} in time")
+                changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    # watchers fire on apply; the poll covers snapshot installs
+                    await asyncio.wait_for(changed.wait(), min(remaining, 0.05))
+                self._running()
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _running(self) -> RaftRuntime[Replica, Outcome]:
+        rt = self._runtime
+        if rt is None or self._stack is None:
+            raise NodeStopped(f"node {self.id} is not running (start it first)")
+        if not rt.running:
+            failure = rt.failed
+            raise NodeStopped(
+                f"node {self.id} has stopped" + (f" after a failure: {failure}" if failure else "")
+            )
+        return rt
+
+    async def _leader_change(self, timeout: float) -> None:
+        stream = self._bus.subscribe()
+        try:
+            if self._running().leader is None:
+                await stream.next(timeout)
+        finally:
+            stream.close()
+
+    async def _backoff(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        pause = self.settings.tick_seconds * random.uniform(0.5, 1.5)
+        await asyncio.sleep(max(0.0, min(pause, deadline - loop.time())))
+
+
+async def _ticker(inbox: Inbox, period: float) -> None:
+    """Wake the Ready loop every tick period; the TickClock counts how many ticks passed."""
+    while True:
+        await asyncio.sleep(period)
+        inbox.add_tick()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+__all__ = ["Consistency", "Node", "NodeStatus"]
