@@ -54,3 +54,7 @@ def test_pause(tmp_path: Path) -> None:
 
 def test_delay(tmp_path: Path) -> None:
     campaign(tmp_path, "delay", duration=10.0, seed=14)
+
+
+def test_lossy_links(tmp_path: Path) -> None:
+    campaign(tmp_path, "lossy", duration=10.0, seed=15)

@@ -237,3 +237,9 @@ async def relay_roundtrip() -> list[bytes]:
 
 def test_a_cut_relay_drops_one_direction_until_healed() -> None:
     assert asyncio.run(relay_roundtrip()) == [b"before", b"after"]
+
+
+def test_every_fault_family_has_a_plot_colour() -> None:
+    from raftkv.chaos.plot import FAMILY_COLORS  # noqa: PLC0415
+
+    assert set(FAMILY_COLORS) == set(FAMILIES)

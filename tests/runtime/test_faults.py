@@ -79,7 +79,13 @@ def test_drop_to_and_delay(tmp_path: Path) -> None:
             assert status == 200
             assert asyncio.get_running_loop().time() - started >= 0.15
             async with c.client.post(net, json={"delay_ms": 0, "drop_to": [cut]}) as r:
-                assert (await r.json()) == {"isolate": False, "drop_to": [cut], "delay_ms": 0.0}
+                assert (await r.json()) == {
+                    "isolate": False,
+                    "drop_to": [cut],
+                    "delay_ms": 0.0,
+                    "loss": 0.0,
+                    "duplicate": 0.0,
+                }
             status, _ = await c.put(leader, "dropped", b"2")  # the leader and `other` commit it
             assert status == 200
             await asyncio.sleep(0.2)

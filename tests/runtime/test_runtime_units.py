@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -80,11 +81,37 @@ def test_net_faults() -> None:
     faults.apply({"isolate": True}, peers)
     assert faults.blocks("n3")
     faults.apply({"heal": True}, peers)
-    assert faults.as_json() == {"isolate": False, "drop_to": [], "delay_ms": 0.0}
+    assert faults.as_json() == {
+        "isolate": False,
+        "drop_to": [],
+        "delay_ms": 0.0,
+        "loss": 0.0,
+        "duplicate": 0.0,
+    }
     bad: object
-    for bad in ({}, [], {"isolate": 1}, {"drop_to": ["n9"]}, {"delay_ms": -1}, {"nope": 1}):
+    for bad in (
+        {},
+        [],
+        {"isolate": 1},
+        {"drop_to": ["n9"]},
+        {"delay_ms": -1},
+        {"nope": 1},
+        {"loss": 1.5},
+        {"duplicate": True},
+    ):
         with pytest.raises(BadRequest):
             faults.apply(bad, peers)
+
+
+def test_net_faults_loss_and_duplication_are_drawn_with_their_probability() -> None:
+    faults, peers = NetFaults(rng=random.Random(7)), frozenset({"n2"})
+    assert not any(faults.loses() or faults.duplicates() for _ in range(1000))
+    faults.apply({"loss": 0.25, "duplicate": 1}, peers)
+    lost = sum(faults.loses() for _ in range(4000))
+    assert 800 < lost < 1200  # 1000 expected; the seed makes it exact and repeatable
+    assert all(faults.duplicates() for _ in range(100))
+    faults.apply({"heal": True}, peers)
+    assert (faults.loss, faults.duplicate) == (0.0, 0.0)
 
 
 def test_parse_txn() -> None:

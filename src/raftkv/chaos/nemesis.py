@@ -36,6 +36,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "kill": ("kill-leader", "kill-minority", "kill-all"),
     "pause": ("pause-leader", "pause-node"),
     "delay": ("delay-leader", "delay-all"),
+    "lossy": ("loss-all", "duplicate-all"),
 }
 ALL_FAULTS: tuple[str, ...] = tuple(f for fs in FAMILIES.values() for f in fs)
 
@@ -98,6 +99,8 @@ class NemesisConfig:
     kill_all_down_s: float = 1.0  # how long every node stays dead in kill-all
     flap_s: tuple[float, float] = (0.3, 1.0)  # one half-period of a flapping partition
     delays_ms: tuple[int, ...] = (50, 150, 300)
+    losses: tuple[float, ...] = (0.1, 0.2, 0.3)  # share of Raft messages each node loses
+    duplicates: tuple[float, ...] = (0.2, 0.5)  # share of Raft messages each node sends twice
     leader_bound_s: float = 10.0  # after each heal, a leader must appear within this
 
 
@@ -170,6 +173,8 @@ class Nemesis:
             "pause-node": self._pause_node,
             "delay-leader": self._delay_leader,
             "delay-all": self._delay_all,
+            "loss-all": self._loss_all,
+            "duplicate-all": self._duplicate_all,
         }
         return await starters[name](event, length)
 
@@ -324,4 +329,20 @@ class Nemesis:
         ms = self.rng.choice(self.config.delays_ms)
         await asyncio.gather(*(c.set_net(n, {"delay_ms": ms}) for n in c.ids))
         event.nodes, event.detail = c.ids, f"delay every node's messages by {ms} ms"
+        return c.heal_network
+
+    # --- lossy links ----------------------------------------------------------------------
+
+    async def _loss_all(self, event: FaultEvent, length: float) -> Heal:
+        c = self.cluster
+        p = self.rng.choice(self.config.losses)
+        await asyncio.gather(*(c.set_net(n, {"loss": p}) for n in c.ids))
+        event.nodes, event.detail = c.ids, f"every node loses {p:.0%} of its Raft messages"
+        return c.heal_network
+
+    async def _duplicate_all(self, event: FaultEvent, length: float) -> Heal:
+        c = self.cluster
+        p = self.rng.choice(self.config.duplicates)
+        await asyncio.gather(*(c.set_net(n, {"duplicate": p}) for n in c.ids))
+        event.nodes, event.detail = c.ids, f"every node sends {p:.0%} of its Raft messages twice"
         return c.heal_network

@@ -15,6 +15,7 @@ FAMILY_COLORS = {
     "kill": "#c44e52",
     "pause": "#8172b2",
     "delay": "#ccb974",
+    "lossy": "#64b5cd",
 }
 OUTCOME_STYLE = {  # outcome -> (colour, marker, label)
     Outcome.OK: ("#2ca02c", ".", "ok"),
