@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo sim-long chaos clean
+.PHONY: test lint typecheck unit demo sim-long chaos bench bench-memory fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -13,8 +13,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff format --check src tests examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -31,6 +31,21 @@ sim-long: $(STAMP)
 # A long fault campaign on real processes (5 nodes, every fault family); not part of `make test`.
 chaos: $(STAMP)
 	$(BIN)/raftkv chaos --nodes 5 --duration 240 --faults all --seed 1 --out chaos-report
+
+# raftkv vs etcd 3.4 (JSON gateway) vs PySyncObj over HTTP, 3 rounds: writes bench/RESULTS.md
+# and bench/results.png in about 10 minutes (needs etcd: apt-get install etcd-server etcd-client).
+# `bench/compare --quick` is a 1-minute smoke run; `bench/compare --help` for the options.
+bench: $(STAMP)
+	bench/compare
+
+# RSS per node under a 10-minute write load (log compaction): bench/MEMORY.md, bench/memory.png.
+bench-memory: $(STAMP)
+	bench/compare --memory
+
+# Fuzz a live node (HTTP requests and peer frames) with many more examples than `make test`.
+fuzz: $(STAMP)
+	RAFTKV_FUZZ_EXAMPLES=$${RAFTKV_FUZZ_EXAMPLES:-1000} $(BIN)/pytest -q --timeout 3600 \
+		tests/security/test_fuzz.py
 
 demo: $(STAMP)
 	$(BIN)/raftkv demo

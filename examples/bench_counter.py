@@ -57,7 +57,7 @@ def summarize(
 
 
 async def raftkv_node(args: argparse.Namespace, peers: dict[str, str]) -> None:
-    from raftkv.embed import Counter, Node, NodeOptions  # noqa: PLC0415
+    from raftkv import Counter, Node, NodeOptions  # noqa: PLC0415
 
     counter = Counter()
     options = NodeOptions(fsync=not args.no_fsync, snapshot_every=0)
@@ -196,7 +196,9 @@ def main(args: argparse.Namespace) -> int:
             assert p.stdin is not None
             p.stdin.write("final\n")
             p.stdin.flush()
-        while len(result) < 4 and time.monotonic() < deadline:
+        # Each replica prints one "final" line, after its summary if it ran the load (two
+        # may have, when leadership moved at start-up): wait for all three before closing.
+        while sum('"final"' in r for r in result) < 3 and time.monotonic() < deadline:
             time.sleep(0.1)
         for p in procs:
             assert p.stdin is not None

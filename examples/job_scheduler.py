@@ -31,7 +31,7 @@ from pathlib import Path
 
 import msgspec
 
-from raftkv.embed import EventKind, Node, NodeOptions, Replicated, query, replicated
+from raftkv import EventKind, Node, NodeOptions, RaftkvError, Replicated, query, replicated
 
 NODES = ("n1", "n2", "n3")
 JOBS = [f"job-{i:02d}" for i in range(1, 13)]
@@ -86,21 +86,33 @@ class JobBoard(Replicated):
         return [(name, j.runner, j.attempts) for name, j in sorted(self.jobs.items())]
 
 
+def leads(node: Node[JobBoard], term: int) -> bool:
+    return node.is_leader and node.status().term == term
+
+
 async def schedule(node: Node[JobBoard], board: JobBoard, term: int) -> None:
     """Run while leader in term: every job not done yet, one at a time."""
-    await node.barrier()  # apply everything earlier leaders committed before deciding
     print(f"[{node.id}] became leader in term {term}: scheduling", flush=True)
-    for job in await board.todo():
-        if not node.is_leader or node.status().term != term:
-            return
-        attempt = await board.start(job, node.id, term)
-        if not attempt:
-            continue
-        again = f" (attempt {attempt})" if attempt > 1 else ""
-        print(f"[{node.id}] running {job}{again}", flush=True)
-        await asyncio.sleep(WORK_S)  # the job's work
-        if await board.finish(job, node.id, term):
-            print(f"[{node.id}] finished {job}", flush=True)
+    while leads(node, term):
+        try:
+            await node.barrier()  # apply everything earlier leaders committed before deciding
+            todo = await board.todo()
+            if not todo:
+                return
+            for job in todo:
+                if not leads(node, term):
+                    return
+                attempt = await board.start(job, node.id, term)
+                if not attempt:
+                    continue
+                again = f" (attempt {attempt})" if attempt > 1 else ""
+                print(f"[{node.id}] running {job}{again}", flush=True)
+                await asyncio.sleep(WORK_S)  # the job's work
+                if await board.finish(job, node.id, term):
+                    print(f"[{node.id}] finished {job}", flush=True)
+        except RaftkvError as e:  # e.g. a Timeout while the cluster re-elects: try again
+            print(f"[{node.id}] scheduling paused: {type(e).__name__}", flush=True)
+            await asyncio.sleep(0.5)
 
 
 async def replica(node_id: str, peers: dict[str, str], data_dir: str) -> None:
@@ -122,8 +134,15 @@ async def replica(node_id: str, peers: dict[str, str], data_dir: str) -> None:
 
     async with node:
         watcher = asyncio.create_task(follow_leadership())
-        await board.add_jobs(JOBS)  # every process may add them: it is idempotent
-        while await board.todo():
+        added = False
+        while True:  # a Timeout while the leader is being replaced: just ask again
+            try:
+                if not added:  # every process may add them: add_jobs is idempotent
+                    added = bool(await board.add_jobs(JOBS))
+                if not await board.todo():
+                    break
+            except RaftkvError:
+                pass
             await asyncio.sleep(0.1)
         done = ", ".join(
             f"{job} by {runner}" + ("*" * (n - 1)) for job, runner, n in await board.report()

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from raftkv.embed import Counter, Node, NodeOptions
+from raftkv import Counter, Node, NodeOptions
 
 NODES = ("n1", "n2", "n3")
 ADDS = 50

@@ -12,7 +12,7 @@ import pytest
 
 from client.fake_server import FakeNode, closed_port_url, fake_cluster_in_thread
 from raftkv import cli
-from raftkv.devcluster.process import is_node_process, log_tail, pid_alive, stop
+from raftkv.devcluster.process import is_node_process, log_tail, pid_alive, serve_command, stop
 from raftkv.devcluster.topology import Topology, load_topology, save_topology
 from raftkv.errors import BadRequest
 
@@ -223,7 +223,8 @@ def test_member_and_leader_commands(
 ) -> None:
     e = ("--endpoints", eps(nodes))
     code, out, _ = run_cli(capsys, *e, "member", "list")
-    assert code == 0 and out.splitlines()[0].split() == ["ID", "KIND", "RAFT", "HTTP"]
+    header = out.splitlines()[0].split()
+    assert code == 0 and header == ["ID", "ROLE", "RAFT", "HTTP", "MATCH", "CAUGHT-UP"]
     code, out, err = run_cli(capsys, *e, "member", "add", "n9", "127.0.0.1:1", "http://127.0.0.1:2")
     assert code == 1 and err.count("\n") == 1
     assert "add member n9: not supported by the server" in err
@@ -286,6 +287,23 @@ def test_topology_ports_and_file(tmp_path: Path) -> None:
         load_topology(tmp_path)
     with pytest.raises(BadRequest, match="out of range"):
         Topology.create(3, 65000, False)
+
+
+def test_topology_join_and_remove_never_reuse_an_id(tmp_path: Path) -> None:
+    topo, n4 = Topology.create(3, 7001, False).with_joined()
+    assert (n4.id, n4.raft_port, n4.http_port, n4.joined) == ("n4", 7004, 8004, True)
+    assert "n4=" not in topo.peers_spec  # a joined node starts with --join, not as a founder
+    topo = topo.without("n4")
+    assert [n.id for n in topo.nodes] == ["n1", "n2", "n3"] and topo.retired == ("n4",)
+    topo, n5 = topo.with_joined()
+    assert n5.id == "n5"
+    save_topology(tmp_path, topo)
+    assert load_topology(tmp_path) == topo
+    serve = serve_command(tmp_path, topo, n5)
+    assert serve[serve.index("--join") + 1].split(",") == topo.endpoints[:3]
+    assert "--peers" not in serve
+    with pytest.raises(BadRequest, match="not a node"):
+        topo.without("n9")
 
 
 def test_cluster_down_without_a_cluster(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ from raftkv.wire import (
     Handshake,
     MessageBatch,
     check_handshake,
+    encode_chunked,
     encode_handshake,
     encode_messages,
 )
@@ -313,6 +314,9 @@ def _decode_or_protocol_error(kind: int, payload: bytes) -> None:
         frames = FrameDecoder().feed(_frame(payload, kind=kind))
     except ProtocolError:
         return
+    if kind == FrameType.CHUNK and payload[:1] == b"\x00":
+        assert frames == []  # the first of a run of chunks: more must follow
+        return
     assert len(frames) == 1
     assert isinstance(frames[0], Handshake | MessageBatch)
 
@@ -345,3 +349,49 @@ def test_checksummed_mutated_payload_is_decoded_or_protocol_error(
 def test_checksummed_invalid_utf8_is_a_protocol_error() -> None:
     with pytest.raises(ProtocolError, match="undecodable HANDSHAKE"):
         FrameDecoder().feed(_frame(b"\x93\xa1\xff\xa1n\x01", kind=FrameType.HANDSHAKE))
+
+
+# --- chunked messages (a snapshot bigger than one frame) ----------------------------------
+
+
+def _big_snapshot(size: int) -> InstallSnapshot:
+    data = bytes(range(256)) * (size // 256 + 1)
+    return InstallSnapshot(3, "n1", "n2", 900, 2, ("n1", "n2"), data[:size], ("n3",))
+
+
+@pytest.mark.parametrize("frame_size", [2, 3, 100, 4096])
+def test_a_message_too_big_for_one_frame_goes_as_chunks(frame_size: int) -> None:
+    msg = _big_snapshot(10_000)
+    with pytest.raises(TooLarge):
+        encode_messages([msg], max_frame_size=frame_size)
+    frames = encode_chunked([msg], max_frame_size=frame_size)
+    assert len(frames) > 1
+    assert all(len(f) <= HEADER_SIZE + frame_size for f in frames)
+    assert {f[3] for f in frames} == {FrameType.CHUNK}
+    tail = encode_messages([Heartbeat(3, "n1", "n2", 5)])
+    stream = b"".join(frames) + tail
+    dec = FrameDecoder(frame_size if frame_size > 100 else 4096)
+    got: list[Frame] = []
+    for i in range(0, len(stream), 777):  # chunks arrive split anywhere
+        got += dec.feed(stream[i : i + 777])
+    assert got == [MessageBatch((msg,)), MessageBatch((Heartbeat(3, "n1", "n2", 5),))]
+    assert dec.buffered == 0
+
+
+def test_chunked_message_limits_and_garbage_are_protocol_errors() -> None:
+    frames = encode_chunked([_big_snapshot(5000)], max_frame_size=1000)
+    with pytest.raises(TooLarge):
+        encode_chunked([_big_snapshot(5000)], max_frame_size=1000, max_message_size=4000)
+    dec = FrameDecoder(1000, max_message_size=4000)  # the receiver's limit holds too
+    with pytest.raises(ProtocolError, match="chunked message exceeds"):
+        dec.feed(b"".join(frames))
+    # Another frame type in the middle of a run of chunks.
+    dec = FrameDecoder()
+    with pytest.raises(ProtocolError, match="inside a run of CHUNK frames"):
+        dec.feed(frames[0] + encode_messages([Heartbeat(3, "n1", "n2", 5)]))
+    # A chunk without a valid flag byte.
+    payload = b"\x07abc"
+    bad = struct.pack(">2sBBII", MAGIC, PROTOCOL_VERSION, FrameType.CHUNK, len(payload), 0)
+    bad = bad[:8] + struct.pack(">I", google_crc32c.value(payload)) + payload
+    with pytest.raises(ProtocolError, match="flag byte"):
+        FrameDecoder().feed(bad)

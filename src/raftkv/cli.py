@@ -25,9 +25,11 @@ from raftkv.client import (
     ENV_VAR,
     AsyncClient,
     Conflict,
+    Credentials,
     NodeStatus,
     parse_endpoints,
 )
+from raftkv.client.credentials import read_token_file
 from raftkv.devcluster import load_topology
 from raftkv.devcluster.cli import DEFAULT_DATA_DIR
 from raftkv.errors import BadRequest, RaftkvError
@@ -59,11 +61,13 @@ def commands() -> list[AddParser | str]:
         add_cas,
         add_watch,
         add_status,
-        add_member,
+        "raftkv.cli_member:add_parser",
         add_leader,
         add_bench,
+        "raftkv.cli_snapshot:add_parser",
         "raftkv.simcmd:add_parser",
         "raftkv.chaos.cli:add_parser",
+        "raftkv.security.cli:add_parser",
     ]
 
 
@@ -133,6 +137,15 @@ def _add_client_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
         metavar="S",
         help="give up on a request after S seconds, retries included (default: 10)",
     )
+    for flag, env, what in (
+        ("--cacert", "RAFTKV_CACERT", "CA file to verify https endpoints with"),
+        ("--client-cert", "RAFTKV_CLIENT_CERT", "client certificate (PEM) to present"),
+        ("--client-key", "RAFTKV_CLIENT_KEY", "the client certificate's key"),
+        ("--token-file", "RAFTKV_TOKEN_FILE", "file holding a bearer token (or $RAFTKV_TOKEN)"),
+    ):
+        parser.add_argument(
+            flag, type=Path, default=default, metavar="FILE", help=f"{what} (default: ${env})"
+        )
 
 
 def client_parser(
@@ -168,10 +181,26 @@ def with_client(args: argparse.Namespace, job: Callable[[AsyncClient], Awaitable
     endpoints = endpoints_of(args)
 
     async def go() -> _T:
-        async with AsyncClient(endpoints, timeout=args.timeout) as client:
+        async with AsyncClient(
+            endpoints, timeout=args.timeout, credentials=credentials_of(args)
+        ) as client:
             return await job(client)
 
     return asyncio.run(go())
+
+
+def credentials_of(args: argparse.Namespace) -> Credentials:
+    """Token and TLS files from the command line (unset ones come from the environment)."""
+    token_file = getattr(args, "token_file", None)
+    try:
+        return Credentials(
+            token=read_token_file(token_file) if token_file is not None else None,
+            ca=getattr(args, "cacert", None),
+            cert=getattr(args, "client_cert", None),
+            key=getattr(args, "client_key", None),
+        )
+    except BadRequest as e:
+        raise UsageError(str(e)) from None
 
 
 def _positive_float(text: str) -> float:
@@ -257,18 +286,43 @@ def add_serve(sub: Subparsers) -> None:
         metavar="S",
         help="answer 504 after S seconds (5)",
     )
+    p.add_argument(
+        "--join",
+        metavar="URLS",
+        help="join a running cluster (comma-separated HTTP URLs of its nodes) as a learner: "
+        "a new, empty --data-dir only; ignored once the node has joined",
+    )
+    p.add_argument(
+        "--snapshot-entries",
+        type=_nonnegative_int,
+        default=10_000,
+        metavar="N",
+        help="snapshot the store and compact the log every N applied entries (10000; 0: off)",
+    )
+    p.add_argument(
+        "--snapshot-bytes",
+        type=_nonnegative_int,
+        default=64 * 1024 * 1024,
+        metavar="B",
+        help="... or once the entries applied since the last snapshot hold B bytes (64 MiB)",
+    )
     p.add_argument("--no-fsync", action="store_true", help=argparse.SUPPRESS)  # tests only
+    from raftkv.security.cli import add_serve_options  # noqa: PLC0415 (loads cryptography)
+
+    add_serve_options(p)  # --tls-dir, --auth-tokens, connection and size limits
     p.set_defaults(func=cmd_serve)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from raftkv.runtime.server import run  # noqa: PLC0415 (the server is not needed elsewhere)
     from raftkv.runtime.settings import NodeSettings, parse_hostport, parse_peers  # noqa: PLC0415
+    from raftkv.security.cli import security_from_args, size_limits_from_args  # noqa: PLC0415
 
     try:
         listen = parse_hostport(args.listen, "--listen")
         http = parse_hostport(args.http, "--http")
-        peers_spec = args.peers or f"{args.id}={args.listen}@http://{args.http}"
+        scheme = "https" if args.tls_dir or args.cert else "http"
+        peers_spec = args.peers or f"{args.id}={args.listen}@{scheme}://{args.http}"
         settings = NodeSettings(
             node_id=args.id,
             data_dir=args.data_dir,
@@ -282,9 +336,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
             slow=args.slow,
             request_timeout_s=args.request_timeout,
             fsync=not args.no_fsync,
+            snapshot_entries=args.snapshot_entries,
+            snapshot_bytes=args.snapshot_bytes,
+            security=security_from_args(args),
+            **size_limits_from_args(args),
         )
+        join = parse_endpoints(args.join) if args.join else None
     except BadRequest as e:
         raise UsageError(str(e)) from None
+    if join is not None:
+        from raftkv.runtime.join import prepare_join  # noqa: PLC0415
+
+        if args.peers:
+            raise UsageError("--join and --peers exclude each other: a joining node learns them")
+        prepare_join(settings, join, args.timeout)
     run(settings)
     return 0
 
@@ -473,45 +538,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_member(sub: Subparsers) -> None:
-    p = sub.add_parser("member", help="list or change the cluster's members")
-    msub = p.add_subparsers(dest="member_command", metavar="ACTION", required=True)
-    client_parser(msub, "list", "list the members", cmd_member_list)
-    add = client_parser(msub, "add", "add a member (as a learner)", cmd_member_add)
-    add.add_argument("id")
-    add.add_argument("raft_address", metavar="HOST:PORT")
-    add.add_argument("http_url", metavar="HTTP_URL")
-    rm = client_parser(msub, "remove", "remove a member", cmd_member_remove)
-    rm.add_argument("id")
-    pr = client_parser(msub, "promote", "make a learner a voter", cmd_member_promote)
-    pr.add_argument("id")
-
-
-def cmd_member_list(args: argparse.Namespace) -> int:
-    members = with_client(args, lambda c: c.members())
-    rows = [[m.id, "voter" if m.voter else "learner", m.raft_address, m.http_url] for m in members]
-    print(table(["ID", "KIND", "RAFT", "HTTP"], rows))
-    return 0
-
-
-def cmd_member_add(args: argparse.Namespace) -> int:
-    with_client(args, lambda c: c.add_member(args.id, args.raft_address, args.http_url))
-    print(f"added {args.id}")
-    return 0
-
-
-def cmd_member_remove(args: argparse.Namespace) -> int:
-    with_client(args, lambda c: c.remove_member(args.id))
-    print(f"removed {args.id}")
-    return 0
-
-
-def cmd_member_promote(args: argparse.Namespace) -> int:
-    with_client(args, lambda c: c.promote_member(args.id))
-    print(f"promoted {args.id}")
-    return 0
-
-
 def add_leader(sub: Subparsers) -> None:
     p = sub.add_parser("leader", help="leadership operations")
     lsub = p.add_subparsers(dest="leader_command", metavar="ACTION", required=True)
@@ -541,7 +567,7 @@ def add_bench(sub: Subparsers) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from raftkv.client.bench import BenchConfig, run_bench  # noqa: PLC0415
+    from raftkv.client.bench import BenchConfig, ProgressBar, report, run_bench  # noqa: PLC0415
 
     config = BenchConfig(
         endpoints=endpoints_of(args),
@@ -553,27 +579,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         timeout=args.timeout,
     )
 
-    def progress(elapsed: float, ops: int, rate: float, errors: int) -> None:
-        err = f"  {errors} errors" if errors else ""
-        print(f"  {elapsed:5.1f}s  {ops:9,d} ops  {rate:9,.0f} ops/s{err}", file=sys.stderr)
-
+    progress = ProgressBar(args.duration, sys.stderr)
     print(
         f"bench: {args.op}, {args.clients} clients, {args.duration:g}s, "
         f"{args.value_size}-byte values, endpoints {','.join(config.endpoints)}",
         file=sys.stderr,
     )
-    result = _run_fast(run_bench(config, progress))
-    doc = result.to_json()
-    if args.json:
-        print(json.dumps(doc))
-    else:
-        lat = doc["latency_ms"]
-        print(f"ops        {doc['ops']:,} in {doc['duration_s']:.2f}s, {doc['errors']} errors")
-        print(f"throughput {doc['throughput']:,.0f} ops/s")
-        print("latency ms " + "  ".join(f"{k} {v:.3f}" for k, v in lat.items()))
-        print(f"client cpu {doc['cpu_s']:.2f}s ({doc['cpu_percent']:.0f}% of one core)")
-        if result.first_error:
-            print(f"first error: {result.first_error}")
+    try:
+        result = _run_fast(run_bench(config, progress))
+    finally:
+        progress.close()
+    print(json.dumps(result.to_json()) if args.json else report(result))
     return 1 if result.ops == 0 else 0
 
 

@@ -49,6 +49,14 @@ class Timeout(CallerError):
     """The request timed out. For a write the outcome is unknown: it may have committed."""
 
 
+class Unauthorized(CallerError):
+    """The request carries no credentials, or ones this node does not accept (HTTP 401)."""
+
+
+class Forbidden(CallerError):
+    """The caller is known but its role does not allow this request (HTTP 403)."""
+
+
 # --- a peer's fault -------------------------------------------------------------------
 
 

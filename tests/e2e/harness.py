@@ -152,10 +152,13 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def running_cluster(tmp: Path, nodes: int = 3, fault_injection: bool = False) -> Iterator[Cluster]:
-    """A started cluster; it is stopped (and every node killed if need be) on exit."""
+def running_cluster(
+    tmp: Path, nodes: int = 3, fault_injection: bool = False, extra: tuple[str, ...] = ()
+) -> Iterator[Cluster]:
+    """A started cluster; it is stopped (and every node killed if need be) on exit. extra:
+    more `cluster up` arguments. Room is left for nodes that join later (up to 6 in all)."""
     data_dir = tmp / "cluster"
-    args = ["--nodes", str(nodes), "--base-port", str(free_base_port(nodes))]
+    args = ["--nodes", str(nodes), "--base-port", str(free_base_port(max(nodes, 6))), *extra]
     if fault_injection:
         args.append("--allow-fault-injection")
     try:

@@ -42,7 +42,14 @@ def say(**fields: object) -> None:
 async def main(args: argparse.Namespace) -> None:
     peers = dict(item.split("=", 1) for item in args.peers.split(","))
     journal = Journal()
-    options = NodeOptions(tick_ms=20, snapshot_every=args.snapshot_every, attempt_timeout_s=1.0)
+    # Generous deadlines: on a loaded machine an election can take seconds; every command is
+    # retried (exactly once, by its session) until it answers or this deadline passes.
+    options = NodeOptions(
+        tick_ms=20,
+        snapshot_every=args.snapshot_every,
+        attempt_timeout_s=2.0,
+        apply_timeout_s=60.0,
+    )
     node = Node(journal, node_id=args.node, peers=peers, data_dir=args.data_dir, options=options)
 
     def report(event: LeadershipEvent) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from raftkv.embed import Counter, LockManager, LockSessionExpired, ReplicatedDict
+from raftkv.embed import Counter, LockManager, LockSessionExpired, NodeOptions, ReplicatedDict
 
 from .harness import cluster, eventually, leader_of, run_async
 
@@ -142,3 +142,48 @@ def test_sessions_survive_a_leader_change(tmp_path: Path) -> None:
                 await s.acquire("job")
 
     run_async(main)
+
+
+def test_fencing_tokens_survive_leader_changes_snapshots_and_restarts(tmp_path: Path) -> None:
+    """Tokens are state machine state: they keep growing across a leadership transfer, log
+    compaction (snapshot_every=5), the death of the leader and a restart of every replica
+    from its snapshot and log; a dead holder's lock goes with its session under a new leader."""
+
+    async def main() -> None:
+        opts = NodeOptions(tick_ms=20, snapshot_every=5, attempt_timeout_s=2.0)
+        managers = [LockManager(reap_interval_s=0.05) for _ in range(3)]
+        tokens: list[int] = []
+        async with cluster(tmp_path, managers, options=opts) as nodes:
+            first = await leader_of(nodes)
+            me, target = (i for i, n in enumerate(nodes) if n is not first)
+            m = managers[me]
+            async with m.session(10.0) as s:
+                for _ in range(6):
+                    tokens.append(await s.acquire("job"))
+                    assert await s.release("job")
+                await first.transfer_leadership(nodes[target].id)
+                assert (await leader_of(nodes)) is nodes[target]
+                for _ in range(6):
+                    tokens.append(await s.acquire("job"))
+                    assert await s.release("job")
+            assert tokens == list(range(1, 13))
+            assert all(n.status().snapshot_index > 0 for n in nodes)  # the log was compacted
+
+            dead = await m.open_session(0.5)  # a holder that dies: it never renews
+            assert await m.acquire("job", dead) == 13
+            await nodes[target].stop()  # and the leader dies too, before the expiry
+            rest = [n for n in nodes if n is not nodes[target]]
+            assert (await leader_of(rest)) is not nodes[target]
+            async with m.session(10.0) as s2:
+                # the new leader expires the dead session: its lock is free, with a new token
+                assert await s2.acquire("job", wait_s=15.0) == 14
+                assert await m.session_info(dead) is None
+
+        fresh = [LockManager() for _ in range(3)]  # every replica restarts from its disk
+        async with cluster(tmp_path, fresh, options=opts) as nodes:
+            await leader_of(nodes)
+            assert [await f.last_token("job") for f in fresh] == [14, 14, 14]
+            async with fresh[0].session(10.0) as s3:
+                assert await s3.acquire("job", wait_s=5.0) == 15
+
+    run_async(main, timeout=90)

@@ -17,7 +17,8 @@ from typing import Any
 from .harness import make_peers
 
 WORKER = Path(__file__).with_name("proc_worker.py")
-DEADLINE_S = 60.0
+WRITES = 60  # per worker; the leader is killed after 30 acknowledgements in all
+DEADLINE_S = 240.0  # a bound for a stuck run, not a timing assertion
 
 
 class Worker:
@@ -66,17 +67,17 @@ def test_leader_kill_loses_no_acknowledged_result(tmp_path: Path) -> None:
     ids = ["n1", "n2", "n3"]
     spec = ",".join(f"{k}={v}" for k, v in make_peers(ids).items())
     out: queue.Queue[tuple[Worker, dict[str, Any]]] = queue.Queue()
-    workers = {nid: Worker(nid, spec, tmp_path, out) for nid in ids}
+    workers = {nid: Worker(nid, spec, tmp_path, out, writes=WRITES) for nid in ids}
     acks: dict[str, int] = {}
     unknown: set[str] = set()
-    leader: str | None = None
+    leading: dict[str, int] = {}  # node -> term, while its latest event says it leads
+    new_leader_terms: list[int] = []  # terms won by survivors after the kill
     killed: Worker | None = None
     done: set[str] = set()
     finals: dict[str, list[str]] = {}
     deadline = time.monotonic() + DEADLINE_S
 
     def pump(until: Any) -> None:
-        nonlocal leader
         while not until():
             assert time.monotonic() < deadline, f"stuck: acks={len(acks)} done={done}"
             try:
@@ -88,22 +89,30 @@ def test_leader_kill_loses_no_acknowledged_result(tmp_path: Path) -> None:
                 acks[msg["ack"]] = msg["pos"]
             elif "unknown" in msg:
                 unknown.add(msg["unknown"])
-            elif msg.get("event") == "became_leader" and w is not killed:
-                leader = w.node
+            elif msg.get("event") == "became_leader":
+                leading[w.node] = msg["term"]
+                if killed is not None and w is not killed:
+                    new_leader_terms.append(msg["term"])
+            elif msg.get("event") == "lost_leadership":
+                leading.pop(w.node, None)
             elif "writes_done" in msg:
                 done.add(w.node)
             elif "final" in msg:
                 finals[w.node] = msg["final"]
 
     try:
-        pump(lambda: leader is not None and len(acks) >= 30)
-        assert leader is not None
+        # The leader: the one node whose latest event is became_leader, in the highest term.
+        pump(lambda: len(leading) == 1 and len(acks) >= 30)
+        [(leader, killed_term)] = leading.items()
         killed = workers[leader]
         os.kill(killed.proc.pid, signal.SIGKILL)
         killed.proc.wait()
+        assert killed.proc.returncode == -signal.SIGKILL
         acked_before_kill = dict(acks)
         survivors = [w for w in workers.values() if w is not killed]
         pump(lambda: {w.node for w in survivors} <= done)
+        # it was the leader: a survivor had to win an election in a later term
+        assert new_leader_terms and max(new_leader_terms) > killed_term
         # the killed replica restarts from its own disk and catches up
         workers[killed.node] = Worker(killed.node, spec, tmp_path, out, gen=1, writes=3)
         pump(lambda: killed.node in done and len(done) == 3)
@@ -123,7 +132,9 @@ def test_leader_kill_loses_no_acknowledged_result(tmp_path: Path) -> None:
     # beyond answered writes, only what the killed process had in flight when it died
     unanswered = set(journal) - set(acks) - unknown
     assert all(k.startswith(f"{killed.node}-0-") for k in unanswered), unanswered
-    answered = set(acks) | unknown
     for w in survivors:  # the survivors kept writing through the kill, every write answered
-        assert sum(k.startswith(f"{w.node}-0-") for k in answered) == 40
+        mine = {k for k in acks if k.startswith(f"{w.node}-0-")}
+        missing = WRITES - len(mine)
+        assert not missing, f"{w.node}: {missing} writes without a result: {unknown}"
+        assert any(k not in acked_before_kill for k in mine)  # some went through after it
     assert {f"{killed.node}-1-{k}" for k in range(3)} <= set(acks)

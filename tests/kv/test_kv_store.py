@@ -275,3 +275,16 @@ def test_apply_out_of_order_is_a_bug_and_raises() -> None:
     assert kv.applied_index == 1
     assert run(kv, Put("a", b"1")).ok
     assert kv.applied_index == 2
+
+
+def test_load_replaces_the_store_in_place() -> None:
+    leader, follower = KvStore(), KvStore()
+    for i in range(5):
+        run(leader, Put(f"k{i}", b"v"))
+    run(follower, Put("stale", b"x"))
+    follower.load(leader.snapshot())
+    assert follower.snapshot() == leader.snapshot()
+    assert follower.get("stale") is None and follower.applied_index == leader.applied_index
+    run(follower, Put("k9", b"after"))  # applying goes on from the snapshot's index
+    assert follower.get("k9") is not None
+    assert follower.first_event_revision == leader.revision + 1  # history starts afresh

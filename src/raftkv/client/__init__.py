@@ -5,6 +5,7 @@ endpoints, and use client sessions so that a retried write is applied exactly on
 """
 
 from raftkv.client.aio import CONSISTENCIES, AsyncClient, CasResult, Consistency, Member
+from raftkv.client.credentials import Credentials
 from raftkv.client.endpoints import ENV_VAR, parse_endpoints, resolve_endpoints
 from raftkv.client.errors import (
     Conflict,
@@ -34,6 +35,7 @@ __all__ = [
     "Client",
     "Conflict",
     "Consistency",
+    "Credentials",
     "GetResult",
     "KeyValue",
     "Member",

@@ -21,6 +21,7 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
+from raftkv.client.credentials import Credentials
 from raftkv.client.endpoints import resolve_endpoints
 from raftkv.client.errors import (
     NotFound,
@@ -64,6 +65,8 @@ class Member:
     voter: bool
     raft_address: str
     http_url: str
+    match_index: int | None = None  # as the leader sees it
+    caught_up: bool | None = None  # a learner that may be promoted (None: unknown)
 
 
 class AsyncClient:
@@ -74,12 +77,16 @@ class AsyncClient:
         timeout: float = 10.0,
         policy: RetryPolicy | None = None,
         http_session: aiohttp.ClientSession | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         """endpoints: base URLs (a list or a comma-separated string); default $RAFTKV_ENDPOINTS.
         timeout: how long one operation may take, every retry included. http_session: share
-        one aiohttp session (connection pool) between clients; it is not closed by close()."""
+        one aiohttp session (connection pool) between clients; it is not closed by close()
+        (its connector must trust the servers' CA for https). credentials: a bearer token and
+        TLS files; unset fields come from $RAFTKV_TOKEN, $RAFTKV_CACERT, ... (credentials.py)."""
         policy = policy or RetryPolicy(timeout=timeout)
-        self._router = Router(resolve_endpoints(endpoints), policy, http_session)
+        creds = (credentials or Credentials()).merged(Credentials.from_env())
+        self._router = Router(resolve_endpoints(endpoints), policy, http_session, creds)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -237,7 +244,9 @@ class AsyncClient:
             )
             skip = seen  # replayed events of revision `cursor` that were yielded already
             try:
-                async with router.http().get(url, timeout=timeout) as resp:
+                async with router.http().get(
+                    url, timeout=timeout, headers=router.auth_headers
+                ) as resp:
                     if resp.status != 200:
                         raise error_from_response(resp.status, await resp.read(), endpoint)
                     failures = 0
@@ -303,6 +312,8 @@ class AsyncClient:
                     bool(m.get("voter", True)),
                     str(m.get("raft_address", "")),
                     str(m.get("http_url", "")),
+                    m.get("match_index") if isinstance(m.get("match_index"), int) else None,
+                    m.get("caught_up") if isinstance(m.get("caught_up"), bool) else None,
                 )
                 for m in doc.get("members", [])
             ]
@@ -320,6 +331,11 @@ class AsyncClient:
     async def promote_member(self, node_id: str) -> Any:
         path = "/v1/members/" + quote(node_id, safe="") + "/promote"
         return await self._admin("POST", path, f"promote member {node_id}", None)
+
+    async def snapshot(self) -> bytes:
+        """A linearizable backup of the whole store: a snapshot file's bytes (GET /v1/snapshot)."""
+        answer = await self._router.request("GET", "/v1/snapshot", what="snapshot")
+        return bytes(answer.body)
 
     async def transfer_leader(self, to: str | None = None, *, timeout: float | None = None) -> str:
         """Move leadership to node `to` (None: the most caught-up follower); the new leader."""

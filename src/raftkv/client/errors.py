@@ -14,11 +14,13 @@ from typing import Any
 from raftkv.errors import (
     BadRequest,
     CallerError,
+    Forbidden,
     NoQuorum,
     NotLeader,
     RaftkvError,
     Timeout,
     TooLarge,
+    Unauthorized,
 )
 
 
@@ -88,6 +90,10 @@ def error_from_response(status: int, body: bytes, where: str) -> RaftkvError:
     match status, code:
         case 400, _:
             return BadRequest(message)
+        case 401, _:
+            return Unauthorized(f"{where}: {message}")
+        case 403, _:
+            return Forbidden(f"{where}: {message}")
         case 404, _:
             return NotFound(message)
         case 409, _:

@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from raftkv.client.credentials import Credentials
 from raftkv.client.errors import (
     SessionExpired,
     Unavailable,
@@ -71,8 +72,11 @@ class Router:
         endpoints: list[str],
         policy: RetryPolicy,
         http: aiohttp.ClientSession | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         self.endpoints = endpoints
+        self.credentials = credentials or Credentials()
+        self.auth_headers = self.credentials.headers()  # sent with every request
         self.policy = policy
         self.session = ClientSession()
         self._http = http
@@ -89,7 +93,9 @@ class Router:
     def http(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
             self._http = client_session(
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
+                connector=aiohttp.TCPConnector(
+                    limit=0, keepalive_timeout=30, ssl=self.credentials.ssl_context() or True
+                ),
                 auto_decompress=False,
             )
             self._own_http = True
@@ -119,6 +125,8 @@ class Router:
         url = URL(endpoint + path, encoded=True)
         if params:
             url = url.update_query(params)
+        if self.auth_headers:
+            headers = {**self.auth_headers, **(headers or {})}
         async with self.http().request(
             method,
             url,

@@ -16,6 +16,7 @@ from collections.abc import AsyncGenerator, Coroutine, Generator, Iterable, Mapp
 from typing import Any, TypeVar
 
 from raftkv.client.aio import AsyncClient, CasResult, Consistency, Member, Value
+from raftkv.client.credentials import Credentials
 from raftkv.client.router import RetryPolicy
 from raftkv.client.types import GetResult, NodeStatus, TxnResult, WatchEvent, WriteResult
 from raftkv.errors import RaftkvError
@@ -30,6 +31,7 @@ class Client:
         *,
         timeout: float = 10.0,
         policy: RetryPolicy | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -38,7 +40,7 @@ class Client:
         self._thread.start()
         self._closed = False
         try:
-            self._aio = self._run(_make(endpoints, timeout, policy))
+            self._aio = self._run(_make(endpoints, timeout, policy, credentials))
         except BaseException:
             self._stop_loop()
             raise
@@ -155,9 +157,12 @@ class Client:
 
 
 async def _make(
-    endpoints: str | Iterable[str] | None, timeout: float, policy: RetryPolicy | None
+    endpoints: str | Iterable[str] | None,
+    timeout: float,
+    policy: RetryPolicy | None,
+    credentials: Credentials | None,
 ) -> AsyncClient:
-    return AsyncClient(endpoints, timeout=timeout, policy=policy)
+    return AsyncClient(endpoints, timeout=timeout, policy=policy, credentials=credentials)
 
 
 async def _anext(it: AsyncGenerator[WatchEvent, None]) -> WatchEvent:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from raftkv.devcluster.manage import UpOptions, down, up
+from raftkv.devcluster.manage import UpOptions, down, join, remove, up
 from raftkv.devcluster.topology import DEFAULT_BASE_PORT, HTTP_OFFSET, MAX_NODES
 
 if TYPE_CHECKING:
@@ -66,7 +66,52 @@ def add_parser(sub: Subparsers) -> None:
         metavar="S",
         help="give up waiting for a leader after S seconds (30)",
     )
+    u.add_argument(
+        "--snapshot-entries",
+        type=int,
+        metavar="N",
+        help="nodes compact their log every N applied entries (default: the node's, 10000)",
+    )
     u.set_defaults(func=cmd_up)
+
+    j = csub.add_parser(
+        "join",
+        help="start one more node that joins the running cluster as a learner",
+        description="Start node nI (the next id, on ports P+I-1 and P+1000+I-1) with "
+        "`raftkv serve --join`: the cluster adds it as a learner and catches it up. Then "
+        "promote it: raftkv member promote nI --wait 30.",
+    )
+    j.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(DEFAULT_DATA_DIR),
+        metavar="DIR",
+        help=f"cluster directory (default ./{DEFAULT_DATA_DIR})",
+    )
+    j.add_argument(
+        "--wait", type=float, default=30.0, metavar="S", help="give up after S seconds (30)"
+    )
+    j.set_defaults(func=cmd_join)
+
+    rm = csub.add_parser(
+        "remove",
+        help="remove a node from the cluster, stop it and forget it",
+        description="`raftkv member remove ID` through the other nodes, stop ID's process if "
+        "it runs, and drop it from DIR/cluster.json (its data directory is kept; the id is "
+        "never given out again). Works for a dead node, and for the leader.",
+    )
+    rm.add_argument("id")
+    rm.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(DEFAULT_DATA_DIR),
+        metavar="DIR",
+        help=f"cluster directory (default ./{DEFAULT_DATA_DIR})",
+    )
+    rm.add_argument(
+        "--wait", type=float, default=10.0, metavar="S", help="give up after S seconds (10)"
+    )
+    rm.set_defaults(func=cmd_remove)
 
     d = csub.add_parser(
         "down",
@@ -98,8 +143,19 @@ def cmd_up(args: argparse.Namespace) -> int:
         base_port=args.base_port,
         allow_fault_injection=args.allow_fault_injection,
         timeout=args.wait,
+        snapshot_entries=args.snapshot_entries,
     )
     up(opts, sys.stdout, sys.stderr)
+    return 0
+
+
+def cmd_join(args: argparse.Namespace) -> int:
+    join(args.data_dir, args.wait, sys.stdout, sys.stderr)
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    remove(args.data_dir, args.id, args.wait, sys.stdout)
     return 0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import subprocess
 import time
@@ -14,6 +16,7 @@ from typing import Any, TextIO
 from raftkv.devcluster import process
 from raftkv.devcluster.topology import (
     DEFAULT_BASE_PORT,
+    NodeSpec,
     Topology,
     load_topology,
     save_topology,
@@ -37,6 +40,7 @@ class UpOptions:
     base_port: int | None  # None: as recorded (the default for a new cluster)
     allow_fault_injection: bool
     timeout: float
+    snapshot_entries: int | None = None  # None: as recorded (the node default when new)
 
 
 def up(opts: UpOptions, out: TextIO, err: TextIO) -> Topology:
@@ -99,14 +103,81 @@ def down(data_dir: Path, timeout: float, out: TextIO) -> dict[str, str]:
     return outcome
 
 
+def join(data_dir: Path, timeout: float, out: TextIO, err: TextIO) -> NodeSpec:
+    """Start one more node (the next id and ports) that joins the running cluster in data_dir
+    as a learner (`raftkv serve --join`); wait until it knows the leader."""
+    data_dir = data_dir.resolve()
+    recorded = load_topology(data_dir)
+    if recorded is None:
+        raise ClusterError(f"no cluster in {data_dir} (no cluster.json): run `cluster up` first")
+    topo, node = recorded.with_joined()
+    process.check_port_free(node.host, node.raft_port, f"{node.id} raft")
+    process.check_port_free(node.host, node.http_port, f"{node.id} http")
+    save_topology(data_dir, topo)
+    proc, offset = process.spawn(data_dir, topo, node)
+    print(f"starting {node.id} in {data_dir}, joining as a learner", file=err)
+    deadline = time.monotonic() + timeout
+    while True:
+        code = proc.poll()
+        if code is not None:
+            log = data_dir / node.id / process.LOG_FILE
+            raise ClusterError(
+                f"node {node.id} exited with code {code}; the end of {log}:\n"
+                f"{process.log_tail(log, offset)}"
+            )
+        status = fetch_status(node.http_url)
+        if status is not None and status.get("leader"):
+            break
+        if time.monotonic() > deadline:
+            raise ClusterError(f"{node.id} did not hear from a leader within {timeout:g}s")
+        time.sleep(POLL_S)
+    print(
+        f"  {node.id}  {node.http_url}  raft {node.raft_address}  pid {proc.pid}  learner; "
+        f"promote it with: raftkv member promote {node.id} --wait 30",
+        file=out,
+    )
+    print(f"export RAFTKV_ENDPOINTS={','.join(topo.endpoints)}", file=out)
+    return node
+
+
+def remove(data_dir: Path, node_id: str, timeout: float, out: TextIO) -> None:
+    """Remove node_id from the cluster's membership (`raftkv member remove`), stop its process
+    if it still runs, and drop it from cluster.json (its data directory stays, for inspection)."""
+    data_dir = data_dir.resolve()
+    recorded = load_topology(data_dir)
+    if recorded is None:
+        raise ClusterError(f"no cluster in {data_dir} (no cluster.json)")
+    topo = recorded.without(node_id)
+    node = next(n for n in recorded.nodes if n.id == node_id)
+    others = [n.http_url for n in topo.nodes]
+    asyncio.run(_remove_member(others, node_id, timeout))
+    print(f"removed {node_id} from the cluster's membership", file=out)
+    ndir = process.node_dir(data_dir, node)
+    pid = process.running_pid(ndir)
+    if pid is not None:
+        outcome = process.stop({node_id: pid}, timeout)[node_id]
+        print(f"{node_id} (pid {pid}): {outcome}", file=out)
+    process.remove_pid(ndir)
+    save_topology(data_dir, topo)
+    print(f"export RAFTKV_ENDPOINTS={','.join(topo.endpoints)}", file=out)
+
+
+async def _remove_member(endpoints: list[str], node_id: str, timeout: float) -> None:
+    from raftkv.client import AsyncClient  # noqa: PLC0415 (only this command needs it)
+
+    async with AsyncClient(endpoints, timeout=timeout) as client:
+        await client.remove_member(node_id)
+
+
 def _topology_for(data_dir: Path, opts: UpOptions) -> Topology:
     recorded = load_topology(data_dir)
     if recorded is None:
-        return Topology.create(
+        topo = Topology.create(
             opts.nodes or DEFAULT_NODES,
             opts.base_port or DEFAULT_BASE_PORT,
             opts.allow_fault_injection,
         )
+        return dataclasses.replace(topo, snapshot_entries=opts.snapshot_entries)
     if opts.nodes is not None and opts.nodes != len(recorded.nodes):
         raise BadRequest(
             f"{data_dir} holds a {len(recorded.nodes)}-node cluster, not {opts.nodes}: "
@@ -117,8 +188,13 @@ def _topology_for(data_dir: Path, opts: UpOptions) -> Topology:
             f"{data_dir} holds a cluster on base port {recorded.base_port}, not "
             f"{opts.base_port}: drop --base-port to restart it, or use another --data-dir"
         )
-    return Topology(
-        recorded.cluster_id, recorded.base_port, recorded.nodes, opts.allow_fault_injection
+    snapshot_entries = opts.snapshot_entries
+    if snapshot_entries is None:
+        snapshot_entries = recorded.snapshot_entries
+    return dataclasses.replace(
+        recorded,
+        allow_fault_injection=opts.allow_fault_injection,
+        snapshot_entries=snapshot_entries,
     )
 
 
@@ -143,10 +219,15 @@ def _wait_for_leader(
     begin = time.monotonic()
     next_report = begin + 1.0
     states: dict[str, str] = {}
+    exited: set[str] = set()
     while True:
         for node_id, (proc, offset) in started.items():
             code = proc.poll()
-            if code is not None:
+            if code == 0 and node_id not in exited:
+                # A node removed from the cluster shuts itself down (status 0).
+                exited.add(node_id)
+                print(f"{node_id} exited (removed from the cluster?); see its node.log", file=err)
+            elif code is not None and code != 0:
                 log = data_dir / node_id / process.LOG_FILE
                 raise ClusterError(
                     f"node {node_id} exited with code {code} during startup; the end of {log}:\n"
@@ -155,6 +236,9 @@ def _wait_for_leader(
                 )
         leader: tuple[str, int] | None = None
         for node in topo.nodes:
+            if node.id in exited:
+                states[node.id] = "exited"
+                continue
             status = fetch_status(node.http_url)
             if status is None:
                 states[node.id] = "starting"

@@ -41,13 +41,18 @@ def serve_command(data_dir: Path, topo: Topology, node: NodeSpec) -> list[str]:
         node.raft_address,
         "--http",
         f"{node.host}:{node.http_port}",
-        "--peers",
-        topo.peers_spec,
         "--cluster-id",
         topo.cluster_id,
     ]
+    if node.joined:  # ignored once the node has joined: it restarts from its data
+        others = [n.http_url for n in topo.nodes if n.id != node.id]
+        cmd += ["--join", ",".join(others)]
+    else:
+        cmd += ["--peers", topo.peers_spec]
     if topo.allow_fault_injection:
         cmd.append("--allow-fault-injection")
+    if topo.snapshot_entries is not None:
+        cmd += ["--snapshot-entries", str(topo.snapshot_entries)]
     return cmd
 
 

@@ -7,6 +7,7 @@ below 80 nodes). A restart reads cluster.json, so the same nodes come back on th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -30,6 +31,7 @@ class NodeSpec:
     raft_port: int
     http_port: int
     host: str = HOST
+    joined: bool = False  # added by `cluster join` (starts with --join, not --peers)
 
     @property
     def raft_address(self) -> str:
@@ -51,6 +53,8 @@ class Topology:
     base_port: int
     nodes: tuple[NodeSpec, ...]
     allow_fault_injection: bool = False
+    snapshot_entries: int | None = None  # passed to every node as --snapshot-entries
+    retired: tuple[str, ...] = ()  # ids removed by `cluster remove`: never used again
 
     @classmethod
     def create(cls, nodes: int, base_port: int, allow_fault_injection: bool) -> Topology:
@@ -69,7 +73,29 @@ class Topology:
 
     @property
     def peers_spec(self) -> str:
-        return ",".join(n.peer_spec for n in self.nodes)
+        """The founding members (`raftkv serve --peers`); joined nodes come later."""
+        return ",".join(n.peer_spec for n in self.nodes if not n.joined)
+
+    def with_joined(self) -> tuple[Topology, NodeSpec]:
+        """This topology plus one new node nI (I = the highest index so far + 1)."""
+        ids = [n.id for n in self.nodes] + list(self.retired)
+        index = 1 + max((int(i[1:]) for i in ids if i[1:].isdigit()), default=0)
+        if index > MAX_NODES:
+            raise BadRequest(f"a dev cluster has at most {MAX_NODES} nodes (n1..n{MAX_NODES})")
+        node = NodeSpec(
+            f"n{index}",
+            self.base_port + index - 1,
+            self.base_port + HTTP_OFFSET + index - 1,
+            joined=True,
+        )
+        return dataclasses.replace(self, nodes=(*self.nodes, node)), node
+
+    def without(self, node_id: str) -> Topology:
+        """This topology after node_id left the cluster (its id is not given out again)."""
+        if node_id not in {n.id for n in self.nodes}:
+            raise BadRequest(f"{node_id} is not a node of this dev cluster")
+        nodes = tuple(n for n in self.nodes if n.id != node_id)
+        return dataclasses.replace(self, nodes=nodes, retired=(*self.retired, node_id))
 
     @property
     def endpoints(self) -> list[str]:
@@ -81,8 +107,16 @@ class Topology:
             "cluster_id": self.cluster_id,
             "base_port": self.base_port,
             "allow_fault_injection": self.allow_fault_injection,
+            "snapshot_entries": self.snapshot_entries,
+            "retired": list(self.retired),
             "nodes": [
-                {"id": n.id, "raft": n.raft_address, "http": n.http_url, "host": n.host}
+                {
+                    "id": n.id,
+                    "raft": n.raft_address,
+                    "http": n.http_url,
+                    "host": n.host,
+                    "joined": n.joined,
+                }
                 for n in self.nodes
             ],
         }
@@ -98,6 +132,7 @@ class Topology:
                     int(n["raft"].rpartition(":")[2]),
                     int(n["http"].rpartition(":")[2]),
                     str(n.get("host", HOST)),
+                    bool(n.get("joined", False)),
                 )
                 for n in doc["nodes"]
             )
@@ -106,6 +141,8 @@ class Topology:
                 int(doc["base_port"]),
                 nodes,
                 bool(doc.get("allow_fault_injection", False)),
+                None if doc.get("snapshot_entries") is None else int(doc["snapshot_entries"]),
+                tuple(str(i) for i in doc.get("retired", ())),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise BadRequest(f"{where} is not a valid cluster file ({e!r})") from None

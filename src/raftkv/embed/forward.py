@@ -1,5 +1,5 @@
-"""Followers forward apply and ReadIndex requests to the leader, over HTTP on each node's api
-address (the peer TCP transport carries only Raft messages).
+"""Followers forward apply, ReadIndex and membership requests to the leader, over HTTP on each
+node's api address (the peer TCP transport carries only Raft messages).
 
 Every request carries the cluster id; a node of another cluster answers 403 and nothing is
 done. A forwarded request is served only by the leader (a non-leader answers not_leader with
@@ -9,6 +9,7 @@ its hint, never forwarding again), so requests cannot loop.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -16,6 +17,7 @@ import msgspec
 from aiohttp import web
 
 from raftkv.client.http import client_session
+from raftkv.core.membership import ConfChange
 from raftkv.embed.protocol import ENCODER, ForwardReply, Outcome, decode_reply
 from raftkv.errors import (
     BadRequest,
@@ -24,6 +26,7 @@ from raftkv.errors import (
     NoQuorum,
     NotLeader,
     ProposalDropped,
+    Timeout,
     WrongCluster,
 )
 from raftkv.runtime.faults import NetFaults
@@ -32,6 +35,7 @@ from raftkv.runtime.settings import NodeSettings
 
 APPLY_PATH = "/raftkv/embed/v1/apply"
 READ_PATH = "/raftkv/embed/v1/read-index"
+MEMBER_PATH = "/raftkv/embed/v1/member"
 CLUSTER_HEADER = "X-Raftkv-Cluster"
 FROM_HEADER = "X-Raftkv-From"
 MSGPACK = "application/msgpack"
@@ -47,20 +51,32 @@ class _ReadRequest(msgspec.Struct, frozen=True, array_like=True):
 
 
 _READ_DECODER = msgspec.msgpack.Decoder(_ReadRequest)
+_CHANGE_DECODER = msgspec.msgpack.Decoder(ConfChange)
+
+# The leader's membership change: (change, timeout) -> the log index it committed at.
+ChangeMembers = Callable[[ConfChange, float], Awaitable[int]]
 
 
 class ForwardServer:
     """The leader's side: routes on the node's api address."""
 
-    def __init__(self, settings: NodeSettings, runtime: RaftRuntime[Any, Outcome]) -> None:
+    def __init__(
+        self,
+        settings: NodeSettings,
+        runtime: RaftRuntime[Any, Outcome],
+        change_members: ChangeMembers | None = None,
+    ) -> None:
         self._settings = settings
         self._runtime = runtime
+        self._change_members = change_members
         self._timeout = settings.request_timeout_s
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_COMMAND_SIZE + 1024)
         app.router.add_post(APPLY_PATH, self._apply)
         app.router.add_post(READ_PATH, self._read_index)
+        if self._change_members is not None:
+            app.router.add_post(MEMBER_PATH, self._member)
         return app
 
     def _refuse(self, request: web.Request) -> web.Response | None:
@@ -103,6 +119,24 @@ class ForwardServer:
             return self._reply(self._error(e))
         return self._reply(ForwardReply("ok", index=index))
 
+    async def _member(self, request: web.Request) -> web.Response:
+        refused = self._refuse(request)
+        if refused is not None:
+            return refused
+        assert self._change_members is not None
+        try:
+            change = _CHANGE_DECODER.decode(await request.read())
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            return self._reply(ForwardReply("bad_request", message=str(e)))
+        try:
+            async with asyncio.timeout(self._timeout):
+                index = await self._change_members(change, self._timeout)
+        except TimeoutError:
+            return self._reply(ForwardReply("timeout", message="change not committed in time"))
+        except (CallerError, DiskError) as e:
+            return self._reply(self._error(e))
+        return self._reply(ForwardReply("ok", index=index))
+
     def _error(self, e: Exception) -> ForwardReply:
         leader = self._runtime.leader
         match e:
@@ -112,6 +146,8 @@ class ForwardServer:
                 return ForwardReply("dropped", leader=leader, message=str(e))
             case NoQuorum():
                 return ForwardReply("no_quorum", leader=leader, message=str(e))
+            case Timeout():
+                return ForwardReply("timeout", leader=leader, message=str(e))
             case NodeStopped() | DiskError():
                 return ForwardReply("stopped", message=str(e))
             case _:
@@ -152,6 +188,9 @@ class ForwardClient:
 
     async def read_index(self, leader: str, lease: bool, timeout: float) -> ForwardReply:
         return await self._post(leader, READ_PATH, ENCODER.encode(_ReadRequest(lease)), timeout)
+
+    async def change_members(self, leader: str, change: ConfChange, timeout: float) -> ForwardReply:
+        return await self._post(leader, MEMBER_PATH, ENCODER.encode(change), timeout)
 
     async def _post(self, leader: str, path: str, body: bytes, timeout: float) -> ForwardReply:
         addr = self._settings.peers.get(leader)

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import random
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -30,6 +30,7 @@ from typing import Any, Generic, Literal, TypeVar
 from aiohttp import web
 
 from raftkv.core.config import Config
+from raftkv.core.membership import ConfChange, ConfChangeKind
 from raftkv.core.raft import RaftNode
 from raftkv.embed.codec import Decoder, encode
 from raftkv.embed.errors import CommandFailed
@@ -42,6 +43,7 @@ from raftkv.embed.forward import (
 )
 from raftkv.embed.hooks import EmbedHooks
 from raftkv.embed.machine import AnyMachine
+from raftkv.embed.membership import already
 from raftkv.embed.options import NodeOptions, build_settings, check_identity
 from raftkv.embed.protocol import Outcome, Status, encode_envelope
 from raftkv.embed.replica import Replica
@@ -85,6 +87,7 @@ class NodeStatus:
     snapshot_index: int
     voters: tuple[str, ...]
     running: bool
+    learners: tuple[str, ...] = ()
 
 
 class Node(Generic[M]):
@@ -101,13 +104,24 @@ class Node(Generic[M]):
         command_type: Any = Any,
         result_type: Any = Any,
         options: NodeOptions | None = None,
+        voters: Collection[str] | None = None,
     ) -> None:
+        """peers: the address of every node that is or may become a member, this one included
+        (`ID -> "HOST:RAFT_PORT@http://HOST:API_PORT"`, the same on every node). voters: the
+        cluster's first configuration (default: every peer), the same on every node; a node
+        outside it starts as a non-member that waits to be added (add_learner / add_voter).
+        Once the log holds a membership change, the log's configuration is what counts."""
         from raftkv.embed.replicated import Call, Replicated  # noqa: PLC0415 (import cycle)
 
         self.options = opts = options or NodeOptions()
         self.settings = build_settings(node_id, peers, data_dir, cluster_id, opts)
         self.id = node_id
         self.machine = machine
+        initial = tuple(sorted(set(voters))) if voters is not None else self.settings.voters
+        unknown = sorted(set(initial) - set(self.settings.peers))
+        if not initial or unknown:
+            raise BadRequest(f"voters must be a non-empty subset of peers (unknown: {unknown})")
+        self._initial_voters = initial
         self._replicated: Replicated | None = None
         if isinstance(machine, Replicated):
             command_type = Call
@@ -179,14 +193,16 @@ class Node(Generic[M]):
         if rec.snapshot is not None:
             self._replica.restore(rec.snapshot.data, rec.snapshot.index)
         config = Config(election_ticks=s.election_ticks, heartbeat_ticks=s.heartbeat_ticks)
+        joining = () if self.id in self._initial_voters else (self.id,)
         raft = RaftNode(
             s.node_id,
-            s.voters,
+            self._initial_voters,
             config,
             random.Random(),
             hard_state=rec.hard_state,
             entries=rec.entries,
             snapshot=rec.snapshot,
+            learners=joining,  # not a voter at first: listen until the leader adds us
         )
         inbox = Inbox(TickClock(s.tick_seconds))
         hub, metrics = EventHub(s.node_id), NodeMetrics()
@@ -207,7 +223,7 @@ class Node(Generic[M]):
             self._forward = ForwardClient(s, self._faults)
             stack.push_async_callback(self._forward.close)
         runner = web.AppRunner(
-            ForwardServer(s, runtime).app(),
+            ForwardServer(s, runtime, self._change_here).app(),
             access_log=None,
             handler_cancellation=True,
             shutdown_timeout=_HTTP_SHUTDOWN_S,
@@ -265,12 +281,19 @@ class Node(Generic[M]):
 
     @property
     def voters(self) -> tuple[str, ...]:
-        return self.settings.voters
+        """The voters of the latest configuration in this node's log (initially `voters`)."""
+        rt = self._runtime
+        return self._initial_voters if rt is None else rt.raft.voters
+
+    @property
+    def learners(self) -> tuple[str, ...]:
+        rt = self._runtime
+        return () if rt is None else rt.raft.learners
 
     def status(self) -> NodeStatus:
         rt = self._runtime
         if rt is None:
-            return NodeStatus(self.id, "stopped", 0, None, 0, 0, 0, 0, self.voters, False)
+            return NodeStatus(self.id, "stopped", 0, None, 0, 0, 0, 0, self.voters, False, ())
         raft = rt.raft
         return NodeStatus(
             id=self.id,
@@ -283,6 +306,7 @@ class Node(Generic[M]):
             snapshot_index=raft.log.snapshot_index,
             voters=raft.voters,
             running=self.running,
+            learners=raft.learners,
         )
 
     # --- events ---------------------------------------------------------------------------
@@ -317,6 +341,112 @@ class Node(Generic[M]):
                 return await runtime.transfer(target)
         except TimeoutError:
             raise Timeout(f"leadership did not move to {target} in time") from None
+
+    # --- membership -----------------------------------------------------------------------
+
+    async def add_learner(self, node_id: str, *, timeout: float | None = None) -> int:
+        """Add node_id (a peer outside the configuration) as a learner: the leader replicates
+        to it (a snapshot first if the log was compacted), it never votes. Returns the log index
+        of the committed change. Works from any node (forwarded to the leader)."""
+        change = ConfChange(ConfChangeKind.ADD_LEARNER, node_id)
+        return await self._change_members(change, timeout)
+
+    async def promote(self, node_id: str, *, timeout: float | None = None) -> int:
+        """Make learner node_id a voter, once it has caught up with the leader's commit index
+        (so the change does not stall commits while it catches up)."""
+        return await self._change_members(ConfChange(ConfChangeKind.PROMOTE, node_id), timeout)
+
+    async def add_voter(self, node_id: str, *, timeout: float | None = None) -> int:
+        """add_learner, then promote: grow the cluster by one voter, one safe step at a time."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout or self.options.apply_timeout_s)
+        if node_id not in self.voters:  # this node's view; promote below is idempotent
+            await self.add_learner(node_id, timeout=deadline - loop.time())
+        return await self.promote(node_id, timeout=max(0.001, deadline - loop.time()))
+
+    async def remove_member(self, node_id: str, *, timeout: float | None = None) -> int:
+        """Remove node_id (voter or learner; the leader itself too: it steps down once its
+        removal has committed). The removed node keeps running but never campaigns: stop it."""
+        return await self._change_members(ConfChange(ConfChangeKind.REMOVE, node_id), timeout)
+
+    async def _change_members(self, change: ConfChange, timeout: float | None) -> int:
+        if change.node not in self.settings.peers:
+            raise BadRequest(
+                f"{change.node!r} is not in peers: every node's peers must hold the address "
+                "of every node that may become a member"
+            )
+        loop = asyncio.get_running_loop()
+        timeout = timeout or self.options.apply_timeout_s
+        deadline = loop.time() + timeout
+        why = "no leader was known"
+        while (remaining := deadline - loop.time()) > 0:
+            runtime = self._running()
+            attempt = min(remaining, self.options.attempt_timeout_s)
+            leader = runtime.leader
+            if runtime.is_leader:
+                try:
+                    return await self._change_here(change, attempt)
+                except (*_RETRYABLE, Timeout) as e:
+                    why = str(e)
+            elif leader is None:
+                await self._leader_change(min(remaining, 0.5))
+                continue
+            elif self._forward is None:
+                raise NotLeader(f"{self.id} is not the leader; {leader} is", leader)
+            else:
+                reply = await self._forward.change_members(leader, change, attempt)
+                if reply.code == "ok":
+                    return reply.index
+                if reply.code == "bad_request":
+                    raise BadRequest(reply.message)
+                why = reply.message
+            await self._backoff(deadline)
+        raise Timeout(
+            f"{self.id}: {change.kind.value} {change.node} not committed within {timeout:g}s; "
+            f"it may or may not take effect (asking again is safe) (last: {why})"
+        )
+
+    async def _change_here(self, change: ConfChange, timeout: float) -> int:
+        """On the leader: propose change through the Ready loop (the runtime's
+        change_membership, as the KV server does) and wait until it is applied here; its index.
+        NotLeader / ProposalDropped (retry) / BadRequest / Timeout."""
+        runtime = self._running()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        raft = runtime.raft
+        if not runtime.is_leader:
+            raise NotLeader(f"{self.id} is not the leader", raft.leader)
+        if already(raft.membership, change):
+            # In the leader's latest configuration: done once the entry that made it so (at or
+            # before the end of the log) has committed and applied.
+            index = raft.log.last_index()
+            await self._applied_through(index, deadline)
+            return index
+        if change.kind is ConfChangeKind.PROMOTE:
+            await self._caught_up(change.node, deadline)
+        try:
+            async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                _, index = await runtime.change_membership(change)
+        except TimeoutError:
+            raise Timeout(f"{change.kind.value} {change.node} not applied in time") from None
+        return index
+
+    async def _caught_up(self, node: str, deadline: float) -> None:
+        """Wait until learner node's log matches the leader's commit index (leader only)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            runtime = self._running()
+            raft = runtime.raft
+            if not runtime.is_leader:
+                raise NotLeader(f"{self.id} is not the leader", raft.leader)
+            if node not in raft.learners:
+                raise BadRequest(f"{node} is not a learner (add it as a learner first)")
+            progress = raft.progress.get(node)
+            if progress is not None and progress.match >= raft.log.committed:
+                return
+            if loop.time() >= deadline:
+                raise Timeout(f"learner {node} has not caught up with the leader yet")
+            await asyncio.sleep(self.settings.tick_seconds)
 
     # --- writes ---------------------------------------------------------------------------
 

@@ -264,6 +264,17 @@ class KvStore:
         )
         return store
 
+    def load(self, data: bytes) -> None:
+        """Become the store that produced data, in place (a snapshot installed from the
+        leader). The watch history restarts after the snapshot's revision."""
+        other = KvStore.restore(data, self._config)
+        self._data = other._data
+        self._revision = other._revision
+        self._applied_index = other._applied_index
+        self._sessions = other._sessions
+        self._history = other._history
+        self._pending = []
+
 
 def _mod(kv: KeyValue | None) -> int:
     return 0 if kv is None else kv.mod_revision

@@ -21,6 +21,13 @@ generator that CPU is the write throughput.
 Requests on one connection are answered in order, one at a time (pipelined requests wait in
 the buffer). A connection closes after "Connection: close", or at shutdown once its request in
 flight is answered.
+
+The parser only takes what aiohttp's would take the same way: a Host header, token header
+names, CRLF line ends, RFC 3986 path characters; anything it is unsure of goes to aiohttp.
+tests/runtime/test_fasthttp.py checks the answers against aiohttp's, including on mutated
+input. Two known, deliberate differences: a client that half-closes after its requests gets
+its answers (aiohttp closes at once), and good requests pipelined before a malformed one in
+the same packet are answered before aiohttp's 400 (aiohttp answers only the 400).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from email.utils import formatdate
@@ -38,6 +46,7 @@ from aiohttp import web
 from raftkv.errors import NotLeader, RaftkvError
 from raftkv.kv.commands import Put, encode_command
 from raftkv.kv.results import Result, Status
+from raftkv.runtime.conn_guard import ConnectionGuard
 from raftkv.runtime.http_api import (
     HttpApi,
     result_response,
@@ -45,6 +54,7 @@ from raftkv.runtime.http_api import (
     session_from,
     timeout_error,
 )
+from raftkv.runtime.http_auth import check_access
 from raftkv.runtime.http_errors import error_response, from_exception
 from raftkv.runtime.node import RaftRuntime
 from raftkv.runtime.settings import NodeSettings
@@ -60,6 +70,10 @@ _CONSISTENCY = {
     b"consistency=lease": "lease",
     b"consistency=stale": "stale",
 }
+# RFC 3986 pchar and "/", without "%" (percent-encoding goes to aiohttp, which decodes it).
+_PATH_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/"
+# RFC 9110 token characters: anything else in a header name is aiohttp's to refuse.
+_TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SESSION_HEADERS = (b"x-raftkv-client", b"x-raftkv-seq", b"x-raftkv-ack")
 _REFUSED_HEADERS = frozenset((b"transfer-encoding", b"expect", b"upgrade"))
 _REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
@@ -72,7 +86,7 @@ class _Fallback(Exception):
 
 
 class _Request:
-    __slots__ = ("body", "close", "consistency", "end", "key", "method", "session")
+    __slots__ = ("authorization", "body", "close", "consistency", "end", "key", "method", "session")
 
     def __init__(self) -> None:
         self.method = b""
@@ -82,16 +96,22 @@ class _Request:
         self.body = b""
         self.close = False
         self.end = 0  # bytes of the buffer this request occupies
+        self.authorization: str | None = None  # the Authorization header (auth: http_auth.py)
 
 
 def parse_request(buf: bytearray, max_body: int) -> _Request | None:
     """The request at the start of buf; None if incomplete; _Fallback if not ours."""
     head_end = buf.find(b"\r\n\r\n", 0, MAX_HEAD)
     if head_end < 0:
-        if len(buf) >= MAX_HEAD:
-            raise _Fallback
+        if len(buf) >= MAX_HEAD or buf.count(b"\n") != buf.count(b"\r\n"):
+            raise _Fallback  # too big, or bare LF line ends (it might never see CRLF CRLF)
         return None
-    lines = bytes(buf[:head_end]).split(b"\r\n")
+    head = bytes(buf[:head_end])
+    if head.count(b"\n") != head.count(b"\r\n") or head.count(b"\r") != head.count(b"\r\n"):
+        raise _Fallback  # a bare CR or LF: aiohttp's parser decides what that means
+    if b"\0" in head:
+        raise _Fallback
+    lines = head.split(b"\r\n")
     parts = lines[0].split(b" ")
     if len(parts) != 3 or parts[2] != b"HTTP/1.1":
         raise _Fallback
@@ -100,8 +120,9 @@ def parse_request(buf: bytearray, max_body: int) -> _Request | None:
         raise _Fallback
     path, _, query = target.partition(b"?")
     raw_key = path[len(_PREFIX) :]
-    # aiohttp decodes %XX and normalizes dot segments: leave all that to it.
-    if not raw_key or b"%" in raw_key or b"#" in target or b"/." in path or b"//" in path:
+    # aiohttp decodes %XX, normalizes dot segments and refuses characters outside RFC 3986's
+    # path characters (raw UTF-8, spaces, quotes, ...): leave all that to it.
+    if not raw_key or raw_key.translate(None, _PATH_CHARS) or b"/." in path or b"//" in path:
         raise _Fallback
     req = _Request()
     req.method = method
@@ -118,13 +139,16 @@ def parse_request(buf: bytearray, max_body: int) -> _Request | None:
         raise _Fallback
     length: int | None = None
     session: list[str | None] = [None, None, None]
+    hosts = 0
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
-        if not sep or not name or name[-1:] in (b" ", b"\t") or line[:1] in (b" ", b"\t"):
-            raise _Fallback  # malformed, or obsolete line folding
+        if not sep or not name or name.translate(None, _TOKEN_CHARS):
+            raise _Fallback  # malformed (a space before the colon, obsolete line folding, ...)
         name = name.lower()
         value = value.strip()
-        if name == b"content-length":
+        if name == b"host":
+            hosts += 1  # aiohttp refuses an HTTP/1.1 request without one
+        elif name == b"content-length":
             if length is not None or not value.isdigit():
                 raise _Fallback
             length = int(value)
@@ -135,6 +159,15 @@ def parse_request(buf: bytearray, max_body: int) -> _Request | None:
             if b"upgrade" in tokens:
                 raise _Fallback
             req.close = req.close or b"close" in tokens
+        elif name == b"authorization":
+            if req.authorization is not None:
+                raise _Fallback
+            try:
+                req.authorization = value.decode("ascii")
+            except UnicodeDecodeError:
+                raise _Fallback from None
+        elif name == b"x-raftkv-identity":
+            raise _Fallback  # a forwarded identity: aiohttp checks who forwarded it
         elif name in _SESSION_HEADERS:
             k = _SESSION_HEADERS.index(name)
             if session[k] is not None:
@@ -143,6 +176,8 @@ def parse_request(buf: bytearray, max_body: int) -> _Request | None:
                 session[k] = value.decode("ascii")
             except UnicodeDecodeError:
                 raise _Fallback from None
+    if hosts != 1:
+        raise _Fallback
     if method == b"GET":
         if length or any(v is not None for v in session):
             raise _Fallback
@@ -154,6 +189,8 @@ def parse_request(buf: bytearray, max_body: int) -> _Request | None:
     req.end = body_start + length
     if len(buf) < req.end:
         return None
+    if req.close and len(buf) > req.end:
+        raise _Fallback  # aiohttp answers 400 to bytes after "Connection: close"
     req.body = bytes(buf[body_start : req.end])
     return req
 
@@ -226,6 +263,9 @@ class FastProtocol(asyncio.Protocol):
         self._paused = False
         self._eof = False
         self.closing = False  # close once the request in flight is answered
+        self.requests = 0  # requests begun on the fast path (for the connection guard)
+        # How to hand the connection to aiohttp; a ConnectionGuard replaces it (conn_guard.py).
+        self.replace_protocol: Callable[[asyncio.Protocol], None] | None = None
 
     # --- asyncio.Protocol ------------------------------------------------------------
 
@@ -250,9 +290,15 @@ class FastProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         self._eof = True
-        if self._busy is None and not self._buf:
-            return None  # nothing pending: let the transport close
+        if self._busy is None:
+            # Serves what is complete; closes on an empty buffer or a partial request (which
+            # can never complete now), so a half-closed connection is never left open.
+            self._serve_next()
         return True  # keep the write side open to answer what was received
+
+    def guard_state(self) -> tuple[bool, int]:
+        """(serving a request now, requests begun): for the connection guard."""
+        return self._busy is not None, self.requests
 
     def close_when_idle(self) -> None:
         self.closing = True
@@ -270,6 +316,8 @@ class FastProtocol(asyncio.Protocol):
             try:
                 req = parse_request(self._buf, self._settings.max_value_size)
                 if req is None:
+                    if self._eof:  # the client half-closed in the middle of a request
+                        self._transport.close()
                     return
                 self._start(req)
             except _Fallback:
@@ -284,6 +332,14 @@ class FastProtocol(asyncio.Protocol):
         node, api = self._node, self._api
         if not node.is_leader:
             raise _Fallback  # aiohttp forwards to the leader
+        security = self._settings.security
+        if security.auth_required:
+            peercert = self._transport.get_extra_info("peercert") if self._transport else None
+            try:
+                method = req.method.decode()
+                check_access(security, method, "/v1/kv/", req.authorization, peercert, None)
+            except RaftkvError:
+                raise _Fallback from None  # aiohttp answers 401 / 403
         try:
             api.check_key(req.key)
         except RaftkvError:
@@ -293,11 +349,12 @@ class FastProtocol(asyncio.Protocol):
             try:
                 api.check_value(req.body)
                 session = session_from(*req.session)
-            except RaftkvError:
-                raise _Fallback from None
-            data = encode_command(Put(req.key, req.body, None), session)
+                data = encode_command(Put(req.key, req.body, None), session)
+            except (RaftkvError, ValueError, OverflowError):  # e.g. a seq over 2**64
+                raise _Fallback from None  # aiohttp answers it, whatever it says
         del self._buf[: req.end]
         self._busy = req
+        self.requests += 1
         if req.consistency == "stale":
             self._answer_get(req)
             return
@@ -368,10 +425,12 @@ class FastProtocol(asyncio.Protocol):
         transport = self._transport
         if transport is None:
             return
-        transport.write(out)
         if (req is not None and req.close) or self.closing:
+            # The last answer on this connection says so, as aiohttp's does.
+            transport.write(out.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1))
             transport.close()
             return
+        transport.write(out)
         if self._buf:
             # Pipelined requests: serve them after the callbacks already queued.
             asyncio.get_running_loop().call_soon(self._serve_next)
@@ -395,7 +454,10 @@ class FastProtocol(asyncio.Protocol):
         handler = self._fallback_factory()
         self._conns.discard(self)
         self._transport = None
-        transport.set_protocol(handler)
+        if self.replace_protocol is not None:
+            self.replace_protocol(handler)
+        else:
+            transport.set_protocol(handler)
         handler.connection_made(transport)
         if self._paused:
             transport.resume_reading()
@@ -417,6 +479,8 @@ def _rebuild(req: _Request) -> bytes:
     """An equivalent request for aiohttp (only what the handlers read is kept)."""
     names = ("X-Raftkv-Client", "X-Raftkv-Seq", "X-Raftkv-Ack")
     headers = "".join(f"{n}: {v}\r\n" for n, v in zip(names, req.session, strict=True) if v)
+    if req.authorization is not None:
+        headers += f"Authorization: {req.authorization}\r\n"
     if req.method == b"PUT":
         target = f"/v1/kv/{req.key}"
     else:
@@ -441,8 +505,12 @@ class FastSite(web.TCPSite):
         settings: NodeSettings,
         host: str,
         port: int,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        guard: ConnectionGuard | None = None,
     ) -> None:
-        super().__init__(runner, host, port)
+        super().__init__(runner, host, port, ssl_context=ssl_context)
+        self._guard = guard
         self._api = api
         self._node = node
         self._settings = settings
@@ -459,9 +527,20 @@ class FastSite(web.TCPSite):
             return FastProtocol(api, node, settings, server, conns)
 
         loop = asyncio.get_running_loop()
+        guard = self._guard
         self._server = await loop.create_server(
-            factory, self._host, self._port, backlog=self._backlog, reuse_address=True
+            guard.wrap(factory) if guard is not None else factory,
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            ssl_handshake_timeout=(
+                self._settings.security.handshake_timeout_s if self._ssl_context else None
+            ),
+            backlog=self._backlog,
+            reuse_address=True,
         )
+        if guard is not None:
+            guard.start()
         sockets = self._server.sockets
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
 
@@ -469,3 +548,5 @@ class FastSite(web.TCPSite):
         await super().stop()
         for conn in list(self._conns):
             conn.close_when_idle()
+        if self._guard is not None:
+            await self._guard.stop()

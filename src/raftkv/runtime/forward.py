@@ -3,34 +3,51 @@
 A forwarded request carries HOP_HEADER; a node that receives one but is not the leader
 answers 503 no_leader instead of forwarding again, so requests never loop. The leader's
 answer is passed back as is (status, body, and the raftkv headers).
+
+With authentication on, the leader does not take the follower's word blindly: a bearer token
+is passed on as is and checked again by the leader; a caller known by its client certificate
+is named in X-Raftkv-Identity, which the leader honours only because the forwarder connects
+with this node's own certificate (OU=node, same cluster CA) over TLS (see security/auth.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 import aiohttp
 from aiohttp import web
 
 from raftkv.client.http import client_session
+from raftkv.runtime.http_auth import identity_of
 from raftkv.runtime.http_errors import error_response
+from raftkv.security.auth import FORWARDED_IDENTITY_HEADER, forwarded_value
 
 HOP_HEADER = "X-Raftkv-Forwarded-By"
 LEADER_HEADER = "X-Raftkv-Leader"
-_PASS_TO_LEADER = ("Content-Type", "X-Raftkv-Client", "X-Raftkv-Seq", "X-Raftkv-Ack")
+_PASS_TO_LEADER = (
+    "Content-Type",
+    "Authorization",
+    "X-Raftkv-Client",
+    "X-Raftkv-Seq",
+    "X-Raftkv-Ack",
+)
 _PASS_BACK = ("Content-Type", "Retry-After", "X-Raftkv-Revision", "X-Raftkv-Duplicate")
 
 
 class Forwarder:
-    def __init__(self, node_id: str, timeout_s: float) -> None:
+    def __init__(
+        self, node_id: str, timeout_s: float, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self._node_id = node_id
         self._timeout = timeout_s
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = client_session(
-                connector=aiohttp.TCPConnector(limit=512, keepalive_timeout=30),
+                connector=aiohttp.TCPConnector(limit=512, keepalive_timeout=30, ssl=self._ssl),
                 auto_decompress=False,
             )
         return self._session
@@ -45,6 +62,9 @@ class Forwarder:
     ) -> web.Response:
         headers = {h: v for h in _PASS_TO_LEADER if (v := request.headers.get(h)) is not None}
         headers[HOP_HEADER] = self._node_id
+        identity = identity_of(request)
+        if identity is not None and identity.via != "token":
+            headers[FORWARDED_IDENTITY_HEADER] = forwarded_value(identity)
         url = base_url + request.rel_url.raw_path_qs
         unknown = "the write's outcome is unknown" if write else "no write was involved"
         try:

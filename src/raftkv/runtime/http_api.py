@@ -11,7 +11,10 @@ Routes
   GET    /v1/watch?prefix=P&from_revision=R  -> SSE: "event: put|delete", "id: revision",
          data {"type", "revision", "kv", "prev_kv"}; without from_revision only new events
   GET    /v1/events                      -> SSE of node events (docs/events.md)
-  GET    /v1/status, GET /v1/members, POST /v1/members, DELETE /v1/members/{id} (501)
+  GET    /v1/status
+  GET|POST /v1/members, POST /v1/members/{id}/promote, DELETE /v1/members/{id}
+                                         (members_api.py)
+  GET    /v1/snapshot                    -> a backup of the store (snapshot_api.py)
   POST   /v1/leader/transfer {"to": id}  -> 200 {"leader", "term"} once the leader changed
   GET    /metrics, GET /healthz
   GET|POST /v1/debug/net                 (only with allow_fault_injection; else 404)
@@ -40,18 +43,22 @@ from raftkv.kv.limits import MAX_COMMAND_SIZE, validate_key, validate_prefix
 from raftkv.kv.model import Event
 from raftkv.kv.results import Result, Status
 from raftkv.runtime import sse
+from raftkv.runtime.addresses import AddressBook
 from raftkv.runtime.events import EventHub
 from raftkv.runtime.faults import NetFaults
 from raftkv.runtime.forward import HOP_HEADER, Forwarder
+from raftkv.runtime.http_auth import access_middleware
 from raftkv.runtime.http_errors import (
     error_response,
     from_exception,
     from_http_exception,
     json_response,
 )
+from raftkv.runtime.members_api import MembersApi
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.node import RaftRuntime
 from raftkv.runtime.settings import NodeSettings
+from raftkv.runtime.snapshot_api import SnapshotApi
 from raftkv.runtime.transport import PeerTransport
 from raftkv.runtime.txn_json import decode_json, kv_json, parse_txn, txn_result_json
 
@@ -73,8 +80,12 @@ class HttpApi:
         hub: EventHub,
         metrics: NodeMetrics,
         forwarder: Forwarder,
+        *,
+        book: AddressBook | None = None,
     ) -> None:
         self._settings = settings
+        # Where the members are (it follows membership changes); --peers when not given.
+        self._book = book or AddressBook(settings.node_id, settings.peers)
         self._node = node
         self._transport = transport
         self._faults = faults
@@ -86,7 +97,10 @@ class HttpApi:
         self._id = settings.node_id
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[_error_middleware], client_max_size=2 * MAX_COMMAND_SIZE)
+        access = access_middleware(self._settings.security)  # 401 / 403 / 408 (http_auth.py)
+        app = web.Application(
+            middlewares=[_error_middleware, access], client_max_size=2 * MAX_COMMAND_SIZE
+        )
         r = app.router
         r.add_put("/v1/kv/{key:.+}", self.put_kv)
         r.add_get("/v1/kv/{key:.+}", self.get_kv, allow_head=False)
@@ -95,9 +109,8 @@ class HttpApi:
         r.add_get("/v1/watch", self.watch, allow_head=False)
         r.add_get("/v1/events", self.events, allow_head=False)
         r.add_get("/v1/status", self.status, allow_head=False)
-        r.add_get("/v1/members", self.members, allow_head=False)
-        r.add_post("/v1/members", self.change_members)
-        r.add_delete("/v1/members/{id}", self.change_members)
+        MembersApi(self._node, self._book, self._forward, self._timed_write).add_routes(r)
+        SnapshotApi(self._node, self._book, self._linearizable).add_routes(r)
         r.add_post("/v1/leader/transfer", self.transfer)
         r.add_get("/metrics", self.metrics, allow_head=False)
         r.add_get("/healthz", self.healthz, allow_head=False)
@@ -244,13 +257,16 @@ class HttpApi:
         node = self._node
         st = node.raft.status()
         members = []
-        for mid in self._settings.voters:
+        membership = node.raft.membership
+        for mid in membership.members:
             if mid == st.id:
-                role = st.role.value
+                role = st.role.value if mid in membership.voters else "learner"
                 match: int | None = node.raft.log.stable
                 reachable = True
             else:
                 role = "leader" if mid == st.leader else "follower"
+                if mid not in membership.voters:
+                    role = "learner"
                 peer = st.peers.get(mid)
                 match = peer.match if peer is not None else None
                 reachable = self._reachable(mid)
@@ -266,25 +282,14 @@ class HttpApi:
             "members": members,
         }
 
-    async def members(self, request: web.Request) -> web.StreamResponse:
-        members = [
-            {
-                "id": mid,
-                "voter": True,
-                "raft_address": f"{addr.raft_host}:{addr.raft_port}",
-                "http_url": addr.http_url,
-            }
-            for mid, addr in sorted(self._settings.peers.items())
-        ]
-        return json_response({"members": members})
+    async def _forward(self, request: web.Request, body: bytes, write: bool) -> web.Response | None:
+        return await self._to_leader(request, body, write=write)
 
-    async def change_members(self, request: web.Request) -> web.StreamResponse:
-        return error_response(
-            501,
-            "not_implemented",
-            "membership changes are not implemented yet: the voters are fixed by --peers "
-            "at startup (GET /v1/members lists them)",
-        )
+    async def _timed_write(self, aw: Awaitable[_T]) -> _T:
+        return await self._timed(aw, write=True)
+
+    async def _linearizable(self, request: web.Request) -> web.Response | None:
+        return await self._read_barrier(request, lease=False)
 
     async def transfer(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -292,8 +297,8 @@ class HttpApi:
         if not isinstance(doc, dict) or set(doc) - {"to"}:
             raise BadRequest('expected {"to": "<node id>"} or an empty body')
         target = doc.get("to")
-        if target is not None and target not in self._settings.peers:
-            raise BadRequest(f"{target!r} is not a member")
+        if target is not None and target not in self._node.raft.membership.voters:
+            raise BadRequest(f"{target!r} is not a voter")
         forwarded = await self._to_leader(request, body, write=False)
         if forwarded is not None:
             return forwarded
@@ -341,7 +346,7 @@ class HttpApi:
 
     async def post_net(self, request: web.Request) -> web.StreamResponse:
         doc = decode_json(await request.read())
-        peers = frozenset(p for p in self._settings.peers if p != self._id)
+        peers = frozenset(p for p in self._book.peers() if p != self._id)
         self._faults.apply(doc, peers)
         log.warning("%s: network faults now %s", self._id, self._faults.as_json())
         return json_response(self._faults.as_json())
@@ -396,13 +401,14 @@ class HttpApi:
                 f"(leader: {leader or 'unknown'}); retry",
                 leader,
             )
-        if leader is None or leader not in self._settings.peers:
+        addr = None if leader is None else self._book.get(leader)
+        if leader is None or addr is None:
             raise NotLeader(
                 f"no leader is known right now ({self._id} is a {node.role.value}); retry", None
             )
         if self._faults.blocks(leader):
             raise NotLeader(f"{self._id} cannot reach leader {leader} (network fault)", leader)
-        url = self._settings.peers[leader].http_url
+        url = addr.http_url
         return await self._forwarder.forward(request, body, leader, url, write=write)
 
     async def _timed(self, aw: Awaitable[_T], *, write: bool) -> _T:

@@ -3,6 +3,8 @@
 | status | code              | when                                                           |
 |--------|-------------------|----------------------------------------------------------------|
 | 400    | bad_request       | malformed input (path, query, headers, JSON)                   |
+| 401    | unauthorized      | no token or client certificate, or one this node does not know  |
+| 403    | forbidden         | the caller's role (read < write < admin) does not allow this    |
 | 404    | not_found         | unknown route, or an absent key                                 |
 | 405    | method_not_allowed| known route, wrong method                                       |
 | 409    | conflict          | a precondition (prev_revision, CAS) did not hold               |
@@ -30,12 +32,14 @@ from aiohttp import web
 from raftkv.errors import (
     BadRequest,
     DiskError,
+    Forbidden,
     NoQuorum,
     NotLeader,
     ProposalDropped,
     RaftkvError,
     Timeout,
     TooLarge,
+    Unauthorized,
 )
 from raftkv.kv.history import Compacted
 from raftkv.runtime.node import NodeStopped
@@ -77,10 +81,15 @@ def from_exception(exc: RaftkvError) -> web.Response:
             return error_response(410, "compacted", msg, first_revision=exc.first_revision)
         case BadRequest():
             return error_response(400, "bad_request", msg)
+        case Unauthorized():
+            challenge = {"WWW-Authenticate": 'Bearer realm="raftkv"'}
+            return error_response(401, "unauthorized", msg, headers=challenge)
+        case Forbidden():
+            return error_response(403, "forbidden", msg)
         case NotLeader():
-            headers = {"X-Raftkv-Leader": exc.leader} if exc.leader else None
+            leader_hint = {"X-Raftkv-Leader": exc.leader} if exc.leader else None
             return error_response(
-                503, "no_leader", msg, retry=True, headers=headers, leader=exc.leader
+                503, "no_leader", msg, retry=True, headers=leader_hint, leader=exc.leader
             )
         case ProposalDropped():
             return error_response(503, "no_leader", msg, retry=True)

@@ -29,6 +29,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from typing_extensions import TypeVar as DefaultTypeVar
 
+from raftkv.core.membership import ConfChange, ConfEntry, decode_conf_entry
 from raftkv.core.messages import Message
 from raftkv.core.raft import RaftNode
 from raftkv.core.ready import Ready
@@ -115,6 +116,7 @@ class Inbox:
         self.proposals: list[tuple[bytes, WriteFuture]] = []
         self.reads: list[tuple[int, bool]] = []  # (ctx, lease)
         self.transfers: list[tuple[NodeId, asyncio.Future[NodeId]]] = []
+        self.conf_changes: list[tuple[ConfChange, WriteFuture]] = []
         self._wake = asyncio.Event()
 
     def add_messages(self, msgs: list[Message]) -> None:
@@ -129,7 +131,14 @@ class Inbox:
         self._wake.set()
 
     def empty(self) -> bool:
-        return not (self.messages or self.ticks or self.proposals or self.reads or self.transfers)
+        return not (
+            self.messages
+            or self.ticks
+            or self.proposals
+            or self.reads
+            or self.transfers
+            or self.conf_changes
+        )
 
     async def wait(self) -> None:
         """Return once something was queued (or wake() was called)."""
@@ -277,6 +286,21 @@ class RaftRuntime(Generic[M, R]):
         self._inbox.wake()
         return await fut
 
+    async def change_membership(self, change: ConfChange) -> tuple[ConfEntry, int]:
+        """Propose one single-server membership change (leader only); (the committed
+        configuration entry, its index) once applied here. Raises like propose()."""
+        self._check_running()
+        fut: WriteFuture = asyncio.get_running_loop().create_future()
+        self._inbox.conf_changes.append((change, fut))
+        self._inbox.wake()
+        entry, index = await fut
+        return entry, index
+
+    def notify_watchers(self) -> None:
+        """Wake every watcher (the store changed outside apply: a snapshot was installed)."""
+        for ev in self._watchers:
+            ev.set()
+
     @contextmanager
     def watcher(self) -> Iterator[asyncio.Event]:
         """An event set whenever applying changed the store's revision (or on shutdown)."""
@@ -364,6 +388,17 @@ class RaftRuntime(Generic[M, R]):
                     fut = self._reads.pop(ctx, None)
                     if fut is not None and not fut.done():
                         fut.set_exception(e)
+        if inbox.conf_changes:
+            changes, inbox.conf_changes = inbox.conf_changes, []
+            for change, cfut in changes:
+                if cfut.done():
+                    continue
+                try:
+                    term, index = raft.propose_conf_change(change)
+                except CallerError as e:
+                    cfut.set_exception(e)
+                    continue
+                self._writes[index] = (term, cfut)
         if inbox.transfers:
             transfers, inbox.transfers = inbox.transfers, []
             for target, tfut in transfers:
@@ -505,11 +540,13 @@ class RaftRuntime(Generic[M, R]):
         kv, writes = self._kv, self._writes
         revision = kv.revision
         for entry in entries:
-            result: Result | None = None
+            result: Result | ConfEntry | None = None
             if entry.kind is EntryKind.NORMAL:
                 result = kv.apply(entry.index, entry.data)
             else:
                 kv.apply_noop(entry.index)
+                if entry.kind is EntryKind.CONFIG:  # answers change_membership()
+                    result = decode_conf_entry(entry.data)
             waiter = writes.pop(entry.index, None)
             if waiter is None:
                 continue
@@ -576,6 +613,7 @@ class RaftRuntime(Generic[M, R]):
         futures += [f for _, f in self._transfers]
         futures += [f for _, f in self._inbox.proposals]
         futures += [f for _, f in self._inbox.transfers]
+        futures += [f for _, f in self._inbox.conf_changes]
         futures += [self._reads[ctx] for ctx, _ in self._inbox.reads if ctx in self._reads]
         for fut in futures:
             if not fut.done():
@@ -586,6 +624,7 @@ class RaftRuntime(Generic[M, R]):
         self._transfers.clear()
         self._inbox.proposals.clear()
         self._inbox.transfers.clear()
+        self._inbox.conf_changes.clear()
         self._inbox.reads.clear()
 
     # --- the event stream ---------------------------------------------------------------

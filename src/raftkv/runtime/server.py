@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -27,15 +28,19 @@ from raftkv.core.config import Config
 from raftkv.core.raft import RaftNode
 from raftkv.errors import BadRequest, DiskError, RaftkvError
 from raftkv.kv.store import KvStore
+from raftkv.runtime.addresses import MEMBERS_FILE, AddressBook
 from raftkv.runtime.clock import TickClock
+from raftkv.runtime.compaction import CompactionPolicy
 from raftkv.runtime.events import EventHub
-from raftkv.runtime.fasthttp import FastSite
 from raftkv.runtime.faults import NetFaults
 from raftkv.runtime.forward import Forwarder
 from raftkv.runtime.http_api import HttpApi
+from raftkv.runtime.http_site import forwarder_ssl, make_site, url_scheme
+from raftkv.runtime.kvhooks import KvServerHooks
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.node import Inbox, RaftRuntime
 from raftkv.runtime.settings import NodeSettings
+from raftkv.runtime.snapshot_data import decode_server_snapshot
 from raftkv.runtime.transport import PeerTransport
 from raftkv.storage import LogStorage, Recovered
 
@@ -53,7 +58,9 @@ class NodeServer:
         self.http_port = settings.http[1]
         self.raft_port = settings.listen[1]
         self.node: RaftRuntime | None = None
+        self.book: AddressBook | None = None
         self._node_task: asyncio.Task[None] | None = None
+        self._removed = asyncio.Event()  # set a grace period after our removal is applied
 
     @classmethod
     async def start(cls, settings: NodeSettings, stack: contextlib.AsyncExitStack) -> NodeServer:
@@ -72,23 +79,39 @@ class NodeServer:
         stack.callback(storage.close)
         if recovered.torn_tail:
             log.warning("%s: %s", sid, recovered.torn_tail)
-        kv, raft = _restore(settings, recovered)
+        book = await asyncio.to_thread(load_address_book, settings)
+        kv, raft = _restore(settings, recovered, book)
+        # The address book (saved members, else --peers) says who the peers are.
+        settings = dataclasses.replace(settings, peers=book.peers())
+        self.settings, self.book = settings, book
 
         inbox = Inbox(TickClock(settings.tick_seconds))
         hub, metrics, faults = EventHub(sid), NodeMetrics(), NetFaults()
         transport = PeerTransport(settings, inbox.add_messages, faults, hub, metrics)
+        book.on_change(lambda b: transport.set_peers(b.peers()))
+        policy = CompactionPolicy(settings.snapshot_entries, settings.snapshot_bytes)
+        hooks = KvServerHooks(sid, kv, book, policy, self._on_removed)
         node = RaftRuntime(
-            raft, kv, storage, inbox=inbox, send=transport.send, hub=hub, metrics=metrics
+            raft,
+            kv,
+            storage,
+            inbox=inbox,
+            send=transport.send,
+            hub=hub,
+            metrics=metrics,
+            hooks=hooks,
         )
+        hooks.set_notify(node.notify_watchers)
         self.node = node
-        forwarder = Forwarder(sid, settings.request_timeout_s + 1.0)
+        forwarder = Forwarder(sid, settings.request_timeout_s + 1.0, forwarder_ssl(settings))
         stack.push_async_callback(forwarder.close)
-        api = HttpApi(settings, node, transport, faults, hub, metrics, forwarder)
+        api = HttpApi(settings, node, transport, faults, hub, metrics, forwarder, book=book)
         runner = web.AppRunner(
             api.app(),
             access_log=None,
             handler_cancellation=True,
             shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S,
+            keepalive_timeout=settings.security.idle_timeout_s,
         )
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
@@ -102,12 +125,7 @@ class NodeServer:
         self._node_task = asyncio.create_task(node.run(), name=f"raft-{sid}")
         stack.push_async_callback(self._stop_node)
 
-        host, port = settings.http
-        site = (
-            FastSite(runner, api, node, settings, host, port)
-            if settings.fast_http
-            else web.TCPSite(runner, host, port)
-        )
+        site = make_site(runner, api, node, settings)  # TLS, fast path, connection guard
         await site.start()
         self.http_port = _bound_port(runner, settings.http[1])
         stack.push_async_callback(_stop_http, site, api)
@@ -129,10 +147,27 @@ class NodeServer:
         """Until stop is set or the Ready loop ended on its own (a failure)."""
         assert self._node_task is not None
         stopper = asyncio.create_task(stop.wait())
+        removed = asyncio.create_task(self._removed.wait())
         try:
-            await asyncio.wait({stopper, self._node_task}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {stopper, removed, self._node_task}, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             stopper.cancel()
+            removed.cancel()
+
+    def _on_removed(self, index: int) -> None:
+        """This node is not in the configuration applied at index: it was removed. Stay up a
+        little (the last acknowledgements and, on a removed leader, the commit index it
+        hands over must go out), then shut down."""
+        grace = 2 * self.settings.election_timeout_seconds
+        log.warning(
+            "%s: removed from the cluster (configuration at index %d); shutting down in %.1fs",
+            self.settings.node_id,
+            index,
+            grace,
+        )
+        asyncio.get_running_loop().call_later(grace, self._removed.set)
 
     @property
     def failed(self) -> BaseException | None:
@@ -200,7 +235,22 @@ def run(settings: NodeSettings, *, ready_file: Path | None = None) -> None:
 # --- helpers -----------------------------------------------------------------------------
 
 
-def _restore(settings: NodeSettings, rec: Recovered) -> tuple[KvStore, RaftNode]:
+def load_address_book(settings: NodeSettings) -> AddressBook:
+    """The saved address book (DATA_DIR/members.json: nodes that joined later, the starting
+    configuration), with the addresses --peers gives taking precedence; on first start, one
+    made from --peers (and saved)."""
+    path = settings.data_dir / MEMBERS_FILE
+    book = AddressBook.load(settings.node_id, path)
+    if book is None:
+        book = AddressBook(settings.node_id, settings.peers, path=path)
+        book.save()
+        return book
+    for peer, addr in settings.peers.items():
+        book.learn(peer, addr)
+    return book
+
+
+def _restore(settings: NodeSettings, rec: Recovered, book: AddressBook) -> tuple[KvStore, RaftNode]:
     """A fresh KvStore (from the snapshot, if any) and a RaftNode holding the durable log.
 
     applied starts at the snapshot: the core hands the committed suffix out again in Readys,
@@ -210,16 +260,22 @@ def _restore(settings: NodeSettings, rec: Recovered) -> tuple[KvStore, RaftNode]
         election_ticks=settings.election_ticks, heartbeat_ticks=settings.heartbeat_ticks
     )
     snap = rec.snapshot
-    kv = KvStore.restore(snap.data) if snap is not None else KvStore()
+    kv = KvStore()
+    if snap is not None:
+        image, peers = decode_server_snapshot(snap.data)
+        kv = KvStore.restore(image)
+        if peers:
+            book.merge_snapshot(peers, snap.index)
     hs = rec.hard_state
     raft = RaftNode(
         settings.node_id,
-        settings.voters,
+        book.bootstrap.voters,
         config,
         random.Random(),
         hard_state=hs,
         entries=rec.entries,
         snapshot=snap,
+        learners=book.bootstrap.learners,
     )
     if rec.entries or hs.term:
         log.info(
@@ -258,7 +314,7 @@ def _write_ready_file(path: Path, settings: NodeSettings, server: NodeServer) ->
     doc = {
         "id": settings.node_id,
         "pid": os.getpid(),
-        "http": f"http://{settings.http[0]}:{server.http_port}",
+        "http": f"{url_scheme(settings)}://{settings.http[0]}:{server.http_port}",
         "raft": f"{settings.listen[0]}:{server.raft_port}",
     }
     _atomic_write(path, json.dumps(doc) + "\n")

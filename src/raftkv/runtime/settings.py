@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from raftkv.errors import BadRequest
 from raftkv.kv.limits import MAX_KEY_SIZE, MAX_VALUE_SIZE
+from raftkv.security.config import SecurityConfig
 from raftkv.wire import DEFAULT_MAX_FRAME_SIZE
 
 HostPort = tuple[str, int]
@@ -53,6 +54,11 @@ class NodeSettings:
     peer_queue_size: int = 4096  # messages queued per peer before the oldest are dropped
     fsync: bool = True  # False skips every fsync: for tests that do not test durability
     fast_http: bool = True  # serve plain PUT/GET /v1/kv on the leader without aiohttp
+    # Log compaction: snapshot the store every snapshot_entries applied entries, or once the
+    # entries applied since the last snapshot hold snapshot_bytes (0 turns either off).
+    snapshot_entries: int = 10_000
+    snapshot_bytes: int = 64 * 1024 * 1024
+    security: SecurityConfig = field(default_factory=SecurityConfig)  # TLS, auth, limits
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))  # accept a str too
@@ -66,6 +72,10 @@ class NodeSettings:
             _check_id(peer_id, "peer id")
             _check_hostport(addr.raft, f"peer {peer_id} raft address")
             _check_url(addr.http_url, f"peer {peer_id} http url")
+        if self.security.tls is not None:
+            plain = [p for p, a in self.peers.items() if not a.http_url.startswith("https://")]
+            if plain:
+                raise BadRequest(f"with TLS on, the HTTP URLs of {plain} must be https://")
         if not self.tick_ms > 0:
             raise BadRequest(f"tick_ms must be > 0, got {self.tick_ms}")
         if self.heartbeat_ticks < 1 or self.election_ticks <= self.heartbeat_ticks:
@@ -80,6 +90,8 @@ class NodeSettings:
             raise BadRequest(f"max_value_size must be in 0..{MAX_VALUE_SIZE}")
         if self.peer_queue_size < 1:
             raise BadRequest("peer_queue_size must be >= 1")
+        if self.snapshot_entries < 0 or self.snapshot_bytes < 0:
+            raise BadRequest("snapshot_entries and snapshot_bytes must be >= 0")
 
     @property
     def tick_seconds(self) -> float:

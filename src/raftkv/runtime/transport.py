@@ -10,6 +10,12 @@ Inbound: each connection must start with a valid handshake from a known peer of 
 cluster; anything else (wrong cluster, garbage, an unknown node) is logged and the connection
 closed, and the node keeps running. Messages must come from the handshaken peer and be
 addressed to us, else they are dropped.
+
+With TLS (settings.security.tls) both directions use mutual TLS with the cluster CA, and the
+certificate must be the node's own: CN = the node id in the raftkv handshake, OU = node. A node
+of another CA fails the TLS handshake; a client certificate, or another node's certificate
+under a false id, is refused after it. At most max_peer_connections inbound connections are
+served at once; the TLS and raftkv handshakes must finish within handshake_timeout_s.
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from raftkv.core.messages import Message
@@ -27,13 +34,15 @@ from raftkv.errors import PeerError, ProtocolError, TooLarge, WrongCluster
 from raftkv.runtime.events import EventHub, message_fields
 from raftkv.runtime.faults import NetFaults
 from raftkv.runtime.metrics import NodeMetrics
-from raftkv.runtime.settings import NodeSettings
+from raftkv.runtime.settings import NodeSettings, PeerAddress
+from raftkv.security.tls import check_node_cert, peer_client_context, peer_server_context
 from raftkv.wire import (
     Frame,
     FrameDecoder,
     Handshake,
     MessageBatch,
     check_handshake,
+    encode_chunked,
     encode_handshake,
     encode_messages,
 )
@@ -41,7 +50,6 @@ from raftkv.wire import (
 log = logging.getLogger("raftkv.transport")
 
 CONNECT_TIMEOUT_S = 2.0
-HANDSHAKE_TIMEOUT_S = 5.0
 BACKOFF_MIN_S = 0.05
 BACKOFF_MAX_S = 2.0
 READ_CHUNK = 256 * 1024
@@ -91,13 +99,26 @@ class PeerTransport:
         self._inbound: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._rejections: dict[tuple[str, str], tuple[float, int]] = {}
         self._closing = False
+        self._security = settings.security
+        tls = settings.security.tls
+        self._server_ssl: ssl.SSLContext | None = None
+        self._client_ssl: ssl.SSLContext | None = None
+        if tls is not None:
+            self._server_ssl = peer_server_context(tls)
+            self._client_ssl = peer_client_context(tls)
         self.port: int = settings.listen[1]  # the bound port (differs when listen port is 0)
 
     # --- lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
         host, port = self._settings.listen
-        self._server = await asyncio.start_server(self._accept, host, port)
+        self._server = await asyncio.start_server(
+            self._accept,
+            host,
+            port,
+            ssl=self._server_ssl,
+            ssl_handshake_timeout=self._security.handshake_timeout_s if self._server_ssl else None,
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         for link in self._links.values():
             link.task = asyncio.create_task(self._run_link(link), name=f"link-{link.peer}")
@@ -120,6 +141,35 @@ class PeerTransport:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
 
+    def set_peers(self, peers: Mapping[str, PeerAddress]) -> None:
+        """Membership changed: open links to new peers, re-dial moved ones, close the links
+        of peers that are gone (their queued messages are dropped). Inbound connections are
+        accepted from exactly the peers with a link."""
+        wanted = {p: a for p, a in peers.items() if p != self._id}
+        for peer in [p for p in self._links if p not in wanted]:
+            self._close_link(self._links.pop(peer))
+            log.info("%s: forgot peer %s", self._id, peer)
+        for peer, addr in wanted.items():
+            link = self._links.get(peer)
+            if link is not None and (link.host, link.port) == addr.raft:
+                continue
+            if link is not None:
+                self._close_link(link)
+            link = _Link(peer, addr.raft_host, addr.raft_port, deque())
+            self._links[peer] = link
+            if self._server is not None and not self._closing:
+                link.task = asyncio.create_task(self._run_link(link), name=f"link-{peer}")
+            log.info("%s: peer %s is at %s:%d", self._id, peer, addr.raft_host, addr.raft_port)
+
+    def _close_link(self, link: _Link) -> None:
+        for _, msg in link.queue:
+            self._drop(msg)
+        link.queue.clear()
+        if link.task is not None:
+            link.task.cancel()
+        if link.writer is not None:
+            link.writer.close()
+
     def connected(self, peer: str) -> bool:
         link = self._links.get(peer)
         return link is not None and link.writer is not None and not link.broken
@@ -138,17 +188,18 @@ class PeerTransport:
         batches: dict[_Link, list[Message]] = {}
         for msg in msgs:
             link = self._links.get(msg.dst)
-            if link is None or self._faults.blocks(msg.dst):
+            if link is None or self._faults.blocks(msg.dst) or self._faults.loses():
                 self._drop(msg)
                 continue
             self._metrics.sent[type(msg).__name__].inc()
             if hub.active:
                 hub.publish("message", message_fields("send", msg))
+            copies = [msg, msg] if self._faults.duplicates() else [msg]
             batch = batches.get(link)
             if batch is None:
-                batches[link] = [msg]
+                batches[link] = copies
             else:
-                batch.append(msg)
+                batch.extend(copies)
         if not batches:
             return
         delay = self._faults.delay_seconds + self._settings.message_delay_seconds
@@ -163,8 +214,7 @@ class PeerTransport:
                 and not link.broken
                 and writer.transport.get_write_buffer_size() < WRITE_HIGH_WATER
             ):
-                for frame in self._frames(batch):
-                    writer.write(frame)
+                self._write(link, writer, batch)
                 continue
             link.queue.extend((due, msg) for msg in batch)
             while len(link.queue) > limit:
@@ -205,13 +255,25 @@ class PeerTransport:
                 link.failures = 1  # the next successful connect is logged
 
     async def _dial(self, link: _Link) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._client_ssl is None:
+            connect = asyncio.open_connection(link.host, link.port)
+        else:
+            connect = asyncio.open_connection(
+                link.host,
+                link.port,
+                ssl=self._client_ssl,
+                server_hostname=link.host,
+                ssl_handshake_timeout=self._security.handshake_timeout_s,
+            )
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(link.host, link.port), CONNECT_TIMEOUT_S
+            connect, CONNECT_TIMEOUT_S + self._security.handshake_timeout_s
         )
         try:
+            if self._client_ssl is not None:
+                check_node_cert(writer.get_extra_info("peercert"), link.peer)
             writer.write(encode_handshake(self._settings.cluster_id, self._id))
             decoder = FrameDecoder(self._settings.max_frame_size)
-            async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
+            async with asyncio.timeout(self._security.handshake_timeout_s):
                 frames: list[Frame] = []
                 while not frames:
                     data = await reader.read(READ_CHUNK)
@@ -254,12 +316,29 @@ class PeerTransport:
                     for msg in batch:
                         self._drop(msg)
                     continue
-                for frame in self._frames(batch):
-                    writer.write(frame)
+                self._write(link, writer, batch)
+                if link.broken:
+                    break
                 if writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
                     await writer.drain()
         finally:
             watcher.cancel()
+
+    def _write(self, link: _Link, writer: asyncio.StreamWriter, batch: list[Message]) -> None:
+        """Write batch's frames, or drop it if the connection is gone (the peer closed it, or
+        a failed write closed it: uvloop then refuses further writes). Never raises."""
+        frames = self._frames(batch)
+        if not frames:
+            return
+        try:
+            if writer.transport.is_closing():
+                raise ConnectionResetError("connection closed")
+            writer.write(frames[0] if len(frames) == 1 else b"".join(frames))
+        except (RuntimeError, OSError):
+            link.broken = True
+            link.wake.set()
+            for msg in batch:
+                self._drop(msg)
 
     async def _watch_eof(self, link: _Link, reader: asyncio.StreamReader) -> None:
         """The peer never writes after its handshake: any read result means the link is over."""
@@ -269,14 +348,19 @@ class PeerTransport:
         link.wake.set()
 
     def _frames(self, batch: list[Message]) -> list[bytes]:
-        """Encode batch as few frames as fit max_frame_size (halving on TooLarge)."""
+        """Encode batch as few frames as fit max_frame_size (halving on TooLarge); a single
+        message too large for one frame (a big snapshot) goes as a run of CHUNK frames."""
+        limit = self._settings.max_frame_size
         try:
-            return [encode_messages(batch, max_frame_size=self._settings.max_frame_size)]
+            return [encode_messages(batch, max_frame_size=limit)]
         except TooLarge:
             if len(batch) == 1:
-                log.error("%s: dropping a %s too large for one frame", self._id, type(batch[0]))
-                self._drop(batch[0])
-                return []
+                try:
+                    return encode_chunked(batch, max_frame_size=limit)
+                except TooLarge as e:
+                    log.error("%s: dropping a %s: %s", self._id, type(batch[0]).__name__, e)
+                    self._drop(batch[0])
+                    return []
             half = len(batch) // 2
             return self._frames(batch[:half]) + self._frames(batch[half:])
 
@@ -285,8 +369,15 @@ class PeerTransport:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._inbound[task] = writer
         where = _peername(writer)
+        limit = self._security.max_peer_connections
+        if len(self._inbound) >= limit:
+            self._log_rejection(
+                logging.WARNING, where, "refused connection", f"over {limit} peer connections"
+            )
+            writer.close()
+            return
+        self._inbound[task] = writer
         try:
             await self._serve(reader, writer, where)
         except WrongCluster as e:
@@ -308,7 +399,7 @@ class PeerTransport:
         peer: str | None = None
         while not self._closing:
             if peer is None:
-                async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
+                async with asyncio.timeout(self._security.handshake_timeout_s):
                     data = await reader.read(READ_CHUNK)
             else:
                 data = await reader.read(READ_CHUNK)
@@ -325,6 +416,8 @@ class PeerTransport:
                     check_handshake(frame, self._settings.cluster_id)
                     if frame.node_id not in self._links:
                         raise ProtocolError(f"{frame.node_id!r} is not a peer of {self._id}")
+                    if self._server_ssl is not None:
+                        check_node_cert(writer.get_extra_info("peercert"), frame.node_id)
                     peer = frame.node_id
                     writer.write(encode_handshake(self._settings.cluster_id, self._id))
                     log.debug("%s: accepted peer %s from %s", self._id, peer, where)

@@ -43,7 +43,15 @@ def encode_snapshot(snapshot: Snapshot) -> bytes:
 
 def read_snapshot(path: Path) -> Snapshot:
     """Load and verify one snapshot file; CorruptionError names the file and offset."""
-    buf = path.read_bytes()
+    snap = parse_snapshot(path.read_bytes(), path)
+    match = _NAME.match(path.name)
+    if match is None or int(match.group(1)) != snap.index:
+        raise CorruptionError(f"{path.name}: holds index {snap.index}", str(path), len(MAGIC))
+    return snap
+
+
+def parse_snapshot(buf: bytes, path: Path) -> Snapshot:
+    """Verify and decode a snapshot file's bytes (under any name, e.g. a backup copy)."""
     where = str(path)
     if buf[: len(MAGIC)] != MAGIC:
         raise CorruptionError(f"{path.name}: not a raftkv snapshot (bad magic)", where, 0)
@@ -61,9 +69,6 @@ def read_snapshot(path: Path) -> Snapshot:
         ) from exc
     if body.version != FORMAT_VERSION:
         raise CorruptionError(f"{path.name}: unsupported version {body.version}", where, len(MAGIC))
-    match = _NAME.match(path.name)
-    if match is None or int(match.group(1)) != body.index:
-        raise CorruptionError(f"{path.name}: holds index {body.index}", where, len(MAGIC))
     return Snapshot(body.index, body.term, body.data, tuple(body.voters), tuple(body.learners))
 
 

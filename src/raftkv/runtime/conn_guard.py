@@ -1,0 +1,231 @@
+"""Bounds on HTTP connections: how many at once, how long idle, how slow a request may arrive.
+
+Every accepted connection is a GuardedProtocol wrapping the real one (the fast path's
+FastProtocol, or aiohttp's RequestHandler). The guard stays the transport's protocol for the
+connection's whole life: when the fast path hands a connection to aiohttp it switches the
+guard's inner protocol (see `switch`), so the limits hold on both paths.
+
+- Over max_http_connections, a new connection is answered 503 too_many_connections (JSON) and
+  closed at once.
+- A reaper closes a connection that is not serving a request and either has received nothing
+  for idle_timeout_s (idle keep-alive, or a client that connected and went silent), or has had
+  a request arriving for more than read_timeout_s without it being complete (a slow client
+  dribbling its request head, or a fast-path body). While a request is being served (its
+  handler runs: a long-poll, an SSE stream) the connection is not reaped; a body that a
+  handler waits for is bounded by the access middleware instead (408).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import ssl
+from collections.abc import Callable
+from typing import Protocol, cast, runtime_checkable
+
+from aiohttp import web
+
+from raftkv.runtime.http_parse_errors import use_json_errors
+from raftkv.security.config import SecurityConfig
+
+log = logging.getLogger("raftkv.http")
+
+ProtocolFactory = Callable[[], asyncio.Protocol]
+
+
+@runtime_checkable
+class Progress(Protocol):
+    """A protocol that says whether it serves a request now, and how many it has begun."""
+
+    def guard_state(self) -> tuple[bool, int]: ...
+
+
+def _state(proto: asyncio.BaseProtocol) -> tuple[bool, int]:
+    """(serving a request now, requests begun so far) of the inner protocol."""
+    if isinstance(proto, Progress):
+        return proto.guard_state()
+    # aiohttp's RequestHandler: _current_request is set while a handler runs, and
+    # _request_count counts parsed requests (checked by tests/runtime/test_conn_guard.py).
+    serving = getattr(proto, "_current_request", None) is not None
+    return serving, int(getattr(proto, "_request_count", 0))
+
+
+class ConnectionGuard:
+    def __init__(self, config: SecurityConfig) -> None:
+        self.config = config
+        self.conns: set[GuardedProtocol] = set()
+        self.refused = 0
+        self.reaped = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def wrap(self, inner: ProtocolFactory) -> ProtocolFactory:
+        def factory() -> asyncio.Protocol:
+            return GuardedProtocol(self, inner())
+
+        return factory
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._reap(), name="http-conn-guard")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @property
+    def period(self) -> float:
+        c = self.config
+        return min(1.0, max(0.05, min(c.idle_timeout_s, c.read_timeout_s) / 4))
+
+    async def _reap(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.period)
+            now = loop.time()
+            for conn in list(self.conns):
+                why = conn.overdue(now)
+                if why is not None:
+                    self.reaped += 1
+                    log.info("closing HTTP connection from %s: %s", conn.peer, why)
+                    conn.close()
+
+
+class GuardedProtocol(asyncio.Protocol):
+    def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
+        self.guard = guard
+        self.inner = inner
+        use_json_errors(inner)
+        self.transport: asyncio.Transport | None = None
+        self.refused = False
+        self.peer = "?"
+        self.last_rx = 0.0
+        self.pending_since: float | None = None  # first byte of a request not yet begun
+        self.seen_requests = 0
+        if hasattr(inner, "replace_protocol"):
+            inner.replace_protocol = self.switch
+
+    def switch(self, new: asyncio.Protocol) -> None:
+        """The inner protocol hands the connection over (fast path -> aiohttp)."""
+        self.inner = new
+        use_json_errors(new)
+        if hasattr(new, "replace_protocol"):
+            new.replace_protocol = self.switch
+
+    # --- asyncio.Protocol -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        guard = self.guard
+        limit = guard.config.max_http_connections
+        if len(guard.conns) >= limit:
+            self.refused = True
+            guard.refused += 1
+            self.transport.write(_too_many(limit))
+            self.transport.close()
+            return
+        guard.conns.add(self)
+        self.last_rx = asyncio.get_running_loop().time()
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return
+        now = asyncio.get_running_loop().time()
+        self.last_rx = now
+        if self.pending_since is None:
+            self.pending_since = now
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        if self.refused:
+            return None
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.guard.conns.discard(self)
+        if not self.refused:
+            self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    # --- reaping ------------------------------------------------------------------------
+
+    def overdue(self, now: float) -> str | None:
+        """Why this connection should be closed now, or None."""
+        serving, begun = _state(self.inner)
+        if serving or begun != self.seen_requests:
+            self.seen_requests = begun
+            self.pending_since = None
+            return None
+        cfg = self.guard.config
+        if self.pending_since is not None and now - self.pending_since > cfg.read_timeout_s:
+            return f"request not complete after {cfg.read_timeout_s:g}s (slow client)"
+        if now - self.last_rx > cfg.idle_timeout_s:
+            return f"idle for {cfg.idle_timeout_s:g}s"
+        return None
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+def _too_many(limit: int) -> bytes:
+    body = json.dumps(
+        {
+            "error": "too_many_connections",
+            "message": f"this node serves at most {limit} HTTP connections at once; retry",
+        }
+    ).encode()
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class GuardedSite(web.TCPSite):
+    """aiohttp's TCPSite, with every connection under a ConnectionGuard (no fast path)."""
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        guard: ConnectionGuard,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(runner, host, port, ssl_context=ssl_context)
+        self._guard = guard
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site; TCPSite.start would bind
+        server = self._runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._guard.wrap(server),
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            ssl_handshake_timeout=(
+                self._guard.config.handshake_timeout_s if self._ssl_context else None
+            ),
+            backlog=self._backlog,
+            reuse_address=True,
+        )
+        self._guard.start()
+
+    async def stop(self) -> None:
+        await super().stop()
+        await self._guard.stop()

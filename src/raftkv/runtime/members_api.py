@@ -1,0 +1,196 @@
+"""HTTP routes for membership changes (single-server steps; the leader does them, a follower
+forwards):
+
+  GET    /v1/members[?consistency=stale]  -> 200 {"leader", "members": [...], "pending"}
+  POST   /v1/members {"id", "raft_address", "http_url"}
+                                          -> 200 once the node is a learner (applied on the leader)
+  POST   /v1/members/{id}/promote         -> 200 once the learner is a voter;
+                                             409 not_caught_up while it lags the leader
+  DELETE /v1/members/{id}                 -> 200 once removed (the leader too: it then steps
+                                             down, and a removed node shuts itself down)
+
+A member is {"id", "voter", "role" (voter|learner), "raft_address", "http_url", "match_index",
+"caught_up"}; "members" is the committed configuration, "pending" the one being committed
+(null when none). Asking for a change that already holds answers 200 with "already": true, so
+a change whose answer was lost (504) can be retried. Only one change may be in flight: another
+one answers 503 (retry). A change's answer says "index": the configuration entry's log index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from raftkv.core.membership import ConfChange, ConfChangeKind, Membership
+from raftkv.errors import BadRequest, Timeout
+from raftkv.runtime.addresses import AddressBook, decode_address, encode_context
+from raftkv.runtime.http_errors import error_response, json_response
+from raftkv.runtime.node import RaftRuntime
+from raftkv.runtime.settings import parse_peers
+from raftkv.runtime.txn_json import decode_json
+
+# A learner is caught up (may be promoted) when the leader is replicating to it normally and
+# its log is at most this many entries behind the leader's commit index.
+PROMOTE_MAX_LAG = 1000
+
+# (request, body, write) -> None on the leader, else the leader's answer (or NotLeader)
+ToLeader = Callable[[web.Request, bytes, bool], Awaitable[web.Response | None]]
+Timed = Callable[[Awaitable[Any]], Awaitable[Any]]
+
+
+class MembersApi:
+    def __init__(
+        self, node: RaftRuntime, book: AddressBook, to_leader: ToLeader, timed: Timed
+    ) -> None:
+        self._node = node
+        self._book = book
+        self._to_leader = to_leader
+        self._timed = timed
+
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/v1/members", self.list, allow_head=False)
+        router.add_post("/v1/members", self.add)
+        router.add_post("/v1/members/{id}/promote", self.promote)
+        router.add_delete("/v1/members/{id}", self.remove)
+
+    # --- handlers -----------------------------------------------------------------------
+
+    async def list(self, request: web.Request) -> web.StreamResponse:
+        consistency = request.query.get("consistency", "leader")
+        if consistency not in ("leader", "stale"):
+            raise BadRequest("consistency must be leader (the default) or stale")
+        if consistency != "stale":
+            forwarded = await self._to_leader(request, b"", False)
+            if forwarded is not None:
+                return forwarded
+        return json_response(self.members_json())
+
+    async def add(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        doc = decode_json(body)
+        if not isinstance(doc, dict) or not isinstance(doc.get("id"), str):
+            raise BadRequest('expected {"id": ID, "raft_address": "HOST:PORT", "http_url": URL}')
+        node_id = doc["id"]
+        check_node_id(node_id)
+        addr = decode_address(doc, f"member {node_id}")
+        forwarded = await self._to_leader(request, body, True)
+        if forwarded is not None:
+            return forwarded
+        raft = self._node.raft
+        if node_id in raft.membership.members:
+            if self._book.get(node_id) != addr:
+                raise BadRequest(
+                    f"{node_id} is already a member at other addresses; remove it first"
+                )
+            return await self._already(node_id, "is already a member")
+        # Know the address before the entry exists: the leader replicates to it at once.
+        self._book.learn(node_id, addr, raft.log.last_index() + 1)
+        try:
+            change = ConfChange(ConfChangeKind.ADD_LEARNER, node_id, encode_context(addr))
+            return await self._change(change)
+        finally:
+            if node_id not in self._node.raft.membership.members:
+                self._book.forget(node_id)
+
+    async def promote(self, request: web.Request) -> web.StreamResponse:
+        node_id = request.match_info["id"]
+        forwarded = await self._to_leader(request, b"", True)
+        if forwarded is not None:
+            return forwarded
+        raft = self._node.raft
+        if node_id in raft.membership.voters:
+            return await self._already(node_id, "is already a voter")
+        if node_id not in raft.membership.learners:
+            raise BadRequest(f"{node_id} is not a learner (add it first: POST /v1/members)")
+        lag = self._lag(node_id)
+        if lag is not None:
+            match, commit = lag
+            return error_response(
+                409,
+                "not_caught_up",
+                f"{node_id} is not caught up yet (its log reaches {match}, the leader has "
+                f"committed {commit}); wait and retry",
+                match_index=match,
+                commit_index=commit,
+            )
+        return await self._change(ConfChange(ConfChangeKind.PROMOTE, node_id))
+
+    async def remove(self, request: web.Request) -> web.StreamResponse:
+        node_id = request.match_info["id"]
+        forwarded = await self._to_leader(request, b"", True)
+        if forwarded is not None:
+            return forwarded
+        if node_id not in self._node.raft.membership.members:
+            return await self._already(node_id, "is not a member")
+        return await self._change(ConfChange(ConfChangeKind.REMOVE, node_id))
+
+    # --- helpers ------------------------------------------------------------------------
+
+    async def _change(self, change: ConfChange) -> web.Response:
+        try:
+            _, index = await self._timed(self._node.change_membership(change))
+        except Timeout:
+            raise Timeout(
+                f"the membership change ({change.kind.value} {change.node}) was not applied in "
+                "time; its outcome is unknown: look at GET /v1/members (raftkv member list), "
+                "or retry it (a change that already holds answers 200)"
+            ) from None
+        doc = self.members_json()
+        doc.update(id=change.node, change=change.kind.value, index=index, already=False)
+        return json_response(doc)
+
+    async def _already(self, node_id: str, what: str) -> web.Response:
+        doc = self.members_json()
+        doc.update(id=node_id, already=True, message=f"{node_id} {what}")
+        return json_response(doc)
+
+    def _lag(self, node_id: str) -> tuple[int, int] | None:
+        """None when node_id is caught up, else (its match index, the commit index)."""
+        raft = self._node.raft
+        peer = raft.status().peers.get(node_id)
+        commit = raft.log.committed
+        if peer is None:
+            return 0, commit
+        if peer.state != "replicate" or commit - peer.match > PROMOTE_MAX_LAG:
+            return peer.match, commit
+        return None
+
+    def members_json(self) -> dict[str, Any]:
+        raft = self._node.raft
+        committed = raft.membership_at(raft.log.committed)
+        latest = raft.membership
+        peers = raft.status().peers if raft.leader == raft.id else {}
+        members = []
+        for mid in committed.members:
+            addr = self._book.get(mid)
+            peer = peers.get(mid)
+            match: int | None = peer.match if peer is not None else None
+            if mid == raft.id:
+                match = raft.log.last_index()
+            members.append(
+                {
+                    "id": mid,
+                    "voter": mid in committed.voters,
+                    "role": "voter" if mid in committed.voters else "learner",
+                    "raft_address": "" if addr is None else f"{addr.raft_host}:{addr.raft_port}",
+                    "http_url": "" if addr is None else addr.http_url,
+                    "match_index": match,
+                    "caught_up": None if not peers else self._lag(mid) is None,
+                }
+            )
+        return {
+            "leader": raft.leader,
+            "members": members,
+            "pending": None if latest == committed else _membership_json(latest),
+        }
+
+
+def _membership_json(m: Membership) -> dict[str, list[str]]:
+    return {"voters": list(m.voters), "learners": list(m.learners)}
+
+
+def check_node_id(node_id: str) -> None:
+    """BadRequest unless node_id is a valid id (1-64 letters, digits, - _ .)."""
+    parse_peers(f"{node_id}=127.0.0.1:1@http://127.0.0.1:1")

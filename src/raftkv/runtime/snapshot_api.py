@@ -1,0 +1,45 @@
+"""GET /v1/snapshot: a point-in-time backup of the whole store, as a snapshot file.
+
+The answer is linearizable (a follower forwards to the leader, which confirms its leadership
+with a quorum first), so it holds every write acknowledged before the request. The body is in
+the storage's snapshot file format (magic, checksummed record: index, term, configuration, the
+store and the address book); `raftkv snapshot save FILE` writes it, `raftkv snapshot restore`
+seeds a new node's data directory from it. Headers: X-Raftkv-Snapshot-Index, -Term.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from raftkv.runtime.addresses import AddressBook
+from raftkv.runtime.compaction import take_snapshot
+from raftkv.runtime.node import RaftRuntime
+from raftkv.storage.snapshot import encode_snapshot
+
+Barrier = Callable[[web.Request], Awaitable[web.Response | None]]
+
+
+class SnapshotApi:
+    def __init__(self, node: RaftRuntime, book: AddressBook, barrier: Barrier) -> None:
+        self._node = node
+        self._book = book
+        self._barrier = barrier
+
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/v1/snapshot", self.get, allow_head=False)
+
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        forwarded = await self._barrier(request)
+        if forwarded is not None:
+            return forwarded
+        snap = take_snapshot(self._node.raft, self._node.kv, self._book)
+        return web.Response(
+            body=encode_snapshot(snap),
+            content_type="application/octet-stream",
+            headers={
+                "X-Raftkv-Snapshot-Index": str(snap.index),
+                "X-Raftkv-Snapshot-Term": str(snap.term),
+            },
+        )
