@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import msgspec
+import pytest
 
+from raftkv.errors import BadRequest
 from raftkv.kv import (
     COMMAND_FORMAT,
     Command,
@@ -115,3 +117,10 @@ def test_invalid_command_with_a_session_is_not_cached() -> None:
     assert kv.apply(1, bad).status is Status.INVALID
     r = run(kv, Put("a", b"1"), Session("c", 1))
     assert (r.ok, r.duplicate, kv.revision) == (True, False, 1)
+
+
+def test_session_numbers_beyond_64_bits_are_the_callers_error() -> None:
+    for session in (Session("c", 2**63, 0), Session("c", 1, 2**63), Session("c", 0, 0)):
+        with pytest.raises(BadRequest, match="session"):
+            encode_command(Put("k", b"v"), session)
+    encode_command(Put("k", b"v"), Session("c", 2**63 - 1, 2**63 - 1))  # the largest is fine

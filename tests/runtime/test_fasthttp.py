@@ -307,10 +307,12 @@ def test_everything_else_is_handed_to_aiohttp_unchanged(
             req("GET", "/v1/kv/chunked"),
             req("GET", "/v1/kv/p%2Fq"),
             req("PUT", "/v1/kv/s2", b"x", {"X-Raftkv-Client": "c2"}),
+            req("PUT", "/v1/kv/s3", b"x", {"X-Raftkv-Client": "c3", "X-Raftkv-Seq": "9" * 30}),
+            req("PUT", "/v1/kv/s4", b"x", {**SESSION, "X-Raftkv-Ack": str(2**63)}),
         ):
             (a,), _, _ = await pair.both(data)
             statuses[data[:24]] = (a.status, a.body[:40])
-        assert [s for s, _ in statuses.values()] == [413, 413, 200, 200, 200, 400]
+        assert [s for s, _ in statuses.values()] == [413, 413, 200, 200, 200, 400, 400, 400]
         assert list(statuses.values())[3][1] == b"abc"
 
     run_pair(tmp_path, monkeypatch, body)

@@ -15,6 +15,7 @@ from raftkv.errors import BadRequest, TooLarge
 from raftkv.kv.limits import (
     MAX_CLIENT_ID_SIZE,
     MAX_COMMAND_SIZE,
+    MAX_SESSION_SEQ,
     MAX_TXN_OPS,
     key_size,
     validate_key,
@@ -142,10 +143,10 @@ def validate_session(session: Session) -> None:
     size = key_size(session.client_id)
     if not 0 < size <= MAX_CLIENT_ID_SIZE:
         raise BadRequest(f"client_id must be 1..{MAX_CLIENT_ID_SIZE} bytes, got {size}")
-    if session.seq < 1:
-        raise BadRequest(f"session seq must be >= 1, got {session.seq}")
-    if session.ack < 0:
-        raise BadRequest(f"session ack must be >= 0, got {session.ack}")
+    if not 1 <= session.seq <= MAX_SESSION_SEQ:
+        raise BadRequest(f"session seq must be in 1..{MAX_SESSION_SEQ}, got {session.seq}")
+    if not 0 <= session.ack <= MAX_SESSION_SEQ:
+        raise BadRequest(f"session ack must be in 0..{MAX_SESSION_SEQ}, got {session.ack}")
 
 
 def _validate_compare(c: Compare) -> None:

@@ -21,6 +21,8 @@ MAX_TXN_OPS = 128
 """Most compares, and most operations per branch, in one transaction (etcd's default)."""
 
 MAX_CLIENT_ID_SIZE = 256
+# Session sequence numbers and acks travel as msgpack integers: at most a signed 64-bit one.
+MAX_SESSION_SEQ = 2**63 - 1
 """Longest client session id, in UTF-8 bytes."""
 
 
