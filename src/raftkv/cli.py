@@ -577,6 +577,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         value_size=args.value_size,
         consistency=args.consistency,
         timeout=args.timeout,
+        credentials=credentials_of(args),
     )
 
     progress = ProgressBar(args.duration, sys.stderr)

@@ -133,6 +133,16 @@ def test_cli_with_a_token_over_https(cluster: TlsCluster) -> None:
     assert r.returncode == 0 and json.loads(r.stdout)["role"] == "leader"
 
 
+def test_bench_runs_against_a_tls_cluster(cluster: TlsCluster) -> None:
+    r = raftkv(
+        "bench", "--op", "put", "--clients", "4", "--duration", "1", "--json",
+        env=cluster.env("write"),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["ops"] > 0 and doc["errors"] == 0, doc
+
+
 def test_a_client_certificate_is_a_credential(cluster: TlsCluster) -> None:
     c = cluster.certs
     args = [

@@ -19,6 +19,8 @@ from typing import Any, Literal, TextIO
 import aiohttp
 
 from raftkv.client.aio import AsyncClient, Consistency
+from raftkv.client.credentials import Credentials
+from raftkv.client.http import client_session
 from raftkv.errors import RaftkvError
 
 Op = Literal["put", "get"]
@@ -36,6 +38,7 @@ class BenchConfig:
     value_size: int = 256
     consistency: Consistency = "linearizable"
     timeout: float = 10.0
+    credentials: Credentials | None = None  # unset fields come from the environment
 
 
 @dataclass(slots=True)
@@ -153,10 +156,14 @@ async def run_bench(config: BenchConfig, progress: Progress | None = None) -> Be
         raise ValueError("need clients >= 1, duration > 0 and value_size >= 0")
     result = BenchResult(config)
     value = (b"0123456789abcdef" * (config.value_size // 16 + 1))[: config.value_size]
-    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
-    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as http:
+    creds = (config.credentials or Credentials()).merged(Credentials.from_env())
+    # One pool for every client; it must trust the cluster's CA for https endpoints.
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ssl=creds.ssl_context() or True)
+    async with client_session(connector=connector, auto_decompress=False) as http:
         clients = [
-            AsyncClient(config.endpoints, timeout=config.timeout, http_session=http)
+            AsyncClient(
+                config.endpoints, timeout=config.timeout, http_session=http, credentials=creds
+            )
             for _ in range(config.clients)
         ]
         try:
