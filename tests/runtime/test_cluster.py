@@ -251,6 +251,10 @@ def test_metrics_parse(tmp_path: Path) -> None:
             assert samples[("raftkv_messages_sent_total", (("type", "AppendEntries"),))] >= 3
             assert ("raftkv_pending_requests", (("kind", "write"),)) in samples
             assert ("raftkv_apply_seconds_count", ()) in samples
+            assert samples[("raftkv_members", (("role", "voter"),))] == 3.0
+            assert samples[("raftkv_members", (("role", "learner"),))] == 0.0
+            assert samples[("raftkv_snapshot_index", ())] == 0.0  # no compaction yet
+            assert samples[("raftkv_snapshots_total", (("kind", "taken"),))] == 0.0
 
     run_async(main)
 

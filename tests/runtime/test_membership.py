@@ -8,6 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from raftkv.runtime.join import join
 from raftkv.runtime.settings import NodeSettings, PeerAddress
 
@@ -62,6 +64,12 @@ def test_join_by_snapshot_promote_restart_and_remove_the_leader(tmp_path: Path) 
             await eventually(caught_up, what="n4 to catch up")
             # It caught up from a snapshot: the entries it needed were compacted away.
             assert list((tmp_path / "n4" / "raft").glob("snap-*.snap"))
+            n4_metrics = await _metrics(c, "n4")
+            assert n4_metrics[("raftkv_snapshots_total", (("kind", "installed"),))] >= 1
+            assert n4_metrics[("raftkv_snapshot_index", ())] >= 40
+            leader_metrics = await _metrics(c, leader)
+            assert leader_metrics[("raftkv_snapshots_total", (("kind", "taken"),))] >= 1
+            assert leader_metrics[("raftkv_members", (("role", "learner"),))] == 1.0
             doc = await _members(c, "n1")
             row = next(m for m in doc["members"] if m["id"] == "n4")
             assert row["role"] == "learner" and row["http_url"] == n4.http_url
@@ -108,6 +116,19 @@ def test_join_by_snapshot_promote_restart_and_remove_the_leader(tmp_path: Path) 
             assert sorted(m["id"] for m in members) == sorted(rest)
 
     run_async(main, timeout=60)
+
+
+async def _metrics(
+    c: LocalCluster, nid: str
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    async with c.client.get(c.url(nid, "/metrics")) as r:
+        assert r.status == 200
+        text = await r.text()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
 
 
 async def _stale(c: LocalCluster, nid: str, key: str) -> bytes | None:

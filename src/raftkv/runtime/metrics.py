@@ -69,6 +69,22 @@ class NodeMetrics:
         self.leader_changes = Counter(
             "raftkv_leader_changes", "Times the known leader changed", registry=r
         )
+        snapshots = Counter(
+            "raftkv_snapshots",
+            "Snapshots taken here (log compaction) or installed from the leader",
+            ["kind"],
+            registry=r,
+        )
+        self.snapshots_taken = snapshots.labels("taken")
+        self.snapshots_installed = snapshots.labels("installed")
+        self.snapshot_index = Gauge(
+            "raftkv_snapshot_index",
+            "Index of the newest snapshot: the log starts after it",
+            registry=r,
+        )
+        self.members = Gauge(
+            "raftkv_members", "Members of the newest configuration in the log", ["role"], registry=r
+        )
         sent = Counter("raftkv_messages_sent", "Raft messages sent", ["type"], registry=r)
         received = Counter(
             "raftkv_messages_received", "Raft messages received", ["type"], registry=r
@@ -93,8 +109,14 @@ class NodeMetrics:
         last_index: Callable[[], float],
         pending_writes: Callable[[], float],
         pending_reads: Callable[[], float],
+        snapshot_index: Callable[[], float],
+        voters: Callable[[], float],
+        learners: Callable[[], float],
     ) -> None:
         """Read these at scrape time."""
+        self.snapshot_index.set_function(snapshot_index)
+        self.members.labels("voter").set_function(voters)
+        self.members.labels("learner").set_function(learners)
         self.term.set_function(term)
         self.commit_index.set_function(commit_index)
         self.applied_index.set_function(applied_index)

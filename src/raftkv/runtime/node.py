@@ -199,6 +199,9 @@ class RaftRuntime(Generic[M, R]):
             last_index=lambda: self.last_index,
             pending_writes=lambda: len(self._writes) + len(self._inbox.proposals),
             pending_reads=lambda: len(self._reads) + len(self._reads_ready),
+            snapshot_index=lambda: raft.log.snapshot_index,
+            voters=lambda: len(raft.voters),
+            learners=lambda: len(raft.learners),
         )
 
     # --- read-only views (safe at any await point) -------------------------------------
@@ -468,6 +471,7 @@ class RaftRuntime(Generic[M, R]):
         hooks = self._hooks
         if rd.snapshot is not None and hooks is not None:
             hooks.install_snapshot(rd.snapshot)
+            self._metrics.snapshots_installed.inc()
         if committed:
             self._apply(committed)
         if not reads_done:
@@ -477,7 +481,10 @@ class RaftRuntime(Generic[M, R]):
         raft.advance(rd)
         self._serve_reads()
         if hooks is not None:
+            compacted = raft.log.snapshot_index
             await hooks.after_advance(raft, self._storage)
+            if raft.log.snapshot_index > compacted:  # the hooks took a snapshot
+                self._metrics.snapshots_taken.inc()
         if self._hub.active:
             self._publish_state()
         if deferred:
