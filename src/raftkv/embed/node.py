@@ -21,7 +21,7 @@ import contextlib
 import logging
 import random
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +32,7 @@ from aiohttp import web
 from raftkv.core.config import Config
 from raftkv.core.membership import ConfChange, ConfChangeKind
 from raftkv.core.raft import RaftNode
+from raftkv.core.types import NodeId
 from raftkv.embed.codec import Decoder, encode
 from raftkv.embed.errors import CommandFailed
 from raftkv.embed.events import EventBus, EventStream, Listener
@@ -72,6 +73,16 @@ T = TypeVar("T")
 Consistency = Literal["linearizable", "lease", "stale"]
 
 _RETRYABLE = (NotLeader, ProposalDropped, NoQuorum)
+
+
+class _Retry(Exception):
+    """One attempt of a request at the leader failed and may be tried again (str: why)."""
+
+    def __init__(self, why: str, *, maybe_applied: bool = False) -> None:
+        super().__init__(why)
+        self.maybe_applied = maybe_applied  # the attempt may have taken effect
+
+
 _HTTP_SHUTDOWN_S = 1.0
 
 
@@ -375,36 +386,30 @@ class Node(Generic[M]):
                 f"{change.node!r} is not in peers: every node's peers must hold the address "
                 "of every node that may become a member"
             )
-        loop = asyncio.get_running_loop()
         timeout = timeout or self.options.apply_timeout_s
-        deadline = loop.time() + timeout
-        why = "no leader was known"
-        while (remaining := deadline - loop.time()) > 0:
-            runtime = self._running()
-            attempt = min(remaining, self.options.attempt_timeout_s)
-            leader = runtime.leader
-            if runtime.is_leader:
-                try:
-                    return await self._change_here(change, attempt)
-                except (*_RETRYABLE, Timeout) as e:
-                    why = str(e)
-            elif leader is None:
-                await self._leader_change(min(remaining, 0.5))
-                continue
-            elif self._forward is None:
-                raise NotLeader(f"{self.id} is not the leader; {leader} is", leader)
-            else:
-                reply = await self._forward.change_members(leader, change, attempt)
-                if reply.code == "ok":
-                    return reply.index
-                if reply.code == "bad_request":
-                    raise BadRequest(reply.message)
-                why = reply.message
-            await self._backoff(deadline)
-        raise Timeout(
-            f"{self.id}: {change.kind.value} {change.node} not committed within {timeout:g}s; "
-            f"it may or may not take effect (asking again is safe) (last: {why})"
-        )
+
+        async def here(runtime: RaftRuntime[Replica, Outcome], attempt: float) -> int:
+            try:
+                return await self._change_here(change, attempt)
+            except (*_RETRYABLE, Timeout) as e:
+                raise _Retry(str(e)) from e
+
+        async def there(forward: ForwardClient, leader: NodeId, attempt: float) -> int:
+            reply = await forward.change_members(leader, change, attempt)
+            if reply.code == "ok":
+                return reply.index
+            if reply.code == "bad_request":
+                raise BadRequest(reply.message)
+            raise _Retry(reply.message)
+
+        def failed(why: str, _: bool) -> str:
+            return (
+                f"{self.id}: {change.kind.value} {change.node} not committed within "
+                f"{timeout:g}s; it may or may not take effect (asking again is safe) "
+                f"(last: {why})"
+            )
+
+        return await self._at_leader(timeout, here, there, failed)
 
     async def _change_here(self, change: ConfChange, timeout: float) -> int:
         """On the leader: propose change through the Ready loop (the runtime's
@@ -499,39 +504,34 @@ class Node(Generic[M]):
                 )
 
     async def _replicate(self, envelope: bytes, timeout: float) -> tuple[Outcome, int]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        maybe_applied = False
-        why = "no leader was known"
-        while (remaining := deadline - loop.time()) > 0:
-            runtime = self._running()
-            attempt = min(remaining, self.options.attempt_timeout_s)
-            leader = runtime.leader
-            if runtime.is_leader:
-                try:
-                    async with asyncio.timeout(attempt):
-                        return await runtime.propose(envelope)
-                except _RETRYABLE as e:
-                    why = str(e)
-                except TimeoutError:
-                    maybe_applied = True
-                    why = f"not applied within {attempt:g}s"
-            elif leader is None:
-                await self._leader_change(min(remaining, 0.5))
-                continue
-            elif self._forward is None:
-                raise NotLeader(f"{self.id} is not the leader; {leader} is", leader)
-            else:
-                reply = await self._forward.apply(leader, envelope, attempt)
-                if reply.code == "ok" and reply.outcome is not None:
-                    return reply.outcome, reply.index
-                if reply.code == "bad_request":
-                    raise BadRequest(reply.message)
-                maybe_applied = maybe_applied or reply.code in (UNKNOWN, "timeout")
-                why = reply.message
-            await self._backoff(deadline)
-        outcome = "it may or may not have been applied" if maybe_applied else "it was not applied"
-        raise Timeout(f"{self.id}: no answer within {timeout:g}s, {outcome} (last: {why})")
+        async def here(
+            runtime: RaftRuntime[Replica, Outcome], attempt: float
+        ) -> tuple[Outcome, int]:
+            try:
+                async with asyncio.timeout(attempt):
+                    return await runtime.propose(envelope)
+            except _RETRYABLE as e:
+                raise _Retry(str(e)) from e
+            except TimeoutError as e:
+                raise _Retry(f"not applied within {attempt:g}s", maybe_applied=True) from e
+
+        async def there(
+            forward: ForwardClient, leader: NodeId, attempt: float
+        ) -> tuple[Outcome, int]:
+            reply = await forward.apply(leader, envelope, attempt)
+            if reply.code == "ok" and reply.outcome is not None:
+                return reply.outcome, reply.index
+            if reply.code == "bad_request":
+                raise BadRequest(reply.message)
+            raise _Retry(reply.message, maybe_applied=reply.code in (UNKNOWN, "timeout"))
+
+        def failed(why: str, maybe_applied: bool) -> str:
+            outcome = (
+                "it may or may not have been applied" if maybe_applied else "it was not applied"
+            )
+            return f"{self.id}: no answer within {timeout:g}s, {outcome} (last: {why})"
+
+        return await self._at_leader(timeout, here, there, failed)
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -553,35 +553,29 @@ class Node(Generic[M]):
     async def barrier(self, *, lease: bool = False, timeout: float | None = None) -> int:
         """Wait until this replica has applied everything committed before the call (as the
         leader confirms it); returns that index."""
-        loop = asyncio.get_running_loop()
         timeout = timeout or self.options.apply_timeout_s
-        deadline = loop.time() + timeout
-        why = "no leader was known"
-        while (remaining := deadline - loop.time()) > 0:
-            runtime = self._running()
-            attempt = min(remaining, self.options.attempt_timeout_s)
-            leader = runtime.leader
-            if runtime.is_leader:
-                try:
-                    async with asyncio.timeout(attempt):
-                        return await runtime.read_barrier(lease=lease)
-                except _RETRYABLE as e:
-                    why = str(e)
-                except TimeoutError:
-                    why = f"leadership not confirmed within {attempt:g}s"
-            elif leader is None:
-                await self._leader_change(min(remaining, 0.5))
-                continue
-            elif self._forward is None:
-                raise NotLeader(f"{self.id} is not the leader; {leader} is", leader)
-            else:
-                reply = await self._forward.read_index(leader, lease, attempt)
-                if reply.code == "ok":
-                    await self._applied_through(reply.index, deadline)
-                    return reply.index
-                why = reply.message
-            await self._backoff(deadline)
-        raise Timeout(f"{self.id}: read not confirmed within {timeout:g}s (last: {why})")
+        deadline = asyncio.get_running_loop().time() + timeout
+
+        async def here(runtime: RaftRuntime[Replica, Outcome], attempt: float) -> int:
+            try:
+                async with asyncio.timeout(attempt):
+                    return await runtime.read_barrier(lease=lease)
+            except _RETRYABLE as e:
+                raise _Retry(str(e)) from e
+            except TimeoutError as e:
+                raise _Retry(f"leadership not confirmed within {attempt:g}s") from e
+
+        async def there(forward: ForwardClient, leader: NodeId, attempt: float) -> int:
+            reply = await forward.read_index(leader, lease, attempt)
+            if reply.code != "ok":
+                raise _Retry(reply.message)
+            await self._applied_through(reply.index, deadline)
+            return reply.index
+
+        def failed(why: str, _: bool) -> str:
+            return f"{self.id}: read not confirmed within {timeout:g}s (last: {why})"
+
+        return await self._at_leader(timeout, here, there, failed, deadline=deadline)
 
     async def _applied_through(self, index: int, deadline: float) -> None:
         runtime = self._running()
@@ -609,6 +603,42 @@ class Node(Generic[M]):
                 f"node {self.id} has stopped" + (f" after a failure: {failure}" if failure else "")
             )
         return rt
+
+    async def _at_leader(
+        self,
+        timeout: float,
+        here: Callable[[RaftRuntime[Replica, Outcome], float], Awaitable[T]],
+        there: Callable[[ForwardClient, NodeId, float], Awaitable[T]],
+        failed: Callable[[str, bool], str],
+        *,
+        deadline: float | None = None,
+    ) -> T:
+        """Run a request where the leader is, until it succeeds or the deadline passes: here()
+        when this node leads, there() (forwarded) when another does, a wait for an election
+        when none is known. Each attempt gets at most attempt_timeout_s; one that raises
+        _Retry is tried again after a backoff. Timeout(failed(last reason, maybe applied)) at
+        the deadline; NotLeader at once when another node leads and forwarding is off."""
+        loop = asyncio.get_running_loop()
+        if deadline is None:
+            deadline = loop.time() + timeout
+        why, maybe_applied = "no leader was known", False
+        while (remaining := deadline - loop.time()) > 0:
+            runtime = self._running()
+            attempt = min(remaining, self.options.attempt_timeout_s)
+            leader = runtime.leader
+            try:
+                if runtime.is_leader:
+                    return await here(runtime, attempt)
+                if leader is None:
+                    await self._leader_change(min(remaining, 0.5))
+                    continue
+                if self._forward is None:
+                    raise NotLeader(f"{self.id} is not the leader; {leader} is", leader)
+                return await there(self._forward, leader, attempt)
+            except _Retry as e:
+                why, maybe_applied = str(e), maybe_applied or e.maybe_applied
+            await self._backoff(deadline)
+        raise Timeout(failed(why, maybe_applied))
 
     async def _leader_change(self, timeout: float) -> None:
         stream = self._bus.subscribe()
