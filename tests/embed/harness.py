@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from raftkv.devcluster.ports import free_ports
 from raftkv.embed import Node, NodeOptions
 from raftkv.embed.machine import AnyMachine
 
@@ -24,17 +24,6 @@ def run_async(main: Callable[[], Coroutine[Any, Any, T]], timeout: float = 30.0)
         return await asyncio.wait_for(main(), timeout)
 
     return asyncio.run(bounded())
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def make_peers(ids: Sequence[str]) -> dict[str, str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import free_ports
+from raftkv.devcluster.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = re.compile(

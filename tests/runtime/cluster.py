@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
@@ -13,6 +12,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from raftkv.devcluster.ports import free_ports
 from raftkv.runtime.server import serve
 from raftkv.runtime.settings import NodeSettings, PeerAddress
 
@@ -26,20 +26,6 @@ def run_async(main: Callable[[], Coroutine[Any, Any, T]], timeout: float = 30.0)
         return await asyncio.wait_for(main(), timeout)
 
     return asyncio.run(bounded())
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct ports that were free a moment ago (bound to port 0, then released)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 async def eventually(

@@ -10,10 +10,11 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from raftkv.devcluster.ports import free_ports
 from raftkv.runtime.join import join
 from raftkv.runtime.settings import NodeSettings, PeerAddress
 
-from .cluster import LocalCluster, eventually, free_ports, run_async
+from .cluster import LocalCluster, eventually, run_async
 
 SMALL = {"snapshot_entries": 40, "max_frame_size": 4096}
 

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from raftkv.devcluster.ports import free_ports
 from raftkv.errors import BadRequest
 from raftkv.runtime.server import serve
 
-from .cluster import LocalCluster, free_ports, run_async
+from .cluster import LocalCluster, run_async
 
 _NODE = textwrap.dedent(
     """

@@ -7,13 +7,14 @@ import asyncio
 from pathlib import Path
 
 from raftkv.core.messages import Heartbeat, InstallSnapshot, Message
+from raftkv.devcluster.ports import free_ports
 from raftkv.runtime.events import EventHub
 from raftkv.runtime.faults import NetFaults
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.settings import NodeSettings, PeerAddress
 from raftkv.runtime.transport import PeerTransport
 
-from .cluster import eventually, free_ports, run_async
+from .cluster import eventually, run_async
 
 
 def _transport(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -15,6 +14,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from raftkv.devcluster.ports import free_ports
 from raftkv.runtime.server import serve
 from raftkv.runtime.settings import NodeSettings, PeerAddress
 from raftkv.security import certs
@@ -30,19 +30,6 @@ def run_async(main: Callable[[], Coroutine[Any, Any, T]], timeout: float = 60.0)
         return await asyncio.wait_for(main(), timeout)
 
     return asyncio.run(bounded())
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 async def eventually(

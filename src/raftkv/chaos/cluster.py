@@ -23,7 +23,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from typing import Any
 import aiohttp
 
 from raftkv.chaos.proxy import LinkProxy
+from raftkv.devcluster.ports import free_ports
 from raftkv.devcluster.topology import NodeSpec
 from raftkv.errors import RaftkvError
 
@@ -109,20 +109,6 @@ def _kill_leftovers() -> None:
             proc.kill()
 
 
-def free_ports(count: int) -> list[int]:
-    """count distinct ports that were free a moment ago (bound to port 0, then released)."""
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((HOST, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def _die_with_parent() -> Callable[[], None] | None:
     """A preexec_fn asking Linux to SIGKILL the child when its parent thread dies."""
     if not sys.platform.startswith("linux"):
@@ -157,7 +143,7 @@ class ChaosCluster:
     def __post_init__(self) -> None:
         if self.size < 1:
             raise ClusterError(f"a cluster needs at least one node, got {self.size}")
-        ports = free_ports(2 * self.size)
+        ports = free_ports(2 * self.size, HOST)
         self.cluster_id = f"chaos-{secrets.token_hex(4)}"
         self.nodes = {}
         for i in range(self.size):

@@ -16,12 +16,12 @@ import json
 import os
 import secrets
 import signal
-import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from raftkv.devcluster.ports import free_ports
 from raftkv.errors import RaftkvError
 
 HOST = "127.0.0.1"
@@ -95,20 +95,6 @@ class ClusterPlan:
         ]
 
 
-def free_ports(count: int) -> list[int]:
-    """count distinct free TCP ports on 127.0.0.1 (free now; the nodes bind them next)."""
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((HOST, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def make_plan(
     data_dir: Path, nodes: int, slow: float, extra_args: tuple[str, ...] = ()
 ) -> ClusterPlan:
@@ -130,7 +116,7 @@ def make_plan(
             )
     else:
         meta_path.write_text(json.dumps({"cluster_id": cluster_id, "nodes": nodes}) + "\n")
-    ports = free_ports(2 * nodes)
+    ports = free_ports(2 * nodes, HOST)
     addrs = tuple(NodeAddr(f"n{i + 1}", ports[2 * i], ports[2 * i + 1]) for i in range(nodes))
     return ClusterPlan(cluster_id, data_dir, addrs, slow, extra_args=extra_args)
 
