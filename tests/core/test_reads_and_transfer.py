@@ -42,6 +42,44 @@ def test_reads_in_one_cycle_share_one_heartbeat_round() -> None:
     assert sorted(r.ctx for r in h.reads["a"]) == list(range(10))
 
 
+def test_reads_arriving_while_a_round_is_in_flight_wait_for_it_then_share_the_next() -> None:
+    h = _leader()
+    a = h.nodes["a"]
+    a.read_index(1)
+    first = a.ready()
+    a.advance(first)
+    beats = [m for m in first.messages if isinstance(m, Heartbeat)]
+    assert len(beats) == 2
+    for ctx in (2, 3, 4):  # registered after round 1 left: round 1 cannot confirm them
+        a.read_index(ctx)
+    assert not a.has_ready()  # no second round while the first is in flight
+    h.nodes["b"].step(beats[0])  # one follower's ack completes the quorum for round 1
+    for reply in h.process("b"):
+        a.step(reply)
+    rd = a.ready()
+    assert [r.ctx for r in rd.read_states] == [1]
+    second = [m for m in rd.messages if isinstance(m, Heartbeat)]
+    assert {m.dst for m in second} == {"b", "c"}  # the waiting reads' round goes out now
+    assert {m.read_seq for m in second} == {beats[0].read_seq + 1}
+    a.advance(rd)
+    for msg in rd.messages:
+        h.nodes[msg.dst].step(msg)
+    h.drain()
+    assert sorted(r.ctx for r in h.reads["a"]) == [2, 3, 4]
+
+
+def test_reads_behind_a_lost_round_are_served_by_the_next_heartbeat_tick() -> None:
+    h = _leader()
+    a = h.nodes["a"]
+    a.read_index(1)
+    a.advance(a.ready())  # round 1's heartbeats are lost
+    a.read_index(2)
+    assert not a.has_ready()
+    h.tick("a", CONFIG.heartbeat_ticks)  # the periodic round carries both reads
+    h.drain()
+    assert sorted(r.ctx for r in h.reads["a"]) == [1, 2]
+
+
 def test_isolated_leader_never_confirms_a_read() -> None:
     h = _leader()
     h.isolate("a")

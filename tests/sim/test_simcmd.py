@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -36,7 +37,10 @@ def test_violation_exits_1_with_replay_command(
     code = cli.main(["sim", "--seeds", "0..1", "--nodes", "5", "--jobs", "1"])
     out = capsys.readouterr().out
     assert code == 1
-    assert "FAILED" in out and "replay: raftkv sim --seeds 0..0 --nodes 5 --faults all" in out
+    failing = re.findall(r"seed (\d+) FAILED", out)
+    assert failing, out
+    for seed in failing:  # each failing seed comes with the command that replays exactly it
+        assert f"replay: raftkv sim --seeds {seed}..{seed} --nodes 5 --faults all" in out
 
 
 def test_bad_arguments_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:

@@ -145,6 +145,10 @@ class RaftNode:
         self._reads: list[_PendingRead] = []
         self._reads_before_commit: list[int] = []
         self._reads_unsent = False
+        # The newest round that carries reads and is not confirmed yet (0: none). While one
+        # is in flight, new reads wait for the next round, sent once it is confirmed (or at
+        # the next heartbeat tick): one round serves every read that arrived meanwhile.
+        self._read_round = 0
         self._lease_until = 0
         self._lease_disabled = False
         # Outputs accumulated for the next Ready.
@@ -334,7 +338,7 @@ class RaftNode:
             or self._msgs_after_persist
             or self._read_states
             or self._events
-            or self._reads_unsent
+            or self._reads_due()
             or self.log.unstable()
             or self.log.committed > self.log.applied
             or self._received_snapshot is not None
@@ -345,7 +349,7 @@ class RaftNode:
     def ready(self) -> Ready:
         """Collect everything to do. The caller must call advance(ready) before anything else."""
         self._guard()
-        if self._reads_unsent and self.role is Role.LEADER:
+        if self._reads_due():
             self._broadcast_heartbeat()
         hard = self._hard_state()
         soft = self._soft_state()
@@ -483,6 +487,7 @@ class RaftNode:
         self._read_states.extend(ReadState(ctx, None) for ctx in aborted)
         self._reads, self._reads_before_commit = [], []
         self._reads_unsent = False
+        self._read_round = 0
 
     def _reset_election_timer(self) -> None:
         n = self.config.election_ticks
@@ -721,9 +726,11 @@ class RaftNode:
         """One numbered round: heartbeats to all, confirming every read registered so far."""
         self._round += 1
         self._round_sent_tick[self._round] = self._ticks
-        for read in self._reads:
-            if read.round == 0:
-                read.round = self._round
+        if self._reads_unsent:
+            for read in self._reads:
+                if read.round == 0:
+                    read.round = self._round
+            self._read_round = self._round
         self._reads_unsent = False
         if self.id in self.progress:
             self.progress[self.id].acked_round = self._round
@@ -775,6 +782,12 @@ class RaftNode:
             else:
                 still.append(read)
         self._reads = still
+        if confirmed >= self._read_round:
+            self._read_round = 0
+
+    def _reads_due(self) -> bool:
+        """Send a round for waiting reads now? Not while an earlier read round is in flight."""
+        return self._reads_unsent and not self._read_round and self.role is Role.LEADER
 
     def _release_reads_waiting_for_commit(self) -> None:
         waiting, self._reads_before_commit = self._reads_before_commit, []
