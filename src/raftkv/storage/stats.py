@@ -12,6 +12,7 @@ class StorageStats:
     hard_states: int = 0  # hard states written
     fsyncs: int = 0  # fsync/fdatasync calls on files and directories
     bytes_written: int = 0  # bytes of records written to WAL segments and snapshot files
+    zero_fill_bytes: int = 0  # zeros written over preallocated segment space ahead of the tail
     segments_created: int = 0
     segments_removed: int = 0
     snapshots_saved: int = 0
