@@ -20,6 +20,7 @@ def _cluster_with_learner() -> Harness:
     h.add_node("d")
     a.propose_conf_change(ConfChange(ADD, "d"))
     h.drain()
+    h.tick("a")  # the followers learn the commit index from the heartbeat
     return h
 
 

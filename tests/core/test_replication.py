@@ -19,10 +19,29 @@ def test_proposal_commits_and_applies_everywhere_in_order() -> None:
     for i in range(5):
         a.propose(f"v{i}".encode())
     h.drain()
+    h.tick("a")  # followers learn the commit index from the next heartbeat
     for n in "abc":
         data = [e.data for e in h.applied[n] if e.kind is EntryKind.NORMAL]
         assert data == [b"v0", b"v1", b"v2", b"v3", b"v4"], n
         assert [e.index for e in h.applied[n]] == list(range(1, 7))
+
+
+def test_a_new_commit_index_reaches_followers_with_the_next_append_or_heartbeat() -> None:
+    """No message carries only a commit index: the leader applies at once, followers learn
+    it from whatever goes to them next (a heartbeat at the latest)."""
+    h = Harness()
+    a = h.elect("a")
+    h.tick("a")
+    a.propose(b"x")
+    h.drain()
+    assert a.log.committed == 2 and h.applied["a"][-1].data == b"x"
+    assert [h.nodes[n].log.committed for n in "bc"] == [1, 1]
+    a.propose(b"y")  # its append carries commit 2
+    h.drain()
+    assert [h.nodes[n].log.committed for n in "abc"] == [3, 2, 2]
+    h.tick("a")  # the heartbeat brings commit 3
+    assert [h.nodes[n].log.committed for n in "abc"] == [3, 3, 3]
+    assert all([e.data for e in h.applied[n]] == [b"", b"x", b"y"] for n in "abc")
 
 
 def test_new_leader_appends_a_noop_in_its_term() -> None:
@@ -152,6 +171,7 @@ def test_committed_entries_are_handed_out_once_and_in_order() -> None:
         if i % 7 == 0:
             h.drain()
     h.drain()
+    h.tick("a")
     for n in "abc":
         indexes = [e.index for rd in h.readies[n] for e in rd.committed]
         assert indexes == list(range(1, 32)), n
@@ -177,6 +197,7 @@ def test_restart_recovers_log_and_reapplies_committed_entries() -> None:
     a = h.elect("a")
     a.propose(b"x")
     h.drain()
+    h.tick("a")
     b = h.restart("b")
     assert b.log.committed == 2 and b.log.applied == 0
     h.process("b")

@@ -669,10 +669,11 @@ class RaftNode:
                 pr.state is ProgressState.SNAPSHOT and pr.match >= pr.pending_snapshot
             ):
                 pr.become_replicate()
-            if self._maybe_commit():
-                if self.role is not Role.LEADER:
-                    return  # we committed our own removal and stepped down
-                self._broadcast_append()
+            if self._maybe_commit() and self.role is not Role.LEADER:
+                return  # we committed our own removal and stepped down
+            # A new commit index is not broadcast on its own: followers learn it from the
+            # next append or heartbeat (at most heartbeat_ticks later). Safety never needs
+            # it, and under load every cycle's appends carry it anyway.
             while self._send_append(msg.src, send_if_empty=False):
                 pass
             if msg.src == self._transferee and pr.match == self.log.last_index():
