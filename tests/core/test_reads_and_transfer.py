@@ -23,7 +23,8 @@ def test_read_index_needs_a_quorum_round() -> None:
     a.read_index(1)
     rd = a.ready()
     assert rd.read_states == ()
-    assert {m.dst for m in rd.messages if isinstance(m, Heartbeat)} == {"b", "c"}
+    # The leader's own ack plus one follower's make a quorum of 3: one heartbeat suffices.
+    assert len([m for m in rd.messages if isinstance(m, Heartbeat)]) == 1
     a.advance(rd)
     for msg in rd.messages:
         h.nodes[msg.dst].step(msg)
@@ -38,7 +39,7 @@ def test_reads_in_one_cycle_share_one_heartbeat_round() -> None:
     for ctx in range(10):
         a.read_index(ctx)
     h.drain()
-    assert len(h.sent_of(Heartbeat)) - before == 2  # one round: one heartbeat per follower
+    assert len(h.sent_of(Heartbeat)) - before == 1  # one round, to one follower
     assert sorted(r.ctx for r in h.reads["a"]) == list(range(10))
 
 
@@ -49,18 +50,19 @@ def test_reads_arriving_while_a_round_is_in_flight_wait_for_it_then_share_the_ne
     first = a.ready()
     a.advance(first)
     beats = [m for m in first.messages if isinstance(m, Heartbeat)]
-    assert len(beats) == 2
+    assert len(beats) == 1
+    peer = beats[0].dst
     for ctx in (2, 3, 4):  # registered after round 1 left: round 1 cannot confirm them
         a.read_index(ctx)
     assert not a.has_ready()  # no second round while the first is in flight
-    h.nodes["b"].step(beats[0])  # one follower's ack completes the quorum for round 1
-    for reply in h.process("b"):
+    h.nodes[peer].step(beats[0])  # the follower's ack completes the quorum for round 1
+    for reply in h.process(peer):
         a.step(reply)
     rd = a.ready()
     assert [r.ctx for r in rd.read_states] == [1]
     second = [m for m in rd.messages if isinstance(m, Heartbeat)]
-    assert {m.dst for m in second} == {"b", "c"}  # the waiting reads' round goes out now
-    assert {m.read_seq for m in second} == {beats[0].read_seq + 1}
+    assert [m.dst for m in second] == [peer]  # the waiting reads' round goes out now
+    assert second[0].read_seq == beats[0].read_seq + 1
     a.advance(rd)
     for msg in rd.messages:
         h.nodes[msg.dst].step(msg)
@@ -78,6 +80,41 @@ def test_reads_behind_a_lost_round_are_served_by_the_next_heartbeat_tick() -> No
     h.tick("a", CONFIG.heartbeat_ticks)  # the periodic round carries both reads
     h.drain()
     assert sorted(r.ctx for r in h.reads["a"]) == [1, 2]
+
+
+def test_a_read_round_goes_to_the_fewest_followers_that_make_a_quorum() -> None:
+    h = Harness(ids=("a", "b", "c", "d", "e"))
+    a = h.elect("a")
+    a.read_index(1)
+    rd = a.ready()
+    assert len([m for m in rd.messages if isinstance(m, Heartbeat)]) == 2  # 3 of 5 with a
+    a.advance(rd)
+    for msg in rd.messages:
+        h.nodes[msg.dst].step(msg)
+    h.drain()
+    assert h.reads["a"] == [ReadState(1, a.log.committed)]
+    h.tick("a")  # the periodic round still reaches everyone
+    assert {m.dst for m in h.sent_of(Heartbeat)[-4:]} == {"b", "c", "d", "e"}
+
+
+def test_reads_whose_chosen_follower_went_silent_are_confirmed_by_the_next_tick() -> None:
+    h = _leader()
+    a = h.nodes["a"]
+    a.read_index(1)
+    rd = a.ready()
+    silent = next(m.dst for m in rd.messages if isinstance(m, Heartbeat))
+    other = ({"b", "c"} - {silent}).pop()
+    h.isolate(silent)
+    a.advance(rd)  # the heartbeat to the chosen follower is lost
+    h.drain()
+    assert h.reads["a"] == []
+    h.tick("a")  # everyone gets the periodic round; the other follower's ack confirms it
+    assert h.reads["a"] == [ReadState(1, a.log.committed)]
+    sent = len(h.sent_of(Heartbeat))
+    a.read_index(2)  # from now on read rounds go to the follower that answers
+    h.drain()
+    assert [m.dst for m in h.sent_of(Heartbeat)[sent:]] == [other]
+    assert [r.ctx for r in h.reads["a"]] == [1, 2]
 
 
 def test_isolated_leader_never_confirms_a_read() -> None:

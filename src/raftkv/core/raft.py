@@ -350,7 +350,7 @@ class RaftNode:
         """Collect everything to do. The caller must call advance(ready) before anything else."""
         self._guard()
         if self._reads_due():
-            self._broadcast_heartbeat()
+            self._broadcast_heartbeat(self._read_round_peers())
         hard = self._hard_state()
         soft = self._soft_state()
         hi = min(self.log.committed, self.log.applied + self.config.max_apply_entries)
@@ -723,8 +723,20 @@ class RaftNode:
             pr.recent_active = False
         return quorum.vote_result(self.voters, active) is quorum.VoteResult.WON
 
-    def _broadcast_heartbeat(self) -> None:
-        """One numbered round: heartbeats to all, confirming every read registered so far."""
+    def _read_round_peers(self) -> list[NodeId]:
+        """Who gets a round sent for reads: the fewest voters whose acks make a quorum with
+        ours, those that acknowledged the newest round first (ties in voter order). The
+        periodic round still goes to everyone, so if one of these stops answering, the next
+        tick's round confirms the reads and moves the choice to a peer that does answer."""
+        others = sorted(
+            (p for p in self.voters if p != self.id),
+            key=lambda p: -self.progress[p].acked_round if p in self.progress else 0,
+        )
+        return others[: quorum.quorum_size(len(self.voters)) - (self.id in self.voters)]
+
+    def _broadcast_heartbeat(self, peers: list[NodeId] | None = None) -> None:
+        """One numbered round, confirming every read registered so far: heartbeats to peers
+        (default: every peer)."""
         self._round += 1
         self._round_sent_tick[self._round] = self._ticks
         if self._reads_unsent:
@@ -735,10 +747,10 @@ class RaftNode:
         self._reads_unsent = False
         if self.id in self.progress:
             self.progress[self.id].acked_round = self._round
-        for peer, pr in self.progress.items():
+        for peer in self.progress if peers is None else peers:
             if peer == self.id:
                 continue
-            commit = min(pr.match, self.log.committed)
+            commit = min(self.progress[peer].match, self.log.committed)
             self._send(Heartbeat(self.term, self.id, peer, commit, self._round))
         if len(self.voters) == 1:
             self._on_round_acked()
