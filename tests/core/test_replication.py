@@ -124,6 +124,41 @@ def test_replication_respects_the_inflight_window() -> None:
     assert h.nodes["b"].log.last_index() == a.log.last_index()
 
 
+def _inflight(h: Harness, leader: str) -> dict[str, int]:
+    return {p: len(pr.inflight) for p, pr in h.nodes[leader].progress.items() if p != leader}
+
+
+def test_only_the_followers_a_commit_waits_for_get_pipelined_appends() -> None:
+    config = Config(election_ticks=10, max_inflight=8, max_batch_entries=1)
+    h = Harness(config=config)
+    a = h.elect("a")
+    h.tick("a")
+    h.cut |= {("b", "a"), ("c", "a")}  # hold every ack back: the windows fill up
+    for i in range(6):
+        a.propose(str(i).encode())
+    h.drain()
+    # b (first of the two, equally caught up) is the one a commit needs: 6 appends in
+    # flight; c gets one at a time, each carrying all that is new once it answers.
+    assert _inflight(h, "a") == {"b": 6, "c": 1}
+    h.heal()
+    h.tick("a")
+    assert all(h.nodes[n].log.last_index() == a.log.last_index() for n in "bc")
+
+
+def test_when_the_quorum_follower_goes_silent_the_other_takes_its_place() -> None:
+    h = Harness()
+    a = h.elect("a")
+    h.tick("a")
+    h.isolate("b")  # b was the follower commits waited for
+    h.cut -= {("a", "c"), ("c", "a")}
+    for i in range(5):
+        a.propose(str(i).encode())
+        h.drain()
+    assert a.log.committed == a.log.last_index(), "c's acks commit everything"
+    assert h.nodes["c"].log.last_index() == a.log.last_index()
+    assert a.progress["c"].match > a.progress["b"].match
+
+
 def _leader_with_old_term_entries(node_class: type[RaftNode] = RaftNode) -> Harness:
     """a holds entries from terms 1 and 2 that b and c lack, then leads term 3 (Figure 8)."""
     h = Harness(node_class=node_class)

@@ -606,7 +606,7 @@ class RaftNode:
 
     def _send_append(self, peer: NodeId, *, send_if_empty: bool) -> bool:
         pr = self.progress[peer]
-        if pr.is_paused(self.config.max_inflight):
+        if pr.is_paused(self._append_window(peer)):
             return False
         prev = pr.next - 1
         prev_term = self.log.term(prev)
@@ -624,6 +624,22 @@ class RaftNode:
         )
         pr.sent(prev + len(entries), len(entries))
         return True
+
+    def _append_window(self, peer: NodeId) -> int:
+        """Appends peer may have in flight. The followers a commit waits for (the fewest
+        voters with the highest match that make a quorum with us) get max_inflight; the rest
+        get one at a time, so each of their appends carries everything new since the last:
+        fewer, larger writes and syncs where they cannot speed up a commit. A quorum follower
+        that stops answering falls behind in match and the next one takes its place. A
+        leadership transfer's target is always caught up at full speed."""
+        if peer == self._transferee:
+            return self.config.max_inflight
+        others = sorted(
+            (p for p in self.voters if p != self.id),
+            key=lambda p: -self.progress[p].match if p in self.progress else 0,
+        )
+        needed = others[: quorum.quorum_size(len(self.voters)) - (self.id in self.voters)]
+        return self.config.max_inflight if peer in needed else 1
 
     def _send_snapshot(self, peer: NodeId, pr: Progress) -> bool:
         """The entries peer needs are compacted: send our latest snapshot instead."""
@@ -767,7 +783,7 @@ class RaftNode:
         elif (
             pr.state is ProgressState.REPLICATE
             and pr.inflight
-            and pr.is_paused(self.config.max_inflight)
+            and pr.is_paused(self._append_window(msg.src))
         ):
             pr.inflight.popleft()  # an append may have been lost; let one more through
         if pr.match < self.log.last_index():
