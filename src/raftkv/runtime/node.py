@@ -4,8 +4,11 @@ Each cycle: take every queued input (peer messages, ticks, proposals, reads, tra
 step it into the core (all waiting proposals go into one propose_many: group commit), then
 handle one Ready in the fixed order:
 
-    send messages -> persist (worker thread, one fdatasync) -> send messages_after_persist
+    send messages -> persist (one fdatasync) -> send messages_after_persist
     -> apply committed -> answer read states -> advance
+
+(a leader applies and answers committed entries that are already durable here before its
+fsync; see _handle_ready and _persist_inline for where the fsync runs).
 
 While a persist runs, the loop only queues new inputs (the core must not be touched between
 ready() and advance()). Nothing else in the process calls into the core except read-only
@@ -445,7 +448,9 @@ class RaftRuntime(Generic[M, R]):
         reads_done = False
         if self._needs_persist(rd) or self._hub.active:
             self._send(rd.messages)  # before the fsync: followers persist in parallel with us
-            durable, committed = self._split_durable(rd)
+            # A follower syncs and answers first (its answer is on every write's commit
+            # path) and applies after. A leader applies what is already durable first:
+            durable, committed = self._split_durable(rd) if self.is_leader else ((), committed)
             if durable or rd.read_states:
                 # Entries this node already holds on disk (a leader's previous batch, now
                 # committed) are answered before this Ready's fsync, not after it: the
