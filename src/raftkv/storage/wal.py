@@ -312,8 +312,8 @@ class LogStorage:
 
         posix_fallocate leaves unwritten extents: an fdatasync after a write into one must
         also commit the filesystem's journal (the extent became written). With zeros already
-        written there, most syncs flush data only: ~20-30% less time per fdatasync measured
-        on this ext4 disk with 3 nodes syncing at once. The zeros go out with the same sync."""
+        written there, most syncs flush data only: ~20-25% less time per fdatasync measured
+        on this ext4 disk with 3 processes syncing at once. The zeros go out with the same sync."""
         assert self._fd is not None
         if not self._sync or self._offset + ZERO_AHEAD_BYTES // 4 <= self._zeroed:
             return
