@@ -117,6 +117,38 @@ def test_reads_whose_chosen_follower_went_silent_are_confirmed_by_the_next_tick(
     assert [r.ctx for r in h.reads["a"]] == [1, 2]
 
 
+def test_the_follower_serving_a_read_gets_the_commit_index_with_the_read_state() -> None:
+    h = _leader()
+    a = h.nodes["a"]
+    h.tick("a")
+    a.propose(b"x")
+    h.drain()
+    assert (a.log.committed, h.nodes["c"].log.committed) == (2, 1)  # c learns it later...
+    a.read_index(7)
+    h.drain()
+    assert h.nodes["c"].log.committed == 1  # (the read round went to b only)
+    a.read_index(8, for_peer="c")
+    h.drain()
+    assert h.reads["a"][-1] == ReadState(8, 2)
+    assert h.nodes["c"].log.committed == 2  # ...unless it serves a read at index 2
+    a.read_index(9, lease=True, for_peer="b")  # a lease read is confirmed at once, same rule
+    rd = a.ready()
+    assert [(m.dst, m.commit) for m in rd.messages if isinstance(m, Heartbeat)] == [("b", 2)]
+    a.advance(rd)
+
+
+def test_an_aborted_read_sends_its_follower_nothing() -> None:
+    h = _leader()
+    a = h.nodes["a"]
+    h.isolate("a")
+    a.read_index(7, for_peer="c")
+    for _ in range(2 * CONFIG.election_ticks):
+        a.tick()
+        h.drain()
+    assert h.reads["a"] == [ReadState(7, None)]
+    assert a._read_for == {}
+
+
 def test_isolated_leader_never_confirms_a_read() -> None:
     h = _leader()
     h.isolate("a")

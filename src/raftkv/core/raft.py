@@ -149,6 +149,7 @@ class RaftNode:
         self._round_sent_tick: dict[int, int] = {}
         self._reads: list[_PendingRead] = []
         self._reads_before_commit: list[int] = []
+        self._read_for: dict[int, NodeId] = {}  # read ctx -> the follower serving it
         self._reads_unsent = False
         # The newest round that carries reads and is not confirmed yet (0: none). While one
         # is in flight, new reads wait for the next round, sent once it is confirmed (or at
@@ -256,12 +257,18 @@ class RaftNode:
             self._append_as_leader(entries)
         return [(e.term, e.index) for e in entries]
 
-    def read_index(self, ctx: int, *, lease: bool = False) -> None:
+    def read_index(self, ctx: int, *, lease: bool = False, for_peer: NodeId | None = None) -> None:
         """Ask for a linearizable read point. A ReadState(ctx, index) appears in a later Ready
-        once leadership is confirmed (by a quorum, or by a valid lease if lease=True)."""
+        once leadership is confirmed (by a quorum, or by a valid lease if lease=True).
+
+        for_peer: the follower that will serve the read (it waits to apply index). Followers
+        learn a new commit index only from the next append or heartbeat, so with the read
+        state that peer gets a heartbeat carrying our commit index at once."""
         self._guard()
         if self.role is not Role.LEADER:
             raise NotLeader(f"{self.id} is not the leader", self.leader)
+        if for_peer is not None and for_peer != self.id:
+            self._read_for[ctx] = for_peer
         if not self._committed_in_term():
             # Our commit index may lag the true one until our own term's entry commits.
             self._reads_before_commit.append(ctx)
@@ -270,7 +277,7 @@ class RaftNode:
 
     def _register_read(self, ctx: int, *, lease: bool) -> None:
         if not self._read_needs_quorum(lease=lease):
-            self._read_states.append(ReadState(ctx, self.log.committed))
+            self._read_ready(ctx, self.log.committed)
             return
         self._reads.append(_PendingRead(ctx, self.log.committed, 0))
         self._reads_unsent = True
@@ -491,6 +498,7 @@ class RaftNode:
         aborted = [r.ctx for r in self._reads] + self._reads_before_commit
         self._read_states.extend(ReadState(ctx, None) for ctx in aborted)
         self._reads, self._reads_before_commit = [], []
+        self._read_for.clear()
         self._reads_unsent = False
         self._read_round = 0
 
@@ -811,13 +819,21 @@ class RaftNode:
         still: list[_PendingRead] = []
         for read in self._reads:
             if 0 < read.round <= confirmed:
-                self._read_states.append(ReadState(read.ctx, read.index))
+                self._read_ready(read.ctx, read.index)
                 self._event(EventKind.READ_CONFIRMED, index=read.index)
             else:
                 still.append(read)
         self._reads = still
         if confirmed >= self._read_round:
             self._read_round = 0
+
+    def _read_ready(self, ctx: int, index: int) -> None:
+        self._read_states.append(ReadState(ctx, index))
+        peer = self._read_for.pop(ctx, None)
+        pr = self.progress.get(peer) if peer is not None else None
+        if peer is not None and pr is not None:
+            commit = min(pr.match, self.log.committed)
+            self._send(Heartbeat(self.term, self.id, peer, commit, self._round))
 
     def _reads_due(self) -> bool:
         """Send a round for waiting reads now? Not while an earlier read round is in flight."""

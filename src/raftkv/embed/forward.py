@@ -112,7 +112,9 @@ class ForwardServer:
             return self._reply(ForwardReply("bad_request", message=str(e)))
         try:
             async with asyncio.timeout(self._timeout):
-                index = await self._runtime.read_barrier(lease=req.lease)
+                # The asking follower waits to apply index: send it our commit index at once.
+                asking = request.headers.get(FROM_HEADER)
+                index = await self._runtime.read_barrier(lease=req.lease, for_peer=asking)
         except TimeoutError:
             return self._reply(ForwardReply("timeout", message="leadership not confirmed"))
         except (CallerError, DiskError) as e:

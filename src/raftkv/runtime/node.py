@@ -120,7 +120,7 @@ class Inbox:
         self.ticks = 0  # ticks added by hand; with a clock, elapsed time decides instead
         self.clock = clock
         self.proposals: list[tuple[bytes, WriteFuture]] = []
-        self.reads: list[tuple[int, bool]] = []  # (ctx, lease)
+        self.reads: list[tuple[int, bool, NodeId | None]] = []  # (ctx, lease, for peer)
         self.transfers: list[tuple[NodeId, asyncio.Future[NodeId]]] = []
         self.conf_changes: list[tuple[ConfChange, WriteFuture]] = []
         self._wake = asyncio.Event()
@@ -271,19 +271,19 @@ class RaftRuntime(Generic[M, R]):
         self._inbox.wake()
         return fut
 
-    async def read_barrier(self, *, lease: bool) -> int:
+    async def read_barrier(self, *, lease: bool, for_peer: NodeId | None = None) -> int:
         """ReadIndex: return once this leader confirmed its leadership (a quorum round, or
         its lease) and applied everything committed before the call. Returns that index."""
-        return await self.submit_read(lease=lease)
+        return await self.submit_read(lease=lease, for_peer=for_peer)
 
-    def submit_read(self, *, lease: bool) -> asyncio.Future[int]:
+    def submit_read(self, *, lease: bool, for_peer: NodeId | None = None) -> asyncio.Future[int]:
         """read_barrier() without a coroutine: the future resolves to its index or error."""
         self._check_running()
         ctx = self._next_ctx
         self._next_ctx += 1
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._reads[ctx] = fut
-        self._inbox.reads.append((ctx, lease))
+        self._inbox.reads.append((ctx, lease, for_peer))
         self._inbox.wake()
         return fut
 
@@ -390,9 +390,9 @@ class RaftRuntime(Generic[M, R]):
             self._propose(raft, [(d, f) for d, f in props if not f.done()])
         if inbox.reads:
             reads, inbox.reads = inbox.reads, []
-            for ctx, lease in reads:
+            for ctx, lease, peer in reads:
                 try:
-                    raft.read_index(ctx, lease=lease)
+                    raft.read_index(ctx, lease=lease, for_peer=peer)
                 except CallerError as e:
                     fut = self._reads.pop(ctx, None)
                     if fut is not None and not fut.done():
@@ -630,7 +630,7 @@ class RaftRuntime(Generic[M, R]):
         futures += [f for _, f in self._inbox.proposals]
         futures += [f for _, f in self._inbox.transfers]
         futures += [f for _, f in self._inbox.conf_changes]
-        futures += [self._reads[ctx] for ctx, _ in self._inbox.reads if ctx in self._reads]
+        futures += [self._reads[ctx] for ctx, _, _ in self._inbox.reads if ctx in self._reads]
         for fut in futures:
             if not fut.done():
                 fut.set_exception(exc)
