@@ -10,8 +10,9 @@ heartbeat round, lease reads, and leadership transfer (dissertation 3.10).
 
 Choices that save messages (each one is a process wake-up): pipelined appends only to the
 followers a commit waits for, one at a time to the rest; no message carries only a new commit
-index (followers learn it from the next append or heartbeat); at most one read round in
-flight, sent to just enough followers for a quorum (the periodic heartbeat goes to all).
+index (followers learn it from the next append or heartbeat, or at once when they serve a
+read: read_index(for_peer=...)); at most one read round in flight, sent to just enough
+followers for a quorum (the periodic heartbeat goes to all).
 """
 
 from __future__ import annotations
