@@ -18,7 +18,7 @@ followers for a quorum (the periodic heartbeat goes to all).
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from raftkv.core import quorum
@@ -648,12 +648,17 @@ class RaftNode:
         leadership transfer's target is always caught up at full speed."""
         if peer == self._transferee:
             return self.config.max_inflight
+        needed = self._quorum_peers(lambda pr: pr.match)
+        return self.config.max_inflight if peer in needed else 1
+
+    def _quorum_peers(self, rank: Callable[[Progress], int]) -> list[NodeId]:
+        """The fewest voters besides us whose acks make a quorum with ours: the highest by
+        rank first (ties in voter order)."""
         others = sorted(
             (p for p in self.voters if p != self.id),
-            key=lambda p: -self.progress[p].match if p in self.progress else 0,
+            key=lambda p: -rank(self.progress[p]) if p in self.progress else 0,
         )
-        needed = others[: quorum.quorum_size(len(self.voters)) - (self.id in self.voters)]
-        return self.config.max_inflight if peer in needed else 1
+        return others[: quorum.quorum_size(len(self.voters)) - (self.id in self.voters)]
 
     def _send_snapshot(self, peer: NodeId, pr: Progress) -> bool:
         """The entries peer needs are compacted: send our latest snapshot instead."""
@@ -758,11 +763,7 @@ class RaftNode:
         ours, those that acknowledged the newest round first (ties in voter order). The
         periodic round still goes to everyone, so if one of these stops answering, the next
         tick's round confirms the reads and moves the choice to a peer that does answer."""
-        others = sorted(
-            (p for p in self.voters if p != self.id),
-            key=lambda p: -self.progress[p].acked_round if p in self.progress else 0,
-        )
-        return others[: quorum.quorum_size(len(self.voters)) - (self.id in self.voters)]
+        return self._quorum_peers(lambda pr: pr.acked_round)
 
     def _broadcast_heartbeat(self, peers: list[NodeId] | None = None) -> None:
         """One numbered round, confirming every read registered so far: heartbeats to peers
@@ -778,10 +779,8 @@ class RaftNode:
         if self.id in self.progress:
             self.progress[self.id].acked_round = self._round
         for peer in self.progress if peers is None else peers:
-            if peer == self.id:
-                continue
-            commit = min(self.progress[peer].match, self.log.committed)
-            self._send(Heartbeat(self.term, self.id, peer, commit, self._round))
+            if peer != self.id:
+                self._send_heartbeat(peer, self.progress[peer])
         if len(self.voters) == 1:
             self._on_round_acked()
 
@@ -828,13 +827,17 @@ class RaftNode:
         if confirmed >= self._read_round:
             self._read_round = 0
 
+    def _send_heartbeat(self, peer: NodeId, pr: Progress) -> None:
+        """A heartbeat in the current round, carrying as much of our commit index as peer
+        can hold (no more than its match)."""
+        commit = min(pr.match, self.log.committed)
+        self._send(Heartbeat(self.term, self.id, peer, commit, self._round))
+
     def _read_ready(self, ctx: int, index: int) -> None:
         self._read_states.append(ReadState(ctx, index))
         peer = self._read_for.pop(ctx, None)
-        pr = self.progress.get(peer) if peer is not None else None
-        if peer is not None and pr is not None:
-            commit = min(pr.match, self.log.committed)
-            self._send(Heartbeat(self.term, self.id, peer, commit, self._round))
+        if peer is not None and (pr := self.progress.get(peer)) is not None:
+            self._send_heartbeat(peer, pr)
 
     def _reads_due(self) -> bool:
         """Send a round for waiting reads now? Not while an earlier read round is in flight."""
