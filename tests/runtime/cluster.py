@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import aiohttp
 
@@ -28,10 +28,17 @@ def run_async(main: Callable[[], Coroutine[Any, Any, T]], timeout: float = 30.0)
     return asyncio.run(bounded())
 
 
+RETRYABLE: tuple[type[Exception], ...] = (aiohttp.ClientError, OSError)
+
+
 async def eventually(
-    check: Callable[[], Awaitable[T | None]], timeout: float = 10.0, what: str = "condition"
+    check: Callable[[], Awaitable[T | None]],
+    timeout: float = 10.0,
+    what: str = "condition",
+    retry_on: tuple[type[Exception], ...] = RETRYABLE,
 ) -> T:
-    """Poll check() until it returns something other than None (or False)."""
+    """Poll check() until it returns something other than None (or False); an error in
+    retry_on counts as not yet."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
@@ -39,18 +46,33 @@ async def eventually(
             result = await check()
             if result is not None and result is not False:
                 return result
-        except (aiohttp.ClientError, OSError) as e:
+        except retry_on as e:
             last_error = e
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what} (last error: {last_error})")
 
 
 class LocalCluster:
-    def __init__(self, root: Path, n: int = 3, **overrides: Any) -> None:
+    # What a status poll may raise while the cluster settles (see leader()).
+    retry_errors: tuple[type[Exception], ...] = RETRYABLE
+    # Headers on the harness's own status requests.
+    status_headers: dict[str, str] = {}
+
+    def __init__(
+        self,
+        root: Path,
+        n: int = 3,
+        *,
+        scheme: str = "http",
+        per_node: Callable[[str], dict[str, Any]] = lambda nid: {},
+        **overrides: Any,
+    ) -> None:
+        """n nodes n1..nN; overrides replace the NodeSettings defaults below for every node,
+        per_node(id) adds settings of one node."""
         ids = [f"n{i + 1}" for i in range(n)]
         ports = free_ports(2 * n)
         peers = {
-            nid: PeerAddress("127.0.0.1", ports[2 * i], f"http://127.0.0.1:{ports[2 * i + 1]}")
+            nid: PeerAddress("127.0.0.1", ports[2 * i], f"{scheme}://127.0.0.1:{ports[2 * i + 1]}")
             for i, nid in enumerate(ids)
         }
         defaults: dict[str, Any] = {
@@ -67,6 +89,7 @@ class LocalCluster:
                 http=("127.0.0.1", ports[2 * i + 1]),
                 peers=peers,
                 **defaults,
+                **per_node(nid),
             )
             for i, nid in enumerate(ids)
         }
@@ -97,8 +120,11 @@ class LocalCluster:
         assert self.http is not None
         return self.http
 
-    async def __aenter__(self) -> LocalCluster:
-        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+    def _session(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+
+    async def __aenter__(self) -> Self:
+        self.http = self._session()
         for nid in self.ids:
             await self.start(nid)
         return self
@@ -134,8 +160,9 @@ class LocalCluster:
         return nid in self._tasks and not self._tasks[nid].done()
 
     async def status(self, nid: str) -> dict[str, Any]:
-        async with self.client.get(self.url(nid, "/v1/status")) as resp:
-            assert resp.status == 200
+        url = self.url(nid, "/v1/status")
+        async with self.client.get(url, headers=self.status_headers) as resp:
+            assert resp.status == 200, await resp.text()
             doc: dict[str, Any] = await resp.json()
             return doc
 
@@ -152,7 +179,7 @@ class LocalCluster:
                     return str(leader)
             return None
 
-        return await eventually(agreed, timeout, "an agreed leader")
+        return await eventually(agreed, timeout, "an agreed leader", self.retry_errors)
 
     async def put(
         self, nid: str, key: str, value: bytes, headers: dict[str, str] | None = None

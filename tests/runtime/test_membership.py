@@ -16,7 +16,7 @@ from raftkv.runtime.settings import NodeSettings, PeerAddress
 
 from .cluster import LocalCluster, eventually, run_async
 
-SMALL = {"snapshot_entries": 40, "max_frame_size": 4096}
+SMALL: dict[str, Any] = {"snapshot_entries": 40, "max_frame_size": 4096}
 
 
 def _new_node(c: LocalCluster, root: Path, nid: str) -> NodeSettings:
