@@ -7,8 +7,9 @@ interleaving, so it is driven by the scripted scenario in raftkv.sim.scenarios.
 from __future__ import annotations
 
 from raftkv.core.config import Config
-from raftkv.core.messages import AppendEntriesResponse, InstallSnapshot, RequestVote
+from raftkv.core.messages import AppendEntriesResponse, RequestVote
 from raftkv.core.raft import RaftNode
+from raftkv.core.ready import Stable
 from raftkv.core.types import HardState
 from raftkv.sim.cluster import NodeFactory
 from raftkv.sim.faults import parse_faults
@@ -47,9 +48,9 @@ class DropsSnapshotData(RaftNode):
     """A follower takes the leader's snapshot as its log start but never restores the state
     machine from it."""
 
-    def _on_install_snapshot(self, msg: InstallSnapshot) -> None:
-        super()._on_install_snapshot(msg)
-        self._received_snapshot = None
+    def _installed(self, ack: Stable) -> None:
+        super()._installed(ack)
+        self._restore = None
 
 
 class NeverCampaigns(RaftNode):

@@ -4,8 +4,9 @@ Directory layout: LOCK, wal-<seq>.log segments (segment.py), snap-<index>.snap f
 (snapshot.py); *.tmp files are unfinished and deleted on open.
 
 Invariants:
-- one save() writes ONE record (its hard state and entries together) and issues ONE fdatasync,
-  so a batch is durable all-or-nothing; in-memory state changes only after the write succeeded;
+- one append() writes ONE record (its hard state and entries together), so a batch is durable
+  all-or-nothing; sync() makes every record appended before it durable with ONE fdatasync
+  (save() is both); in-memory state changes only after the write succeeded;
 - after any OSError the storage is failed: every later mutating call raises DiskError, because
   after a failed write or fsync nothing about the file contents can be trusted;
 - first_index() - 1 is the newest durable snapshot's index (0 without one), and the log holds
@@ -93,6 +94,7 @@ class LogStorage:
         self._zeroed = 0  # the current segment's blocks below this hold written bytes
         self._file_end = 0  # size of the current segment file
         self._segment_has_data = False  # current segment holds more than its header
+        self._unsynced = False  # records were written to the current segment since its sync
         self._failed: DiskError | None = None
         self._hard_state = HardState()
         self._base_index = 0  # newest durable snapshot
@@ -171,6 +173,7 @@ class LogStorage:
             torn = scanned.torn
             # Zero the discarded bytes so nothing stale ever sits after a future record.
             fsutil.write_all(self._fd, bytes(torn.garbage_end - torn.offset), torn.offset)
+            self._unsynced = True
             self._datasync()
             torn_report = (
                 f"{scanned.path}: torn tail truncated at offset {torn.offset} "
@@ -180,6 +183,7 @@ class LogStorage:
             # A crash came between the snapshot file and its WAL mark: write the mark now.
             mark = SnapshotMark(*_snap_key(snapshot), self._last_index)
             self._append(RecordType.SNAPSHOT_MARK, mark)
+            self._datasync()
         return Recovered(self._hard_state, entries, snapshot, torn_report)
 
     def _replay(self, replayer: Replayer, seq: int, scanned: ScannedSegment) -> SegmentHeader:
@@ -214,8 +218,14 @@ class LogStorage:
     # --- the write path ---------------------------------------------------------------
 
     def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
-        """Durably write hard_state (if given) and entries with one fdatasync. Entries replace
-        the log from entries[0].index on, which must be in first_index()..last_index() + 1."""
+        """Durably write hard_state (if given) and entries with one fdatasync."""
+        self.append(hard_state, entries)
+        self.sync()
+
+    def append(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
+        """Write hard_state (if given) and entries as one record, not yet durable (sync()).
+        Entries replace the log from entries[0].index on, which must be in
+        first_index()..last_index() + 1."""
         self._check_usable()
         if hard_state is None and not entries:
             return
@@ -232,7 +242,7 @@ class LogStorage:
         try:
             self._append(RecordType.BATCH, Batch(hard_state, list(entries)))
         except OSError as exc:
-            raise self._fail("save", exc) from exc
+            raise self._fail("append", exc) from exc
         self.stats.saves += 1
         if hard_state is not None:
             self._hard_state = hard_state
@@ -243,9 +253,33 @@ class LogStorage:
             self._last_index = entries[-1].index
             self.stats.appends += len(entries)
 
-    def save_snapshot(self, snapshot: Snapshot) -> None:
-        """Durably store snapshot, then move the log's base to it: the log keeps its suffix
-        if it holds (index, term), else it is emptied (as Raft's snapshot install does)."""
+    def sync(self) -> None:
+        """Make every record appended so far durable (one fdatasync)."""
+        self._check_usable()
+        try:
+            self._datasync()
+        except OSError as exc:
+            raise self._fail("sync", exc) from exc
+
+    @property
+    def snapshots(self) -> SnapshotStore:
+        """The snapshot files (write() is safe on another thread while the log is used)."""
+        return self._snapshots
+
+    def install_snapshot(self, snapshot: Snapshot) -> None:
+        """Durably store snapshot (the leader's, or a restored backup), then move the log's
+        base to it: the log keeps its suffix if it holds (index, term), else it is emptied
+        (as Raft's snapshot install does). Every earlier append is durable too on return."""
+        self._check_usable()
+        try:
+            self._snapshots.write(snapshot)
+        except OSError as exc:
+            raise self._fail("install_snapshot", exc) from exc
+        self.mark_snapshot(snapshot)
+
+    def mark_snapshot(self, snapshot: Snapshot) -> None:
+        """The snapshot file is durable (snapshots.write()): record in the log that it now
+        starts after it, durably (this sync also covers every earlier append)."""
         self._check_usable()
         if snapshot.index < max(1, self._base_index):
             raise ValueError(f"snapshot {snapshot.index} is older than {self._base_index}")
@@ -257,11 +291,11 @@ class LogStorage:
         matches = self._term_at(snapshot.index) == snapshot.term
         kept_last = self._last_index if matches else snapshot.index
         try:
-            self._snapshots.write(snapshot)
             self._append(RecordType.SNAPSHOT_MARK, SnapshotMark(*_snap_key(snapshot), kept_last))
+            self._datasync()
             self._snapshots.prune()
         except OSError as exc:
-            raise self._fail("save_snapshot", exc) from exc
+            raise self._fail("mark_snapshot", exc) from exc
         self._base_index, self._base_term = _snap_key(snapshot)
         self._last_index = kept_last
         if matches:
@@ -294,18 +328,20 @@ class LogStorage:
             self._segments = [s for s in self._segments if s.path.exists()]
 
     def _append(self, rtype: RecordType, payload: msgspec.Struct) -> None:
-        """Write one record at the tail (rolling to a new segment first if this one is full)
-        and fdatasync it. Raises OSError; callers mark the storage failed."""
+        """Write one record at the tail, not yet durable. A full segment is synced before the
+        next one starts (only the last segment may ever hold unsynced records). Raises
+        OSError; callers mark the storage failed."""
         assert self._fd is not None
         record = frame(rtype, ENCODER.encode(payload))
         if self._offset + len(record) > self._segment_bytes and self._segment_has_data:
+            self._datasync()
             self._start_segment(self._segments[-1].seq + 1)
         fsutil.write_all(self._fd, record, self._offset)
         self._offset += len(record)
         self._segment_has_data = True
+        self._unsynced = True
         self.stats.bytes_written += len(record)
         self._zero_ahead()
-        self._datasync()
 
     def _zero_ahead(self) -> None:
         """Write zeros over the preallocated space ahead of the tail, a few MiB at a time.
@@ -341,9 +377,10 @@ class LogStorage:
         self.stats.fsyncs += 2 if self._sync else 0
 
     def _datasync(self) -> None:
-        if self._sync and self._fd is not None:
+        if self._sync and self._fd is not None and self._unsynced:
             fsutil.datasync(self._fd)
             self.stats.fsyncs += 1
+        self._unsynced = False
 
     def _fail(self, what: str, exc: OSError) -> DiskError:
         self._failed = DiskError(
