@@ -10,7 +10,6 @@ from raftkv.client.errors import (
     Conflict,
     NotSupported,
     ServerError,
-    SessionExpired,
     Verdict,
     classify,
     error_from_response,
@@ -18,7 +17,7 @@ from raftkv.client.errors import (
 from raftkv.client.session import ClientSession
 from raftkv.client.sse import SseEvent, SseParser
 from raftkv.client.types import decode_value, encode_value
-from raftkv.errors import BadRequest, NoQuorum, NotLeader, Timeout, TooLarge
+from raftkv.errors import BadRequest, NoQuorum, NotLeader, SessionExpired, Timeout, TooLarge
 
 
 def test_parse_endpoints_normalizes_and_rejects_garbage() -> None:
@@ -42,7 +41,7 @@ def test_resolve_endpoints_uses_the_environment(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_session_ack_is_the_lowest_unanswered_seq() -> None:
-    s = ClientSession()
+    s = ClientSession("7-abc")
     assert s.ack == 1
     a, b, c = s.begin(), s.begin(), s.begin()
     assert (a, b, c, s.ack) == (1, 2, 3, 1)
@@ -53,8 +52,7 @@ def test_session_ack_is_the_lowest_unanswered_seq() -> None:
     s.finish(c)
     assert s.ack == 4
     h = s.headers(4)
-    assert h["X-Raftkv-Client"] == s.client_id and h["X-Raftkv-Seq"] == "4"
-    assert ClientSession().client_id != s.client_id
+    assert h == {"X-Raftkv-Client": "7-abc", "X-Raftkv-Seq": "4", "X-Raftkv-Ack": "4"}
 
 
 def test_sse_parser() -> None:
@@ -69,7 +67,7 @@ def test_sse_parser() -> None:
     [
         (400, "bad_request", BadRequest, Verdict.FINAL),
         (409, "conflict", Conflict, Verdict.FINAL),
-        (410, "session_expired", SessionExpired, Verdict.UNKNOWN),
+        (410, "session_expired", SessionExpired, Verdict.FINAL),  # for the attempt
         (413, "too_large", TooLarge, Verdict.FINAL),
         (501, "not_implemented", NotSupported, Verdict.FINAL),
         (502, "forward_failed", ServerError, Verdict.UNKNOWN),
