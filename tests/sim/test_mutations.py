@@ -6,15 +6,20 @@ interleaving, so it is driven by the scripted scenario in raftkv.sim.scenarios.
 
 from __future__ import annotations
 
+import dataclasses
+
 from raftkv.core.config import Config
 from raftkv.core.messages import AppendEntriesResponse, RequestVote
 from raftkv.core.raft import RaftNode
-from raftkv.core.ready import Stable
-from raftkv.core.types import HardState
-from raftkv.sim.cluster import NodeFactory
+from raftkv.core.ready import Persist, Stable
+from raftkv.core.types import Entry, EntryKind, HardState
+from raftkv.driver.driver import NodeDriver
+from raftkv.kv.results import Result
+from raftkv.sim.cluster import DriverFactory, NodeFactory, StoreFactory
 from raftkv.sim.faults import parse_faults
 from raftkv.sim.runner import SimSettings, run_seed
 from raftkv.sim.scenarios import figure8
+from raftkv.sim.storage import SimLogStore
 
 
 class CommitsEarlierTermByCounting(RaftNode):
@@ -58,12 +63,88 @@ class NeverCampaigns(RaftNode):
         return
 
 
-def first_caught(factory: NodeFactory, settings: SimSettings, seeds: range) -> list[str]:
+# --- planted bugs in the driver's rules (raftkv.driver) and in storage ----------------------
+
+
+class SendsBeforeSync(NodeDriver[Result]):
+    """Sends votes and acknowledgements as soon as their write is issued, not once durable."""
+
+    def _write(self, persist: Persist) -> None:
+        if persist.after_sync:
+            self._transport.send(persist.after_sync)
+            persist = dataclasses.replace(persist, after_sync=())
+        super()._write(persist)
+
+
+class AppliesOnWrite(NodeDriver[Result]):
+    """Applies entries as they are written to the log, before they are committed."""
+
+    def _write(self, persist: Persist) -> None:
+        super()._write(persist)
+        for entry in persist.entries:
+            if entry.index == self.machine.applied_index + 1:
+                if entry.kind is EntryKind.NORMAL:
+                    self.machine.apply(entry.index, entry.data)
+                else:
+                    self.machine.apply_noop(entry.index)
+                self._observer.applied((entry,))
+
+    def _apply(self, entries: tuple[Entry, ...]) -> None:
+        fresh = tuple(e for e in entries if e.index > self.machine.applied_index)
+        if fresh:
+            super()._apply(fresh)
+
+
+class IgnoresMustSync(NodeDriver[Result]):
+    """Treats every write as one that may wait (as if only the commit index had moved)."""
+
+    def _must_sync(self, persist: Persist) -> bool:
+        return False
+
+
+class ForgetsToSync(SimLogStore):
+    """A log whose sync returns at once without making anything durable (an fsync that
+    lies): writes between the WAL's write and a real sync are taken as durable."""
+
+    def sync(self) -> None:
+        pass
+
+
+def first_caught(
+    factory: NodeFactory,
+    settings: SimSettings,
+    seeds: range,
+    *,
+    driver: DriverFactory = NodeDriver,
+    store: StoreFactory = SimLogStore,
+) -> list[str]:
     for seed in seeds:
-        result = run_seed(seed, settings, node_factory=factory)
+        result = run_seed(
+            seed, settings, node_factory=factory, driver_factory=driver, store_factory=store
+        )
         if result.violations:
             return result.violations
     return []
+
+
+def test_sending_before_the_sync_is_caught() -> None:
+    violations = first_caught(RaftNode, SimSettings(nodes=5), range(3), driver=SendsBeforeSync)
+    assert any("durability" in v for v in violations), violations
+
+
+def test_applying_before_commit_is_caught() -> None:
+    violations = first_caught(RaftNode, SimSettings(nodes=5), range(20), driver=AppliesOnWrite)
+    assert any("state machine safety" in v or "linearizable" in v for v in violations), violations
+
+
+def test_ignoring_must_sync_is_caught() -> None:
+    violations = first_caught(RaftNode, SimSettings(nodes=5), range(3), driver=IgnoresMustSync)
+    assert any("durability" in v for v in violations), violations
+
+
+def test_a_sync_that_makes_nothing_durable_is_caught() -> None:
+    violations = first_caught(RaftNode, SimSettings(nodes=5), range(3), store=ForgetsToSync)
+    assert any("durability" in v for v in violations), violations
 
 
 def test_commit_by_counting_an_earlier_term_entry_is_caught() -> None:

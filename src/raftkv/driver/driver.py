@@ -258,7 +258,7 @@ class NodeDriver(Generic[R]):
         self._serve_reads()
         if rd.events:
             self._observer.trace(rd.events)
-        if persist is not None and persist.must_sync:
+        if persist is not None and self._must_sync(persist):
             self._sync()
         self._maybe_snapshot()
 
@@ -270,7 +270,7 @@ class NodeDriver(Generic[R]):
             self._hard = persist.hard_state
         if persist.snapshot is not None:
             self._log.install_snapshot(persist.snapshot)  # durable on return
-        if persist.entries or (persist.must_sync and self._hard != self._written):
+        if persist.entries or (self._must_sync(persist) and self._hard != self._written):
             hard = self._hard if self._hard != self._written else None
             self._log.append(hard, persist.entries)
             self._written = self._hard
@@ -282,6 +282,11 @@ class NodeDriver(Generic[R]):
             self._release(waiter)  # nothing it depends on is still in flight
         else:
             self._sync_waiters.append(waiter)
+
+    def _must_sync(self, persist: Persist) -> bool:
+        """Must this write be made durable now (the core says so: entries, a snapshot, a new
+        term or vote)? A write that only moves the commit index waits for the next one."""
+        return persist.must_sync
 
     def _sync(self) -> None:
         """Start a sync covering every append so far, unless one is in flight (its

@@ -45,6 +45,7 @@ from raftkv.sim.workload import ClientOp, OpKind, Workload
 
 NodeFactory = Callable[..., RaftNode]
 DriverFactory = Callable[..., NodeDriver[Result]]
+StoreFactory = Callable[[SimDisk], SimLogStore]
 
 
 @dataclass(slots=True)
@@ -56,9 +57,6 @@ class SimNode:
     clock_rate: float = 1.0  # this node's tick period is tick_ms * clock_rate (clock drift)
     paused_until: float = 0.0  # a paused node queues its input and does nothing else
     store: SimLogStore = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.store = SimLogStore(self.disk)
 
     @property
     def raft(self) -> RaftNode | None:
@@ -209,6 +207,7 @@ class Simulation:
         fsync_ms: tuple[float, float] = (0.2, 2.0),
         node_factory: NodeFactory = RaftNode,
         driver_factory: DriverFactory = NodeDriver,
+        store_factory: StoreFactory = SimLogStore,
         lease_reads: bool = True,
         clock_drift: float = 0.05,
         check_promises: bool = True,
@@ -224,6 +223,8 @@ class Simulation:
             nid: SimNode(nid, clock_rate=self.rng.uniform(1 - clock_drift, 1 + clock_drift))
             for nid in self.ids
         }
+        for node in self.nodes.values():
+            node.store = store_factory(node.disk)
         self.network = Network(random.Random(f"net-{seed}"), self.ids)
         self.workload = Workload(
             random.Random(f"load-{seed}"), clients=clients, lease_reads=lease_reads
