@@ -257,7 +257,9 @@ def _restore(settings: NodeSettings, rec: Recovered, book: AddressBook) -> tuple
     so the KvStore is rebuilt by the same apply path as live traffic.
     """
     config = Config(
-        election_ticks=settings.election_ticks, heartbeat_ticks=settings.heartbeat_ticks
+        election_ticks=settings.election_ticks,
+        heartbeat_ticks=settings.heartbeat_ticks,
+        tick_us=round(settings.tick_seconds * 1_000_000),
     )
     snap = rec.snapshot
     kv = KvStore()
