@@ -4,7 +4,7 @@ seeded Random, messages delivered in send order unless a link is cut."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from raftkv.core.config import Config
 from raftkv.core.messages import Message
@@ -22,9 +22,12 @@ class Harness:
         ids: Iterable[NodeId] = ("a", "b", "c"),
         config: Config = CONFIG,
         node_class: type[RaftNode] = RaftNode,
+        configs: Mapping[NodeId, Config] | None = None,
     ) -> None:
+        """configs: nodes that run with their own Config instead of config."""
         self.ids = tuple(ids)
         self.config = config
+        self.configs = dict(configs or {})
         self.node_class = node_class
         self.disks = {i: SimDisk() for i in self.ids}
         self.nodes: dict[NodeId, RaftNode] = {}
@@ -54,7 +57,7 @@ class Harness:
         self.nodes[node] = self.node_class(
             node,
             self.ids,
-            self.config,
+            self.configs.get(node, self.config),
             random.Random(f"{node}-{len(self.sent)}"),
             hard_state=disk.hard_state,
             entries=disk.entries,
@@ -110,6 +113,13 @@ class Harness:
                 if n not in self.down:
                     self.nodes[n].tick()
             self.drain()
+
+    def wait_out_start_hold(self) -> None:
+        """Let one election timeout pass on every node, electing no one: after a restart a
+        node helps elect no one before that (RaftNode._hold_after_start)."""
+        before = self.leaders()
+        self.tick_all(max(c.election_ticks for c in (self.config, *self.configs.values())))
+        assert self.leaders() == before, "a randomized election timeout was the minimum: reseed"
 
     def elect(self, node: NodeId) -> RaftNode:
         self.nodes[node].campaign()

@@ -87,6 +87,8 @@ def test_repeated_request_from_the_same_candidate_is_granted_again() -> None:
 )
 def test_election_restriction(cand_last_index: int, cand_last_term: int, granted: bool) -> None:
     node = _node("c", hard_state=HardState(2, None, 0), entries=[Entry(1, 1), Entry(2, 2)])
+    for _ in range(CONFIG.election_ticks):  # a restarted node votes only after this
+        node.tick()
     node.step(RequestVote(5, "a", "c", cand_last_index, cand_last_term))
     assert _vote_replies(node) == [granted]
     assert node.term == 5  # a higher term is adopted even when the vote is refused

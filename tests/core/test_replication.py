@@ -81,6 +81,7 @@ def test_follower_conflicting_suffix_is_replaced() -> None:
     h.disks["b"].persist(HardState(1, None, 0), [Entry(1, 1)])
     for n in "abc":
         h.restart(n)
+    h.wait_out_start_hold()
     a = h.elect("a")
     a.propose(b"fresh")
     h.drain()
@@ -98,6 +99,7 @@ def test_fast_backtracking_needs_few_round_trips() -> None:
     h.disks["c"].persist(HardState(2, None, 0), old)
     for n in "abc":
         h.restart(n)
+    h.wait_out_start_hold()
     h.elect("a")
     responses = [m for m in h.sent if isinstance(m, AppendEntriesResponse)]
     rejects = [m for m in responses if m.src == "c" and not m.success]
@@ -167,6 +169,7 @@ def _leader_with_old_term_entries(node_class: type[RaftNode] = RaftNode) -> Harn
     h.disks["c"].persist(HardState(2, None, 0), [])
     for n in "abc":
         h.restart(n)
+    h.wait_out_start_hold()
     h.drop_if = lambda m: isinstance(m, AppendEntries)  # votes only; appends go by hand
     a = h.nodes["a"]
     a.campaign()

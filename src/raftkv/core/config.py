@@ -26,9 +26,16 @@ class Config:
     max_apply_entries: int = 4096
     pre_vote: bool = True
     check_quorum: bool = True
-    # Lease reads are valid for election_ticks - lease_drift_ticks after the heartbeat that
-    # a quorum acknowledged was sent; the margin absorbs clock-rate drift between nodes.
-    lease_drift_ticks: int = 2
+    # Lease reads (see RaftNode._in_lease and _on_round_acked). A voter that acknowledges a
+    # heartbeat helps elect no one else for election_ticks of its own ticks (and as long after
+    # it starts), and tells the leader how long that is in real time: vote_hold_us. The leader
+    # serves lease reads until the hold of a quorum ends, less lease_drift_ticks of its own
+    # ticks: the margin for clock-rate drift. With uniform settings the lease is
+    # election_ticks - 1 - lease_drift_ticks ticks after the heartbeat was sent.
+    lease_drift_ticks: int = 1
+    # The shell's tick period in microseconds. The core reads no clock; it needs this only to
+    # compare its vote hold with its peers' when their tick or election settings differ.
+    tick_us: int = 50_000
 
     def validate(self) -> None:
         if self.heartbeat_ticks < 1:
@@ -41,3 +48,11 @@ class Config:
             raise BadRequest("election_jitter_ticks must be >= 0")
         if not 0 <= self.lease_drift_ticks < self.election_ticks:
             raise BadRequest("lease_drift_ticks must be in [0, election_ticks)")
+        if self.tick_us < 1:
+            raise BadRequest("tick_us must be >= 1")
+
+    @property
+    def vote_hold_us(self) -> int:
+        """How long at the least we refuse to help elect anyone after acknowledging our
+        leader's heartbeat: election_ticks of our ticks, the first of which may come at once."""
+        return (self.election_ticks - 1) * self.tick_us

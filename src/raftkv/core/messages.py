@@ -69,7 +69,12 @@ class Heartbeat(_Base, frozen=True, tag="hb"):
 
 
 class HeartbeatResponse(_Base, frozen=True, tag="hbr"):
+    """hold_us: for at least this long after this heartbeat the follower helps elect no one
+    but the leader (leadership transfers aside); the leader's lease counts on it. 0: no promise
+    (no lease from this follower)."""
+
     read_seq: int = 0
+    hold_us: int = 0
 
 
 class TimeoutNow(_Base, frozen=True, tag="tn"):

@@ -31,6 +31,9 @@ class Progress:
     recent_active: bool = False
     # The highest ReadIndex/heartbeat round this follower acknowledged.
     acked_round: int = 0
+    # The leader tick until which this voter helps elect no one else: the send tick of a
+    # round it acknowledged plus its vote hold (in our ticks). Lease reads count on it.
+    hold_until: int = 0
     # In SNAPSHOT: the index of the snapshot sent, and the leader tick it was sent at.
     pending_snapshot: int = 0
     snapshot_sent_tick: int = 0

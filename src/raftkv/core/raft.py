@@ -141,6 +141,8 @@ class RaftNode:
         self._heartbeat_elapsed = 0
         self._randomized_timeout = 0
         self._ticks = 0
+        # Until this tick we help elect no one (see _in_lease); it covers the start too.
+        self._hold_until = self._hold_after_start(hs)
         self._votes: dict[NodeId, bool] = {}
         self.progress: dict[NodeId, Progress] = {}
         self._transferee: NodeId | None = None
@@ -459,6 +461,17 @@ class RaftNode:
     def _hard_state(self) -> HardState:
         return HardState(self.term, self.vote, self.log.committed)
 
+    def _hold_after_start(self, hard_state: HardState) -> int:
+        """How many ticks after starting we help elect no one. A node that has a term may
+        have acknowledged a leader's heartbeat just before it stopped, and that leader may
+        still serve lease reads counting on our hold; a node that never had a term has made
+        no promise, so a new cluster elects its first leader without waiting."""
+        return self.config.election_ticks if hard_state.term > 0 else 0
+
+    def _hold_ticks(self, hold_us: int) -> int:
+        """A voter's vote hold in our ticks, rounded down (our own clock measures the lease)."""
+        return hold_us // self.config.tick_us
+
     # === roles ==============================================================================
 
     def _become_follower(self, term: int, leader: NodeId | None) -> None:
@@ -561,8 +574,15 @@ class RaftNode:
     def _in_lease(self) -> bool:
         """Leader stickiness (dissertation 4.2.3): we heard from a live leader within the minimum
         election timeout, so a vote request now comes from a disruptive node (for example one
-        that was removed from the configuration without learning it) and is ignored."""
-        return self.leader is not None and self._election_elapsed < self.config.election_ticks
+        that was removed from the configuration without learning it) and is ignored. A leader
+        ignores them too.
+
+        Lease reads count on this hold (see _on_round_acked), so it is kept whatever happens
+        meanwhile (a role change, a stale message with a higher term), and a restart does not
+        end it: a node that may have acknowledged a heartbeat just before it stopped holds for
+        an election timeout after it starts (_hold_after_start). Only leadership transfers
+        (TimeoutNow, after which the old leader stops serving lease reads) pass."""
+        return self.role is Role.LEADER or self._ticks < self._hold_until
 
     def _accept_higher_term(self, msg: Message) -> bool:
         """React to a message from a higher term. False means: ignore the message."""
@@ -796,8 +816,9 @@ class RaftNode:
                     read.round = self._round
             self._read_round = self._round
         self._reads_unsent = False
-        if self.id in self.progress:
-            self.progress[self.id].acked_round = self._round
+        if (own := self.progress.get(self.id)) is not None:
+            own.acked_round = self._round
+            own.hold_until = self._ticks + self._hold_ticks(self.config.vote_hold_us)
         for peer in self.progress if peers is None else peers:
             if peer != self.id:
                 self._send_heartbeat(peer, self.progress[peer])
@@ -823,6 +844,9 @@ class RaftNode:
             self._send_append(msg.src, send_if_empty=True)
         if msg.read_seq > pr.acked_round:
             pr.acked_round = msg.read_seq
+            sent = self._round_sent_tick.get(msg.read_seq)
+            if sent is not None:
+                pr.hold_until = sent + self._hold_ticks(msg.hold_us)
             self._on_round_acked()
 
     def _on_round_acked(self) -> None:
@@ -830,9 +854,12 @@ class RaftNode:
         confirmed = quorum.committed_index(self.voters, rounds)
         if confirmed <= 0:
             return
-        sent = self._round_sent_tick.get(confirmed)
-        if sent is not None and not self._lease_disabled:
-            lease = sent + self.config.election_ticks - self.config.lease_drift_ticks
+        if not self._lease_disabled:
+            # Until a quorum's holds end, no other leader can be elected: a new one needs a
+            # vote from that quorum (and we, while we lead, vote for no one). Each voter states
+            # its own hold, so the lease is safe even when election timeouts differ.
+            holds = {p: pr.hold_until for p, pr in self.progress.items()}
+            lease = quorum.committed_index(self.voters, holds) - self.config.lease_drift_ticks
             self._lease_until = max(self._lease_until, lease)
         for old in [r for r in self._round_sent_tick if r < confirmed]:
             del self._round_sent_tick[old]
@@ -963,7 +990,9 @@ class RaftNode:
         self._follow(msg.src)
         if self.log.commit_to(min(msg.commit, self.log.last_index())):
             self._event(EventKind.COMMITTED, index=self.log.committed)
-        self._send(HeartbeatResponse(self.term, self.id, msg.src, msg.read_seq))
+        self._send(
+            HeartbeatResponse(self.term, self.id, msg.src, msg.read_seq, self.config.vote_hold_us)
+        )
 
     def _follow(self, leader: NodeId) -> None:
         """A message from the leader of our term: follow it and reset the election timer."""
@@ -971,6 +1000,7 @@ class RaftNode:
             self._become_follower(self.term, leader)
         self.leader = leader
         self._election_elapsed = 0
+        self._hold_until = self._ticks + self.config.election_ticks
 
     # === membership =========================================================================
 

@@ -214,7 +214,11 @@ class Node(Generic[M]):
             log.warning("%s: %s", self.id, rec.torn_tail)
         if rec.snapshot is not None:
             self._replica.restore(rec.snapshot.data, rec.snapshot.index)
-        config = Config(election_ticks=s.election_ticks, heartbeat_ticks=s.heartbeat_ticks)
+        config = Config(
+            election_ticks=s.election_ticks,
+            heartbeat_ticks=s.heartbeat_ticks,
+            tick_us=round(s.tick_seconds * 1_000_000),
+        )
         joining = () if self.id in self._initial_voters else (self.id,)
         raft = RaftNode(
             s.node_id,

@@ -254,7 +254,9 @@ def _restore(
     so the KvStore is rebuilt by the same apply path as live traffic.
     """
     config = Config(
-        election_ticks=settings.election_ticks, heartbeat_ticks=settings.heartbeat_ticks
+        election_ticks=settings.election_ticks,
+        heartbeat_ticks=settings.heartbeat_ticks,
+        tick_us=round(settings.tick_seconds * 1_000_000),
     )
     snap = rec.snapshot
     kv = ServerStore(book)

@@ -429,6 +429,12 @@ class Simulation:
         self._driver(nid).propose(data, _Ignored())
         self._run(self.nodes[nid])
 
+    def request(self, nid: NodeId, op: ClientOp) -> None:
+        """A client sends op to nid now; it is retried, times out and enters the history like
+        any client operation."""
+        self.at(op.deadline, lambda: self._deadline(op))
+        self._send_request(op, nid)
+
     # --- clients --------------------------------------------------------------------------
 
     def start_clients(self, until: float) -> None:

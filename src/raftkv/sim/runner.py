@@ -8,7 +8,7 @@ import random
 from dataclasses import dataclass, field
 
 from raftkv.check.history import Outcome
-from raftkv.check.linearizability import Verdict, check
+from raftkv.check.linearizability import CheckResult, Verdict, check
 from raftkv.check.models import KvRegisterModel
 from raftkv.core.config import Config
 from raftkv.core.raft import RaftNode
@@ -19,6 +19,7 @@ from raftkv.sim.storage import SimLogStore
 from raftkv.sim.faults import ALL_FAULTS, FaultKind, schedule
 
 SIM_RAFT_CONFIG = Config(election_ticks=10, heartbeat_ticks=2, max_inflight=16)
+CHECK_STEPS = 2_000_000  # linearizability search budget
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +34,7 @@ class SimSettings:
     # Draw replication batch and window sizes per seed (tiny batches expose more interleavings).
     vary_config: bool = True
     lease_reads: bool = True
-    check_steps: int = 2_000_000  # linearizability search budget
+    check_steps: int = CHECK_STEPS
     # Check at every send that promises (votes, acks) are durable. Off only to show that the
     # end-to-end checks also catch what a broken promise leads to.
     check_promises: bool = True
@@ -113,7 +114,7 @@ def run_seed(
     result.violations.extend(_liveness(sim, healed_at))
     wl = sim.workload
     history = wl.history
-    verdict = check(history, KvRegisterModel(), max_steps=settings.check_steps)
+    verdict = check_history(sim, settings.check_steps)
     result.linearizable = verdict.verdict.value
     if verdict.verdict is Verdict.ILLEGAL:
         result.violations.append(f"history not linearizable: {verdict.explanation}")
@@ -125,6 +126,11 @@ def run_seed(
     result.commits = max((n.raft.log.committed for n in sim.nodes.values() if n.raft), default=0)
     result.events = sim.events
     return result
+
+
+def check_history(sim: Simulation, max_steps: int = CHECK_STEPS) -> CheckResult:
+    """Is the clients' history linearizable (a key-value register per key)?"""
+    return check(sim.workload.history, KvRegisterModel(), max_steps=max_steps)
 
 
 def _liveness(sim: Simulation, healed_at: float) -> list[str]:

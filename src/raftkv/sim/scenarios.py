@@ -6,13 +6,19 @@ event), only the faults are placed by hand. Each returns the violations the chec
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import random
+from collections.abc import Callable, Iterable
+from typing import Any
 
+from raftkv.check.linearizability import Verdict
 from raftkv.core.config import Config
 from raftkv.core.raft import RaftNode
-from raftkv.core.types import Role
+from raftkv.core.types import NodeId, Role
 from raftkv.kv.commands import Put, encode_command
 from raftkv.sim.cluster import NodeFactory, Simulation
+from raftkv.sim.runner import SIM_RAFT_CONFIG, check_history
+from raftkv.sim.workload import ClientOp, OpKind
 
 # Timers so long they never fire on their own: every election here is started by the script.
 _SCRIPTED = Config(
@@ -99,3 +105,171 @@ def figure8(node_factory: NodeFactory = RaftNode) -> list[str]:
     sim.network.heal()
     sim.run_until_true(lambda: False, sim.now + 200.0)
     return list(sim.checker.violations)
+
+
+# --- lease reads ----------------------------------------------------------------------------
+
+# Lease scenarios run with check-quorum and pre-vote (lease reads need them) and timers that
+# fire. The simulator's clocks drift up to 5% each; with 40 election ticks a 4-tick drift margin
+# tolerates 5.4% (lease_drift_ticks / (2 * (election_ticks - 1) - lease_drift_ticks)). The lease
+# lasts 40 - 1 - 4 = 35 ticks (about 350 ms): room for the script's steps.
+_LEASE = Config(election_ticks=40, heartbeat_ticks=2, lease_drift_ticks=4)
+
+
+class _Script:
+    """Scripted steps on a Simulation: elections, client operations, waits, the verdict."""
+
+    def __init__(self, sim: Simulation, name: str) -> None:
+        self.sim = sim
+        self.name = name
+        self._client = 0
+
+    def leads(self, nid: NodeId) -> bool:
+        raft = self.sim.nodes[nid].raft
+        return raft is not None and raft.role is Role.LEADER
+
+    def leader_other_than(self, nid: NodeId) -> NodeId | None:
+        newest = self.sim.leader()
+        return newest.id if newest is not None and newest.id != nid else None
+
+    def wait(self, condition: Callable[[], bool], step: str, ms: float) -> None:
+        sim = self.sim
+        if not sim.run_until_true(condition, sim.now + ms) and not sim.checker.violations:
+            raise AssertionError(f"{self.name} script stalled: {step}")
+
+    def elect(self, nid: NodeId) -> None:
+        self.sim.campaign(nid)
+        self.wait(lambda: self.leads(nid), f"{nid} elected", 100.0)
+
+    def write_everywhere(self, nid: NodeId, value: str) -> None:
+        """x = value through the leader nid, and wait until every node has applied it."""
+        put = self.call(nid, OpKind.PUT, value)
+        nodes = self.sim.nodes.values()
+        self.wait(
+            lambda: put.done and all(n.kv is not None and n.kv.get(put.key) for n in nodes),
+            f"x={value} applied everywhere",
+            100.0,
+        )
+
+    def call(self, nid: NodeId, kind: OpKind, value: str | None = None) -> ClientOp:
+        """A new client sends one operation on one key ("x") to nid; reads are lease reads."""
+        self._client += 1
+        wl = self.sim.workload
+        op = wl.op(self._client, kind, wl.keys[0], value, self.sim.now, lease=True)
+        self.sim.request(nid, op)
+        return op
+
+    def violations(self) -> list[str]:
+        found = list(self.sim.checker.violations)
+        verdict = check_history(self.sim)
+        if verdict.verdict is Verdict.ILLEGAL:
+            found.append(f"history not linearizable: {verdict.explanation}")
+        return found
+
+
+def stale_lease_after_restart(node_factory: NodeFactory = RaftNode, seed: int = 0) -> list[str]:
+    """Issue #15, item 2: n3 has long been cut off from the leader n1; n2 acknowledges n1's
+    heartbeats until n1 is isolated; n2 restarts and n3's election timer fires at once. If the
+    restarted n2 votes at once (it knows no leader), n3 is elected and commits x=2 while n1's
+    lease is valid, and n1's lease read returns x=1."""
+    sim = Simulation(
+        seed, nodes=3, raft_config=_LEASE, faults=[], clients=0, node_factory=node_factory
+    )
+    script = _Script(sim, "stale lease after restart")
+    n1, n2, n3 = sim.ids
+    script.elect(n1)
+    script.write_everywhere(n1, "1")
+    sim.network.cut(n1, n3)
+    sim.network.cut(n3, n1)
+    sim.run_until(sim.now + 1000.0)  # n3 campaigns now and then; n2 holds its vote for n1
+    if not script.leads(n1):
+        raise AssertionError("stale lease after restart: n1 lost its leadership")
+    sim.network.isolate(n1)
+    sim.crash(sim.nodes[n2])
+    sim.restart(sim.nodes[n2])
+    sim.campaign(n3)
+    sim.run_until_true(lambda: script.leads(n3), sim.now + 100.0)
+    put2 = script.call(n3, OpKind.PUT, "2")
+    sim.run_until_true(lambda: put2.done, sim.now + 100.0)
+    sim.run_until(sim.now + 1.0)  # the read starts after the write's answer, not with it
+    script.call(n1, OpKind.GET)  # n1's lease lasts 35 ticks (about 350 ms) from its last round
+    sim.network.heal()
+    sim.run_until(sim.now + 2000.0)
+    return script.violations()
+
+
+def stale_lease_with_mixed_timeouts(
+    node_factory: NodeFactory = RaftNode, seed: int = 0
+) -> list[str]:
+    """n1 and n2 have 60 election ticks, n3 has 5: n3 holds its vote for only 5 ticks after a
+    heartbeat. n2 has long been cut off from the leader n1, so n3 alone confirms n1's rounds;
+    then n1 is isolated and n3's timer elects it with n2's vote 5 to 10 ticks later. n1's lease
+    must end by then (n3's hold), not last n1's own 60 ticks."""
+    long = dataclasses.replace(_LEASE, election_ticks=60, lease_drift_ticks=1)
+    short = dataclasses.replace(_LEASE, election_ticks=5, lease_drift_ticks=1)
+    sim = Simulation(
+        seed,
+        nodes=3,
+        raft_config=long,
+        faults=[],
+        clients=0,
+        node_factory=_with_configs(node_factory, {"n3": short}),
+    )
+    script = _Script(sim, "stale lease with mixed timeouts")
+    n1, n2, _ = sim.ids
+    script.elect(n1)
+    script.write_everywhere(n1, "1")
+    sim.network.cut(n1, n2)
+    sim.network.cut(n2, n1)
+    sim.run_until(sim.now + 1500.0)  # n2 campaigns now and then; n3 holds its vote for n1
+    if not script.leads(n1):
+        raise AssertionError("stale lease with mixed timeouts: n1 lost its leadership")
+    sim.network.isolate(n1)
+    script.wait(lambda: script.leader_other_than(n1) is not None, "a new leader", 300.0)
+    new = script.leader_other_than(n1)
+    assert new is not None
+    put2 = script.call(new, OpKind.PUT, "2")
+    script.wait(lambda: put2.done, "x=2 written", 100.0)
+    sim.run_until(sim.now + 1.0)
+    script.call(n1, OpKind.GET)  # n1's own lease would last 60 - 2 ticks (about 580 ms)
+    sim.network.heal()
+    sim.run_until(sim.now + 2000.0)
+    return script.violations()
+
+
+def _with_configs(factory: NodeFactory, configs: dict[NodeId, Config]) -> NodeFactory:
+    """A node factory that gives the named nodes their own Config."""
+
+    def make(
+        node_id: NodeId, voters: Iterable[NodeId], config: Config, rng: random.Random, **kw: Any
+    ) -> RaftNode:
+        return factory(node_id, voters, configs.get(node_id, config), rng, **kw)
+
+    return make
+
+
+def election_after_whole_cluster_restart(
+    node_factory: NodeFactory = RaftNode, seed: int = 0, *, nodes: int = 5, spread_ms: float = 0.0
+) -> float:
+    """Milliseconds from restarting every node of a cluster that had a leader (each at a random
+    moment within spread_ms) to the next leader: the cost of the vote hold after a restart."""
+    sim = Simulation(
+        seed,
+        nodes=nodes,
+        raft_config=SIM_RAFT_CONFIG,
+        faults=[],
+        clients=0,
+        node_factory=node_factory,
+    )
+    if not sim.run_until_true(lambda: sim.leader() is not None, 5000.0):
+        raise AssertionError("no first leader")
+    sim.run_until(sim.now + 200.0)
+    for node in sim.nodes.values():
+        sim.crash(node)
+    start = sim.now
+    rng = random.Random(f"restart-{seed}")
+    for node in sim.nodes.values():
+        sim.at(start + rng.uniform(0.0, spread_ms), lambda n=node: sim.restart(n))  # type: ignore[misc]
+    if not sim.run_until_true(lambda: sim.leader() is not None, start + 60_000.0):
+        raise AssertionError("no leader within 60 s of a whole-cluster restart")
+    return sim.now - start

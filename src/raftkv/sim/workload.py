@@ -76,6 +76,13 @@ class Workload:
         expected = self._rng.choice(recent[-3:]) if recent and self._rng.random() < 0.8 else None
         return self._op(client, OpKind.CAS, key, value, expected, now)
 
+    def op(
+        self, client: int, kind: OpKind, key: str, value: str | None, now: float, *, lease: bool
+    ) -> ClientOp:
+        """One given operation, for scripted scenarios; recorded like any other."""
+        self._next_id += 1
+        return self._op(client, kind, key, value, None, now, lease=lease)
+
     def _op(
         self,
         client: int,
