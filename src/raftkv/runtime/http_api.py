@@ -259,6 +259,7 @@ class HttpApi:
         members = []
         membership = node.raft.membership
         for mid in membership.members:
+            link = None  # this node's outbound peer link to mid (none to itself)
             if mid == st.id:
                 role = st.role.value if mid in membership.voters else "learner"
                 match: int | None = node.raft.log.stable
@@ -270,7 +271,17 @@ class HttpApi:
                 peer = st.peers.get(mid)
                 match = peer.match if peer is not None else None
                 reachable = self._reachable(mid)
-            members.append({"id": mid, "role": role, "match_index": match, "reachable": reachable})
+                state = self._transport.link_state(mid)
+                link = None if state is None else state.as_json()
+            members.append(
+                {
+                    "id": mid,
+                    "role": role,
+                    "match_index": match,
+                    "reachable": reachable,
+                    "link": link,
+                }
+            )
         return {
             "id": st.id,
             "role": st.role.value,
