@@ -49,6 +49,18 @@ class Timeout(CallerError):
     """The request timed out. For a write the outcome is unknown: it may have committed."""
 
 
+class Overloaded(CallerError):
+    """A capacity limit of this node is reached (connections, streams): retry later."""
+
+
+class TooManyConnections(Overloaded):
+    """Over the node's HTTP connection budget (--max-connections)."""
+
+
+class TooManyStreams(Overloaded):
+    """Over the node's budget of SSE streams: watches and event streams (--max-streams)."""
+
+
 class Unauthorized(CallerError):
     """The request carries no credentials, or ones this node does not accept (HTTP 401)."""
 

@@ -108,6 +108,13 @@ class NodeMetrics:
             ["peer"],
             registry=r,
         )
+        self.http_connections = Gauge(
+            "raftkv_http_connections",
+            "HTTP connections now, by budget: client, stream (SSE), peer (forwarded requests), "
+            "overflow (over the client limit, awaiting their first request)",
+            ["budget"],
+            registry=r,
+        )
         self.sent = {t: sent.labels(t) for t in _TYPES}
         self.received = {t: received.labels(t) for t in _TYPES}
         self.dropped = {t: dropped.labels(t) for t in _TYPES}
