@@ -84,6 +84,10 @@ def test_watch_streams_leave_writes_and_healthz_alone(tmp_path: Path) -> None:
         leader = cluster.leader()
         follower = next(n.id for n in cluster.topology.nodes if n.id != leader)
         lead_url, follow_url = cluster.url(leader), cluster.url(follower)
+        deadline = time.monotonic() + 10
+        while (cluster.status(follower) or {}).get("leader") != leader:
+            assert time.monotonic() < deadline, f"{follower} never learned the leader"
+            time.sleep(0.05)
         assert http("PUT", follow_url + "/v1/kv/before", b"x").status == 200
         with held([]) as watches:
             # More watch streams on the leader than --max-connections (all are served).
