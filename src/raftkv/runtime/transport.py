@@ -60,7 +60,7 @@ log = logging.getLogger("raftkv.transport")
 CONNECT_TIMEOUT_S = 2.0
 BACKOFF_MIN_S = 0.05
 BACKOFF_MAX_S = 2.0
-STABLE_S = 1.0  # a connection up this long resets the backoff
+STABLE_S = 1.0  # after a connection up this long, redial at once
 READ_CHUNK = 256 * 1024
 WRITE_HIGH_WATER = 4 * 1024 * 1024
 REJECTION_LOG_INTERVAL_S = 30.0
@@ -355,6 +355,7 @@ class PeerTransport:
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
             self._link_up(link, writer)
+            backoff = BACKOFF_MIN_S
             since = loop.time()
             why = "connection closed"
             try:
@@ -367,10 +368,8 @@ class PeerTransport:
             if self._closing:
                 return
             self._link_down(link, why)
-            if loop.time() - since >= STABLE_S:
-                backoff = BACKOFF_MIN_S
-            await asyncio.sleep(backoff * self._rng.uniform(0.5, 1.0))
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
+            if loop.time() - since < STABLE_S:  # a flapping peer: no tight redial loop
+                await asyncio.sleep(BACKOFF_MIN_S * self._rng.uniform(0.5, 1.0))
 
     async def _dial(self, link: _Link) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._client_ssl is None:
