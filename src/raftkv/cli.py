@@ -446,7 +446,12 @@ def cmd_cas(args: argparse.Namespace) -> int:
 
 def add_watch(sub: Subparsers) -> None:
     p = client_parser(sub, "watch", "print changes to keys under PREFIX until Ctrl-C", cmd_watch)
-    p.add_argument("prefix", nargs="?", default="", help="key prefix (default: every key)")
+    p.add_argument(
+        "prefix",
+        nargs="*",
+        default=[""],
+        help="key prefix (default: every key); several: one watch each, on one stream",
+    )
     p.add_argument(
         "--from-revision", type=_positive_int, metavar="R", help="replay from revision R"
     )
@@ -457,13 +462,17 @@ def add_watch(sub: Subparsers) -> None:
 def cmd_watch(args: argparse.Namespace) -> int:
     async def job(client: AsyncClient) -> int:
         seen = 0
-        async for ev in client.watch(args.prefix, from_revision=args.from_revision):
+        prefixes: list[str] = args.prefix
+        async for ev in client.watch(prefixes, from_revision=args.from_revision):
+            # With several prefixes, say which watch matched (an event may match several).
+            tag = f" ({prefixes[ev.watch]!r})" if len(prefixes) > 1 else ""
             if args.json:
                 line = json.dumps(ev.raw, separators=(",", ":"))
             elif ev.type == "delete":
-                line = f"[{ev.revision}] delete {ev.key}"
+                line = f"[{ev.revision}]{tag} delete {ev.key}"
             else:
-                line = f"[{ev.revision}] put {ev.key} = {ev.value.decode('utf-8', 'replace')}"
+                value = ev.value.decode("utf-8", "replace")
+                line = f"[{ev.revision}]{tag} put {ev.key} = {value}"
             print(line, flush=True)
             seen += 1
             if args.count is not None and seen >= args.count:

@@ -55,6 +55,18 @@ class SessionExpired(Timeout):
     attempts certainly never reached the log is retried in a new session instead.)"""
 
 
+class Overloaded(CallerError):
+    """A capacity limit of this node is reached (connections, streams): retry later."""
+
+
+class TooManyConnections(Overloaded):
+    """Over the node's HTTP connection budget (--max-connections)."""
+
+
+class TooManyStreams(Overloaded):
+    """Over the node's budget of SSE streams: watches and event streams (--max-streams)."""
+
+
 class Unauthorized(CallerError):
     """The request carries no credentials, or ones this node does not accept (HTTP 401)."""
 

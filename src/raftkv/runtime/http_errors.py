@@ -18,6 +18,8 @@
 | 503    | no_quorum         | the leader could not confirm a read with a quorum               |
 | 503    | unavailable       | the node is shutting down                                       |
 | 503    | disk_error        | this node's disk failed; it stopped                              |
+| 503    | too_many_connections | over --max-connections (client connections; admission.py)    |
+| 503    | too_many_streams  | over --max-streams (SSE streams: watches, event streams)        |
 | 504    | timeout           | no answer in time: a write's outcome is unknown                 |
 
 503 answers that a retry may fix carry Retry-After (seconds).
@@ -40,6 +42,8 @@ from raftkv.errors import (
     RaftkvError,
     Timeout,
     TooLarge,
+    TooManyConnections,
+    TooManyStreams,
     Unauthorized,
 )
 from raftkv.kv.history import Compacted
@@ -102,6 +106,10 @@ def from_exception(exc: RaftkvError) -> web.Response:
             return error_response(503, "unavailable", msg, retry=True)
         case DiskError():
             return error_response(503, "disk_error", msg)
+        case TooManyConnections():
+            return error_response(503, "too_many_connections", msg, retry=True)
+        case TooManyStreams():
+            return error_response(503, "too_many_streams", msg, retry=True)
     return error_response(500, "internal", msg)
 
 

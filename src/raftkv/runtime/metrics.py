@@ -95,9 +95,39 @@ class NodeMetrics:
             ["type"],
             registry=r,
         )
+        self.link_up = Gauge(
+            "raftkv_peer_link_up",
+            "1 while the outbound link to the peer is connected and handshaken, else 0",
+            ["peer"],
+            registry=r,
+        )
+        self.link_failures = Counter(
+            "raftkv_peer_link_failures",
+            "Failures of the outbound link to the peer: failed dials, lost connections, "
+            "restarts of its task",
+            ["peer"],
+            registry=r,
+        )
+        self.http_connections = Gauge(
+            "raftkv_http_connections",
+            "HTTP connections now, by budget: client, stream (SSE), peer (forwarded requests), "
+            "overflow (over the client limit, awaiting their first request)",
+            ["budget"],
+            registry=r,
+        )
         self.sent = {t: sent.labels(t) for t in _TYPES}
         self.received = {t: received.labels(t) for t in _TYPES}
         self.dropped = {t: dropped.labels(t) for t in _TYPES}
+
+    def bind_link(self, peer: str, up: Callable[[], float]) -> None:
+        """The link gauge of peer reads up() at scrape time; its failure counter shows 0."""
+        self.link_up.labels(peer).set_function(up)
+        self.link_failures.labels(peer)
+
+    def forget_link(self, peer: str) -> None:
+        """peer left the configuration: drop its link series."""
+        self.link_up.remove(peer)
+        self.link_failures.remove(peer)
 
     def bind_state(
         self,

@@ -29,6 +29,7 @@ from raftkv.core.raft import RaftNode
 from raftkv.errors import BadRequest, DiskError, RaftkvError
 from raftkv.kv.store import KvStore
 from raftkv.runtime.addresses import MEMBERS_FILE, AddressBook
+from raftkv.runtime.admission import forward_key
 from raftkv.runtime.clock import TickClock
 from raftkv.runtime.compaction import CompactionPolicy
 from raftkv.runtime.events import EventHub
@@ -103,7 +104,9 @@ class NodeServer:
         )
         hooks.set_notify(node.notify_watchers)
         self.node = node
-        forwarder = Forwarder(sid, settings.request_timeout_s + 1.0, forwarder_ssl(settings))
+        forwarder = Forwarder(
+            sid, settings.request_timeout_s + 1.0, forwarder_ssl(settings), forward_key(settings)
+        )
         stack.push_async_callback(forwarder.close)
         api = HttpApi(settings, node, transport, faults, hub, metrics, forwarder, book=book)
         runner = web.AppRunner(
