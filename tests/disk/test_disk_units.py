@@ -1,18 +1,26 @@
 """The contract around disk trouble: 507 insufficient_storage in the shared HTTP error mapping,
-and the WAL segment size setting with its validation (serve flag, NodeSettings, NodeOptions)."""
+the WAL segment size setting with its validation (serve flag, NodeSettings, NodeOptions), and
+the retry policy of snapshots that cannot be written."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
 
 from raftkv import cli
+from raftkv.core.types import Entry, Snapshot
 from raftkv.embed.options import NodeOptions
 from raftkv.errors import BadRequest, DiskError, DiskFull
+from raftkv.runtime.compaction import SNAPSHOT_RETRY_MIN_S, SnapshotRetry
 from raftkv.runtime.http_errors import from_exception
 from raftkv.runtime.settings import NodeSettings, PeerAddress
+from raftkv.storage import LogStorage
+
+from .conftest import Volume
+from .volumes import fill
 
 
 def test_disk_full_is_507_insufficient_storage_and_a_failed_disk_still_503() -> None:
@@ -49,3 +57,28 @@ def test_serve_rejects_a_bad_segment_size(
     code = cli.main([*argv, "--http", "127.0.0.1:2", "--wal-segment-mb", "4096"])
     err = capsys.readouterr().err
     assert code == 2 and "--wal-segment-mb) must be in 1..1024 (MiB), got 4096" in err
+
+
+def test_snapshot_retry_backs_off_and_never_fails_the_storage(volume: Volume) -> None:
+    """The one retry policy of the KV server's and the embedded node's snapshots."""
+    vol = volume("vol", 8)
+    now = [0.0]
+    retry = SnapshotRetry("n1", clock=lambda: now[0])
+    storage, _ = LogStorage.open(vol / "raft", node_id="n1", segment_bytes=1024 * 1024)
+    try:
+        storage.save(None, [Entry(1, 1, data=b"x")])
+        filler = fill(vol)
+        snap = Snapshot(1, 1, b"s" * 64 * 1024)
+        assert not asyncio.run(retry.save(storage, snap))
+        assert storage.failed is None and retry.waiting()
+        now[0] += SNAPSHOT_RETRY_MIN_S
+        assert not retry.waiting()
+        assert not asyncio.run(retry.save(storage, snap))  # still full: the wait doubles
+        now[0] += SNAPSHOT_RETRY_MIN_S
+        assert retry.waiting()
+        now[0] += SNAPSHOT_RETRY_MIN_S
+        filler.unlink()
+        assert asyncio.run(retry.save(storage, snap))
+        assert storage.stats.snapshot_failures == 2 and storage.first_index() == 2
+    finally:
+        storage.close()
