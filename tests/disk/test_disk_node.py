@@ -213,3 +213,25 @@ def test_snapshot_that_cannot_be_written_does_not_stop_the_node(
         assert node.poll() is None
         answer = request("GET", node.url + "/v1/kv/k0")
         assert answer is not None and (answer.status, answer.body) == (200, acked["k0"])
+
+
+def test_corrupt_newest_snapshot_refuses_to_start_naming_node_and_file(tmp_path: Path) -> None:
+    node = _one_node(tmp_path, tmp_path / "n1", "--snapshot-entries", "5")
+    with stopped_at_exit([node]):
+        node.start()
+        node.wait_up()
+        leader_of([node])
+        for i in range(12):
+            ok(node.put(f"k{i}", b"v"))
+        eventually(lambda: node.metric("raftkv_snapshot_index") >= 10, 10.0, "two snapshots")
+        assert node.stop() == 0
+        snaps = sorted((tmp_path / "n1" / "raft").glob("snap-*.snap"))
+        assert len(snaps) >= 2
+        newest = snaps[-1]
+        data = bytearray(newest.read_bytes())
+        data[-3] ^= 0x5A  # one flipped byte in the newest snapshot's payload
+        newest.write_bytes(bytes(data))
+        node.start()
+        assert node.wait_exit() == 1
+        out = node.output().split("===")[-1]  # this start only
+        assert f"node n1: {newest.name}: checksum mismatch ({newest}, offset 8)" in out, out

@@ -183,16 +183,21 @@ class AddressBook:
         except FileNotFoundError:
             return None
         except OSError as e:
-            raise DiskError(f"cannot read {path}: {e}") from e
+            raise DiskError(f"node {self_id}: cannot read {path}: {e}", str(path)) from e
         try:
             doc = json.loads(text)
             if doc["version"] != FORMAT_VERSION:
-                raise DiskError(f"{path}: unsupported format version {doc['version']}")
+                raise DiskError(
+                    f"node {self_id}: {path}: unsupported format version {doc['version']}",
+                    str(path),
+                )
             peers = {str(p): decode_address(a, f"{path} peer {p}") for p, a in doc["peers"].items()}
             boot = doc["bootstrap"]
             bootstrap = Membership.of(
                 tuple(map(str, boot["voters"])), tuple(map(str, boot["learners"]))
             )
         except (ValueError, KeyError, TypeError, AttributeError, BadRequest) as e:
-            raise DiskError(f"{path} is not a valid members file ({e})") from None
+            raise DiskError(
+                f"node {self_id}: {path} is not a valid members file ({e})", str(path)
+            ) from None
         return cls(self_id, peers, path=path, bootstrap=bootstrap)
