@@ -98,7 +98,10 @@ async def schedule(node: Node[JobBoard], board: JobBoard, term: int) -> None:
             await node.barrier()  # apply everything earlier leaders committed before deciding
             todo = await board.todo()
             if not todo:
-                return
+                if await board.report():
+                    return  # every job is done
+                await asyncio.sleep(0.1)  # none added yet: the leader may be elected first
+                continue
             for job in todo:
                 if not leads(node, term):
                     return

@@ -50,6 +50,12 @@ class Timeout(CallerError):
     """The request timed out. For a write the outcome is unknown: it may have committed."""
 
 
+class SessionExpired(Timeout):
+    """A write's session expired (or forgot the write's answer) while an earlier attempt of
+    the write may have been applied: its outcome is unknown, as after a Timeout. (A write whose
+    attempts certainly never reached the log is retried in a new session instead.)"""
+
+
 class Unauthorized(CallerError):
     """The request carries no credentials, or ones this node does not accept (HTTP 401)."""
 

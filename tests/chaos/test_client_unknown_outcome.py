@@ -29,11 +29,18 @@ _STATUS = json.dumps(
     {"id": "n1", "role": "leader", "term": 1, "leader": "n1", "commit_index": 0}
     | {"applied_index": 0, "last_index": 0, "members": []}
 ).encode()
-STATUS_ANSWER = (
-    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-    + f"Content-Length: {len(_STATUS)}\r\n\r\n".encode()
-    + _STATUS
-)
+
+
+def _json_answer(body: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
+STATUS_ANSWER = _json_answer(_STATUS)
+SESSION_ANSWER = _json_answer(b'{"client_id": "1-abc", "index": 1}')
 
 
 async def put_to_a_node_that_dies(method: str) -> tuple[list[bytes], RaftkvError | None]:
@@ -41,10 +48,13 @@ async def put_to_a_node_that_dies(method: str) -> tuple[list[bytes], RaftkvError
     server: asyncio.Server | None = None
 
     async def die_after_reading(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:  # answer status requests as the leader; die on the write
+        while True:  # answer status and session requests as the leader; die on the write
             head = await reader.readuntil(b"\r\n\r\n")
             if head.startswith(b"GET /v1/status"):
                 writer.write(STATUS_ANSWER)
+                continue
+            if head.startswith(b"POST /v1/sessions"):  # no body
+                writer.write(SESSION_ANSWER)
                 continue
             received.append(head)  # the write reached the node
             assert server is not None

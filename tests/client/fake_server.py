@@ -1,14 +1,17 @@
 """A scripted fake raftkv node (aiohttp) for testing the client's routing, retry and session
 logic. It is NOT a model of the real server: the e2e tests cover that.
 
-Each FakeNode keeps a tiny store with session dedupe (like the real KV state machine), records
-every request it sees, and pops one scripted Fault per key-value request:
+Each FakeNode keeps a tiny store with sessions (like the real KV state machine: opened by POST
+/v1/sessions, a write of an unknown session is refused with 410 and not applied, a retried seq
+is answered from the cache), records every request it sees, and pops one scripted Fault per
+key-value request:
   "ok"        answer normally
   "drop"      apply the write, then cut the connection before answering (outcome unknown)
   "503"       answer 503 no_leader with Retry-After (nothing applied)
   "504"       answer 504 timeout without applying
   "hang"      never answer (until the client gives up)
-  "expired"   answer 410 session_expired
+  "expired"   forget the request's session (as an evicting server does), then answer as usual:
+              410 session_expired, nothing applied
   "400"/"413" answer bad_request / too_large
 """
 
@@ -45,6 +48,8 @@ class Store:
     revision: int = 0
     applied: int = 0  # writes applied (duplicates not counted)
     sessions: dict[tuple[str, int], tuple[int, bytes, dict[str, str]]] = field(default_factory=dict)
+    open_sessions: set[str] = field(default_factory=set)
+    opened: int = 0  # sessions opened so far
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -66,6 +71,7 @@ class FakeNode:
         app = web.Application()
         app.router.add_route("*", "/v1/kv/{key:.+}", self.kv)
         app.router.add_post("/v1/txn", self.txn)
+        app.router.add_post("/v1/sessions", self.open_session)
         app.router.add_get("/v1/status", self.status)
         app.router.add_get("/v1/members", self.members)
         app.router.add_post("/v1/members", self.not_implemented)
@@ -165,6 +171,13 @@ class FakeNode:
 
         return await self._write(request, fault, apply)
 
+    async def open_session(self, request: web.Request) -> web.StreamResponse:
+        self._record(request, await request.read())
+        self.store.opened += 1
+        client_id = f"{self.store.opened}-fake"
+        self.store.open_sessions.add(client_id)
+        return web.json_response({"client_id": client_id, "index": self.store.opened})
+
     async def _early(self, fault: Fault) -> web.StreamResponse | None:
         """The answer of a fault that acts before applying anything."""
         match fault:
@@ -172,8 +185,6 @@ class FakeNode:
                 return _error(503, "no_leader", "no leader", retry_after="0")
             case "504":
                 return _error(504, "timeout", "outcome unknown")
-            case "expired":
-                return _error(410, "session_expired", "session forgot this seq")
             case "400":
                 return _error(400, "bad_request", "key must not be empty")
             case "413":
@@ -188,6 +199,10 @@ class FakeNode:
         headers: dict[str, str] = {}
         if self.role != "leader" and self.leader is not None:
             headers["X-Raftkv-Leader"] = self.leader  # as a real follower's forwarded answer
+        if fault == "expired" and client:
+            self.store.open_sessions.discard(client)
+        if client and client not in self.store.open_sessions:
+            return _error(410, "session_expired", f"session {client!r} is unknown: not applied")
         cached = self.store.sessions.get((client, seq)) if client else None
         if cached is not None:
             status, payload, _ = cached

@@ -16,7 +16,7 @@ from raftkv.client import (
     RetryPolicy,
     Unavailable,
 )
-from raftkv.errors import BadRequest, Timeout, TooLarge
+from raftkv.errors import BadRequest, SessionExpired, Timeout, TooLarge
 
 from .fake_server import FakeNode, Seen, closed_port_url, fake_cluster
 
@@ -169,30 +169,54 @@ def test_definite_errors_are_not_retried() -> None:
     run(body())
 
 
-def test_expired_session_on_a_first_attempt_starts_a_new_session() -> None:
+def test_the_first_write_opens_a_session_which_concurrent_writes_share() -> None:
     async def body() -> None:
         async with fake_cluster(1) as nodes:
-            nodes[0].faults = ["expired"]
             async with AsyncClient(nodes[0].url, policy=FAST) as c:
-                old = c.client_id
-                await c.put("x", "1")
-                assert c.client_id != old
-            first, second = kv_requests(nodes, "PUT")
-            assert first.headers["X-Raftkv-Client"] == old
-            assert second.headers["X-Raftkv-Client"] != old
-            assert second.headers["X-Raftkv-Seq"] == "1"
-            assert nodes[0].store.applied == 1
+                assert c.client_id is None  # nothing opened before a write
+                await asyncio.gather(*(c.put(f"k{i}", "v") for i in range(10)))
+                assert c.client_id == "1-fake"
+            opens = [s for s in nodes[0].seen if s.path == "/v1/sessions"]
+            assert len(opens) == 1 and nodes[0].store.opened == 1
+            puts = kv_requests(nodes, "PUT")
+            assert {p.headers["X-Raftkv-Client"] for p in puts} == {"1-fake"}
+            assert sorted(int(p.headers["X-Raftkv-Seq"]) for p in puts) == list(range(1, 11))
 
     run(body())
 
 
-def test_expired_session_after_an_unknown_attempt_is_a_timeout() -> None:
+def test_an_expired_session_on_a_first_attempt_moves_the_write_to_a_new_session() -> None:
     async def body() -> None:
         async with fake_cluster(1) as nodes:
-            nodes[0].faults = ["504", "expired"]
             async with AsyncClient(nodes[0].url, policy=FAST) as c:
-                with pytest.raises(Timeout, match="may have committed"):
+                await c.put("x", "1")
+                old = c.client_id
+                nodes[0].faults = ["expired"]  # the server forgets the session
+                second = await c.put("x", "2")
+                assert c.client_id not in (None, old) and not second.duplicate
+            refused, retried = kv_requests(nodes, "PUT")[1:]
+            assert refused.headers["X-Raftkv-Client"] == old
+            assert retried.headers["X-Raftkv-Client"] == c.client_id
+            assert retried.headers["X-Raftkv-Seq"] == "1"  # numbered anew in the new session
+            assert nodes[0].store.applied == 2  # each write once
+
+    run(body())
+
+
+def test_an_expired_session_after_an_attempt_that_may_have_applied_is_unknown() -> None:
+    """The first attempt applied but its answer was lost; then the server forgot the
+    session. Retrying in a new session could apply the write twice: report it unknown."""
+
+    async def body() -> None:
+        async with fake_cluster(1) as nodes:
+            async with AsyncClient(nodes[0].url, policy=FAST) as c:
+                await c.put("warm", "up")  # the session is open
+                nodes[0].faults = ["drop", "expired"]
+                with pytest.raises(SessionExpired, match="may or may not have been applied"):
                     await c.put("x", "1")
+            assert nodes[0].store.applied == 2  # the put applied once, by its first attempt
+            assert nodes[0].store.data["x"][0] == b"1"
+            assert isinstance(SessionExpired("x"), Timeout)  # an unknown outcome, as documented
 
     run(body())
 

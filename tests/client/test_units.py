@@ -10,7 +10,6 @@ from raftkv.client.errors import (
     Conflict,
     NotSupported,
     ServerError,
-    SessionExpired,
     Unavailable,
     Verdict,
     classify,
@@ -19,7 +18,15 @@ from raftkv.client.errors import (
 from raftkv.client.session import ClientSession
 from raftkv.client.sse import SseEvent, SseParser
 from raftkv.client.types import decode_value, encode_value
-from raftkv.errors import BadRequest, DiskFull, NoQuorum, NotLeader, Timeout, TooLarge
+from raftkv.errors import (
+    BadRequest,
+    DiskFull,
+    NoQuorum,
+    NotLeader,
+    SessionExpired,
+    Timeout,
+    TooLarge,
+)
 
 
 def test_parse_endpoints_normalizes_and_rejects_garbage() -> None:
@@ -43,7 +50,7 @@ def test_resolve_endpoints_uses_the_environment(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_session_ack_is_the_lowest_unanswered_seq() -> None:
-    s = ClientSession()
+    s = ClientSession("7-abc")
     assert s.ack == 1
     a, b, c = s.begin(), s.begin(), s.begin()
     assert (a, b, c, s.ack) == (1, 2, 3, 1)
@@ -54,8 +61,7 @@ def test_session_ack_is_the_lowest_unanswered_seq() -> None:
     s.finish(c)
     assert s.ack == 4
     h = s.headers(4)
-    assert h["X-Raftkv-Client"] == s.client_id and h["X-Raftkv-Seq"] == "4"
-    assert ClientSession().client_id != s.client_id
+    assert h == {"X-Raftkv-Client": "7-abc", "X-Raftkv-Seq": "4", "X-Raftkv-Ack": "4"}
 
 
 def test_sse_parser() -> None:
@@ -70,7 +76,7 @@ def test_sse_parser() -> None:
     [
         (400, "bad_request", BadRequest, Verdict.FINAL),
         (409, "conflict", Conflict, Verdict.FINAL),
-        (410, "session_expired", SessionExpired, Verdict.UNKNOWN),
+        (410, "session_expired", SessionExpired, Verdict.FINAL),  # for the attempt
         (413, "too_large", TooLarge, Verdict.FINAL),
         (501, "not_implemented", NotSupported, Verdict.FINAL),
         (502, "forward_failed", ServerError, Verdict.UNKNOWN),

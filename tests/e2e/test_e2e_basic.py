@@ -106,24 +106,32 @@ def _send_and_hang_up(url: str, key: str, value: bytes, client: str, seq: int) -
         s.sendall(head.encode() + value)
 
 
+def _open_session(url: str) -> str:
+    r = http("POST", f"{url}/v1/sessions", b"")
+    assert r.status == 200, r.body
+    client_id: str = r.json()["client_id"]
+    return client_id
+
+
 def test_retried_write_after_a_dropped_response_applies_once(cluster: Cluster) -> None:
     leader = cluster.url(cluster.leader())
     follower = next(u for u in cluster.endpoints if u != leader)
-    before = json.loads(_put(leader, "dedupe-before", b"0", "e2e-before", 1)[2])["revision"]
+    before_id, dedupe_id, after_id = (_open_session(u) for u in (leader, follower, leader))
+    before = json.loads(_put(leader, "dedupe-before", b"0", before_id, 1)[2])["revision"]
 
-    _send_and_hang_up(leader, "dedupe", b"once", "e2e-dedupe", 1)
+    _send_and_hang_up(leader, "dedupe", b"once", dedupe_id, 1)
     time.sleep(0.3)
-    status, _, body = _put(leader, "dedupe", b"once", "e2e-dedupe", 1)  # the retry
+    status, _, body = _put(leader, "dedupe", b"once", dedupe_id, 1)  # the retry
     assert status == 200, body
     revision = json.loads(body)["revision"]
     assert revision == before + 1  # applied exactly once, by whichever attempt came first
 
     # The same seq once more, through a follower this time: answered from the session.
-    status, headers, body = _put(follower, "dedupe", b"once", "e2e-dedupe", 1)
+    status, headers, body = _put(follower, "dedupe", b"once", dedupe_id, 1)
     assert status == 200 and json.loads(body)["revision"] == revision
     assert headers.get("X-Raftkv-Duplicate") == "true"
 
-    after = json.loads(_put(leader, "dedupe-after", b"2", "e2e-after", 1)[2])["revision"]
+    after = json.loads(_put(leader, "dedupe-after", b"2", after_id, 1)[2])["revision"]
     assert after == revision + 1  # the store's revision moved once for the three attempts
     r = http("GET", f"{leader}/v1/kv/dedupe")
     assert r.body == b"once" and r.headers["X-Raftkv-Revision"] == str(revision)

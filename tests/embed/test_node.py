@@ -272,7 +272,10 @@ def test_a_retried_command_is_applied_once_cluster_wide(tmp_path: Path) -> None:
             leader = await leader_of(nodes)
             follower = next(n for n in nodes if n is not leader)
             command = Counter.add.encode_call(counters[0], (5,), {})
-            envelope = encode_envelope("client-x", 1, 1, command)
+            client = await follower._open_session(
+                5.0, "a test"
+            )  # a session of its own, via the log
+            envelope = encode_envelope(client, 1, 1, command)
             first, i1 = await leader._replicate(envelope, 5.0)
             again, i2 = await follower._replicate(envelope, 5.0)
             assert i2 > i1 and again.duplicate and not first.duplicate

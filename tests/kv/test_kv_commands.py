@@ -133,7 +133,7 @@ def _raw(obj: object) -> bytes:
     ("data", "status", "match"),
     [
         (b"", Status.INVALID, "empty command"),
-        (b"\x02junk", Status.INVALID, "unknown command format 2"),
+        (b"\x03junk", Status.INVALID, "unknown command format 3"),
         (b"\x80\x04\x95", Status.INVALID, "unknown command format"),  # a pickle
         (_raw(None), Status.INVALID, "undecodable"),
         (_raw([["nope", "k"], None]), Status.INVALID, "undecodable"),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
+import msgspec
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
@@ -22,14 +24,17 @@ from raftkv.kv import (
     Put,
     Result,
     Session,
+    Status,
     Txn,
     TxnDelete,
     TxnGet,
     TxnPut,
     encode_command,
 )
+from raftkv.kv.commands import LEGACY_COMMAND_FORMAT, OpenSession
+from raftkv.kv.sessions import SessionLimits, session_id
 
-SMALL = KvConfig(max_sessions=3, session_ttl_entries=6, max_session_results=2)
+SMALL = KvConfig(sessions=SessionLimits(max_sessions=3, ttl_entries=6, max_results=2))
 
 keys = st.sampled_from(["a", "b", "p/a", "p/b", "q\u00e9"])
 prefixes = st.sampled_from(["", "p/", "q", "zz"])
@@ -59,41 +64,92 @@ commands: st.SearchStrategy[Command] = st.one_of(
         st.builds(lambda p: (TxnDelete(p, prefix=True),), prefixes) | st.just(()),
     ),
 )
-sessions = st.none() | st.builds(
-    Session,
-    st.sampled_from(["c1", "c2", "c3", "c4"]),
-    st.integers(1, 3),
-    st.sampled_from([0, 0, 0, 1, 2]),
+
+
+@dataclass(frozen=True)
+class Opened:
+    """The session opened by the k-th OpenSession step of the history (made up if none)."""
+
+    k: int
+    seq: int
+    ack: int
+
+
+@dataclass(frozen=True)
+class Legacy:
+    """A format 1 entry (written by the previous version: the implicit-open rule)."""
+
+    command: Command
+    session: Session | None
+
+
+NONCE = "n"
+sessions = (
+    st.none()
+    | st.builds(Opened, st.integers(0, 2), st.integers(1, 2), st.sampled_from([0, 0, 0, 1, 2]))
+    | st.builds(Session, st.sampled_from(["c1", "1-n"]), st.integers(1, 3), st.just(0))
 )
-Step = tuple[Command, Session | None] | bytes | None  # a command, a raw entry, or a noop
+old_sessions = st.none() | st.builds(
+    Session, st.sampled_from(["c1", "c2", "c3"]), st.integers(1, 3), st.sampled_from([0, 1, 2])
+)
+# a command (in a session), OpenSession, an old entry, a raw entry, or a noop
+Step = tuple[Command, Session | Opened | None] | OpenSession | Legacy | bytes | None
 steps: st.SearchStrategy[Step] = st.one_of(
     st.tuples(commands, sessions),
     st.tuples(commands, sessions),
     st.tuples(commands, sessions),
+    st.just(OpenSession(NONCE)),
+    st.just(OpenSession(NONCE)),
+    st.builds(Legacy, commands, old_sessions),
     st.sampled_from([b"", b"\x01\xc1", b"\x01\x92\x93\xa3put\xa0\xc4\x00\xc0"]),
     st.none(),
 )
 
 
-def apply(store: KvStore, step: Step) -> Result | None:
+def entries(history: list[Step]) -> list[bytes | None]:
+    """Each step as entry data (None: a noop); step i is applied at index i + 1."""
+    opened: list[str] = []
+    out: list[bytes | None] = []
+    for i, step in enumerate(history):
+        match step:
+            case None | bytes():
+                out.append(step)
+            case OpenSession(nonce=nonce):
+                opened.append(session_id(i + 1, nonce))
+                out.append(encode_command(step))
+            case Legacy(command=command, session=session):
+                data = encode_command(command, session)
+                out.append(bytes([LEGACY_COMMAND_FORMAT]) + data[1:])
+            case (command, Opened(k=k, seq=seq, ack=ack)):
+                cid = opened[k] if k < len(opened) else session_id(i + 1, NONCE)  # unknown
+                out.append(encode_command(command, Session(cid, seq, ack)))
+            case (command, Session() | None as session):
+                out.append(encode_command(command, session))
+    return out
+
+
+def apply(store: KvStore, data: bytes | None) -> Result | None:
     index = store.applied_index + 1
-    match step:
-        case None:
-            store.apply_noop(index)
-            return None
-        case bytes():
-            return store.apply(index, step)
-        case (command, session):
-            return store.apply(index, encode_command(command, session))
-    raise AssertionError(step)
+    if data is None:
+        store.apply_noop(index)
+        return None
+    return store.apply(index, data)
 
 
 def _valid(step: Step) -> bool:
-    if isinstance(step, tuple):
-        try:
-            encode_command(*step)
-        except BadRequest:
-            return False
+    match step:
+        case (command, Session() | None as session):
+            args: tuple[Command, Session | None] = (command, session)
+        case (command, Opened()) | Legacy(command=command, session=None):
+            args = (command, None)
+        case Legacy(command=command, session=session):
+            args = (command, session)
+        case _:
+            return True
+    try:
+        encode_command(*args)
+    except BadRequest:
+        return False
     return True
 
 
@@ -102,13 +158,14 @@ def _valid(step: Step) -> bool:
 def test_restore_then_continue_equals_never_snapshotting(
     history: list[Step], data: st.DataObject
 ) -> None:
-    cut = data.draw(st.integers(0, len(history)))
+    log = entries(history)
+    cut = data.draw(st.integers(0, len(log)))
     straight = KvStore(SMALL)
-    for step in history[:cut]:
+    for step in log[:cut]:
         apply(straight, step)
     restored = KvStore.restore(straight.snapshot(), SMALL)
     assert restored.snapshot() == straight.snapshot()
-    for step in history[cut:]:
+    for step in log[cut:]:
         result = apply(restored, step)
         assert result == apply(straight, step)
         if result is not None:
@@ -125,21 +182,34 @@ def test_restore_then_continue_equals_never_snapshotting(
 @given(st.lists(steps.filter(_valid), max_size=30))
 def test_snapshots_are_deterministic(history: list[Step]) -> None:
     a, b = KvStore(SMALL), KvStore(SMALL)
-    for step in history:
+    for step in entries(history):
         assert apply(a, step) == apply(b, step)
     assert a.snapshot() == b.snapshot()
 
 
 def test_snapshot_keeps_sessions_revision_and_index() -> None:
     kv = KvStore()
-    kv.apply(1, encode_command(Put("a", b"1"), Session("c", 1)))
-    kv.apply_noop(2)
+    c = kv.apply(1, encode_command(OpenSession("n"))).client_id
+    kv.apply(2, encode_command(Put("a", b"1"), Session(c, 1)))
     kv.apply(3, encode_command(Delete("a")))
     restored = KvStore.restore(kv.snapshot())
     assert (restored.revision, restored.applied_index, restored.get("a")) == (2, 3, None)
-    retry = restored.apply(4, encode_command(Put("a", b"1"), Session("c", 1)))
+    retry = restored.apply(4, encode_command(Put("a", b"1"), Session(c, 1)))
     assert retry.duplicate
     assert restored.get("a") is None
+    unknown = restored.apply(5, encode_command(Put("a", b"1"), Session("1-other", 1)))
+    assert unknown.status is Status.SESSION_EXPIRED and restored.get("a") is None
+
+
+def test_a_format_1_snapshot_still_loads_with_its_sessions() -> None:
+    """Written by the previous version: cached results had no client_id field."""
+    old_result = ["ok", 1, 0, 0, True, [], "", False]
+    state = [1, 1, [["a", b"1", 1, 1, 1]], [["c-old", 1, 0, [[1, old_result]]]]]
+    data = b"RKVS\x01" + msgspec.msgpack.encode(state)
+    kv = KvStore.restore(data)
+    retry = kv.apply(2, encode_command(Put("a", b"1"), Session("c-old", 1, 1)))
+    assert (retry.duplicate, retry.revision, kv.revision) == (True, 1, 1)
+    assert kv.snapshot()[4] == 2  # written back in the current format
 
 
 def test_restored_history_starts_after_the_snapshot() -> None:
@@ -174,8 +244,9 @@ def test_restore_rejects_what_is_not_a_snapshot(data: bytes, match: str) -> None
 @given(st.data())
 def test_restore_of_mutated_snapshot_is_a_store_or_protocol_error(data: st.DataObject) -> None:
     kv = KvStore()
-    kv.apply(1, encode_command(Put("a", b"1"), Session("c", 1)))
-    kv.apply(2, encode_command(Txn(success=(TxnPut("b", b"2"), TxnGet("a")))))
+    c = kv.apply(1, encode_command(OpenSession("n"))).client_id
+    kv.apply(2, encode_command(Put("a", b"1"), Session(c, 1)))
+    kv.apply(3, encode_command(Txn(success=(TxnPut("b", b"2"), TxnGet("a")))))
     raw = bytearray(kv.snapshot())
     i = data.draw(st.integers(0, len(raw) - 1))
     raw[i] = data.draw(st.integers(0, 255))

@@ -134,7 +134,15 @@ def test_retried_write_with_same_session_seq_applies_once(tmp_path: Path) -> Non
         async with LocalCluster(tmp_path) as c:
             leader = await c.leader()
             follower = next(n for n in c.ids if n != leader)
-            session = {"X-Raftkv-Client": "client-7", "X-Raftkv-Seq": "1"}
+            async with c.client.post(c.url(follower, "/v1/sessions")) as r:  # forwarded
+                assert r.status == 200, await r.text()
+                opened = await r.json()
+            client_id = opened["client_id"]
+            assert client_id.startswith(f"{opened['index']}-")
+            session = {"X-Raftkv-Client": client_id, "X-Raftkv-Seq": "1"}
+            unknown = {"X-Raftkv-Client": f"{opened['index']}-guessed", "X-Raftkv-Seq": "1"}
+            status, refused = await c.put(follower, "counter", b"0", headers=unknown)
+            assert (status, refused["error"]) == (410, "session_expired"), refused
             status, first = await c.put(leader, "counter", b"1", headers=session)
             assert status == 200
             # The "response was lost": the client retries the same seq, via another node.

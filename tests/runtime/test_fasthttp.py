@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import re
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -123,10 +124,29 @@ def req(
 # --- two servers, one with the fast path -----------------------------------------------------
 
 
+CLIENT = "@client@"  # stands for each server's own open session in the requests below
+
+
+async def open_session(port: int) -> str:
+    (answer,), _ = await exchange(port, req("POST", "/v1/sessions", b""))
+    assert answer.status == 200, answer
+    doc = json.loads(answer.body)
+    assert isinstance(doc["client_id"], str) and doc["index"] > 0
+    return doc["client_id"]
+
+
 class Pair:
     def __init__(self, fast: LocalCluster, plain: LocalCluster, handovers: list[int]) -> None:
         self.fast, self.plain = fast, plain
         self._handovers = handovers
+        self._clients: dict[int, bytes] = {}
+
+    async def open_sessions(self) -> None:
+        """One session on each server, at the same log index (so ids of the same length)."""
+        for port in (self.fast_port, self.plain_port):
+            self._clients[port] = (await open_session(port)).encode()
+        fast_id, plain_id = self._clients[self.fast_port], self._clients[self.plain_port]
+        assert fast_id.split(b"-")[0] == plain_id.split(b"-")[0] and len(fast_id) == len(plain_id)
 
     @property
     def fast_port(self) -> int:
@@ -142,12 +162,19 @@ class Pair:
         """The fast server's answers (checked equal to the plain one's), whether it closed the
         connection, and whether it handed the connection to aiohttp."""
         before = self._handovers[0]
-        fast, fast_closed = await exchange(self.fast_port, data, answers, eof=eof)
+        fast, fast_closed = await exchange(
+            self.fast_port, self._own(data, self.fast_port), answers, eof=eof
+        )
         handed = self._handovers[0] != before
-        plain, plain_closed = await exchange(self.plain_port, data, answers, eof=eof)
+        plain, plain_closed = await exchange(
+            self.plain_port, self._own(data, self.plain_port), answers, eof=eof
+        )
         assert [a.comparable() for a in fast] == [a.comparable() for a in plain], data
         assert fast_closed == plain_closed, data
         return fast, fast_closed, handed
+
+    def _own(self, data: bytes, port: int) -> bytes:
+        return data.replace(CLIENT.encode(), self._clients.get(port, CLIENT.encode()))
 
 
 @contextlib.asynccontextmanager
@@ -166,7 +193,9 @@ async def server_pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncI
     async with fast, plain:
         await fast.leader()
         await plain.leader()
-        yield Pair(fast, plain, handovers)
+        pair = Pair(fast, plain, handovers)
+        await pair.open_sessions()
+        yield pair
 
 
 def run_pair(
@@ -183,7 +212,8 @@ def run_pair(
 
 # --- answers equal the aiohttp path's ---------------------------------------------------------
 
-SESSION = {"X-Raftkv-Client": "c1", "X-Raftkv-Seq": "1"}
+SESSION = {"X-Raftkv-Client": CLIENT, "X-Raftkv-Seq": "1"}
+UNKNOWN_SESSION = {"X-Raftkv-Client": "1-never-opened", "X-Raftkv-Seq": "1"}
 # (request, served on the fast path?)
 FAST_AND_EQUAL: list[tuple[bytes, bool]] = [
     (req("PUT", "/v1/kv/a", b"one"), True),
@@ -200,7 +230,8 @@ FAST_AND_EQUAL: list[tuple[bytes, bool]] = [
     (req("PUT", "/v1/kv/s", b"x", SESSION), True),
     (req("PUT", "/v1/kv/s", b"x", SESSION), True),  # the retry: X-Raftkv-Duplicate
     (req("PUT", "/v1/kv/s", b"y", {**SESSION, "X-Raftkv-Seq": "2", "X-Raftkv-Ack": "1"}), True),
-    (req("PUT", "/v1/kv/s", b"z", {"x-raftkv-client": "c1", "x-raftkv-seq": "3"}), True),
+    (req("PUT", "/v1/kv/s", b"z", {"x-raftkv-client": CLIENT, "x-raftkv-seq": "3"}), True),
+    (req("PUT", "/v1/kv/u", b"x", UNKNOWN_SESSION), True),  # 410 session_expired
     (req("PUT", "/v1/kv/a/b/c", b"deep"), True),
     (req("GET", "/v1/kv/a/b/c"), True),
     (req("PUT", "/v1/kv/a+b;c=d,e", b"odd"), True),
@@ -228,6 +259,10 @@ def test_fast_answers_equal_aiohttp_answers(
         assert dup.status == 200 and dup.headers["x-raftkv-duplicate"] == "true"
         (missing,), _, _ = await pair.both(req("GET", "/v1/kv/missing"))
         assert missing.status == 404 and b'"not_found"' in missing.body
+        (unknown,), _, _ = await pair.both(req("PUT", "/v1/kv/u", b"x", UNKNOWN_SESSION))
+        assert unknown.status == 410 and b'"session_expired"' in unknown.body
+        (u,), _, _ = await pair.both(req("GET", "/v1/kv/u"))
+        assert u.status == 404  # refused on both paths, never applied
 
     run_pair(tmp_path, monkeypatch, body)
 
@@ -451,9 +486,11 @@ def test_follower_forwards_and_the_leader_answers_on_the_fast_path(tmp_path: Pat
             follower = next(n for n in c.ids if n != leader)
             fport = c.settings[follower].http[1]
             lport = c.settings[leader].http[1]
-            (a,), _ = await exchange(fport, req("PUT", "/v1/kv/f", b"via follower", SESSION))
+            client = await open_session(fport)  # forwarded to the leader too
+            session = {**SESSION, "X-Raftkv-Client": client}
+            (a,), _ = await exchange(fport, req("PUT", "/v1/kv/f", b"via follower", session))
             assert a.status == 200 and a.headers["x-raftkv-leader"] == leader
-            (dup,), _ = await exchange(fport, req("PUT", "/v1/kv/f", b"via follower", SESSION))
+            (dup,), _ = await exchange(fport, req("PUT", "/v1/kv/f", b"via follower", session))
             assert dup.headers["x-raftkv-duplicate"] == "true"
             assert dup.body.split(b",")[0] == a.body.split(b",")[0]  # the same revision
             (g,), _ = await exchange(fport, req("GET", "/v1/kv/f"))

@@ -48,6 +48,7 @@ PATHS = [
     b"/v1/kv/%ff%fe",
     b"/v1/kv/" + b"k" * 300,
     b"/v1/txn",
+    b"/v1/sessions",
     b"/v1/watch?prefix=a&from_revision=-1",
     b"/v1/status",
     b"/v1/members",

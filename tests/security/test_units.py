@@ -123,6 +123,7 @@ def test_token_table_parsing() -> None:
         ("PUT", "/v1/kv/a", Role.WRITE),
         ("DELETE", "/v1/kv/a", Role.WRITE),
         ("POST", "/v1/txn", Role.WRITE),
+        ("POST", "/v1/sessions", Role.WRITE),  # a log entry
         ("GET", "/v1/watch", Role.READ),
         ("GET", "/v1/status", Role.READ),
         ("GET", "/v1/members", Role.READ),

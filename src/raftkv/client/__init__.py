@@ -12,7 +12,6 @@ from raftkv.client.errors import (
     NotFound,
     NotSupported,
     ServerError,
-    SessionExpired,
     Unavailable,
 )
 from raftkv.client.router import RetryPolicy
@@ -26,6 +25,7 @@ from raftkv.client.types import (
     WatchEvent,
     WriteResult,
 )
+from raftkv.errors import SessionExpired
 
 __all__ = [
     "CONSISTENCIES",

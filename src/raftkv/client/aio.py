@@ -4,9 +4,11 @@
         await kv.put("x", "99")
         print((await kv.get("x")).text)
 
-Every write carries a client session (X-Raftkv-Client / X-Raftkv-Seq / X-Raftkv-Ack), so the
-client retries it across endpoints without ever applying it twice. A write whose outcome stays
-unknown until the deadline raises raftkv.errors.Timeout, saying it may have committed.
+Every write carries a client session (X-Raftkv-Client / X-Raftkv-Seq / X-Raftkv-Ack; the
+session is opened with POST /v1/sessions before the first write), so the client retries it
+across endpoints without ever applying it twice. A write whose outcome stays unknown until the
+deadline raises raftkv.errors.Timeout, saying it may have committed; SessionExpired (a Timeout)
+when the session expired while an earlier attempt's outcome was unknown.
 """
 
 from __future__ import annotations
@@ -107,8 +109,11 @@ class AsyncClient:
         return self._router.leader
 
     @property
-    def client_id(self) -> str:
-        return self._router.session.client_id
+    def client_id(self) -> str | None:
+        """The id of this client's session (opened through the log by its first write; None
+        before). It changes when the server forgot the session and a new one was opened."""
+        session = self._router.sessions.session
+        return None if session is None else session.client_id
 
     async def discover_leader(self, timeout: float = 1.0) -> str | None:
         """Ask every endpoint for its status now; the leader's endpoint, if one answered."""

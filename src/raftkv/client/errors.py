@@ -19,6 +19,7 @@ from raftkv.errors import (
     NoQuorum,
     NotLeader,
     RaftkvError,
+    SessionExpired,
     Timeout,
     TooLarge,
     Unauthorized,
@@ -42,10 +43,6 @@ class NotSupported(CallerError):
     """The server does not implement this request yet (HTTP 501)."""
 
 
-class SessionExpired(CallerError):
-    """The server forgot this client session's result: the write's outcome is unknown."""
-
-
 class Unavailable(CallerError):
     """No endpoint could be reached (connection refused, unreachable) before the deadline."""
 
@@ -63,11 +60,13 @@ class Verdict(enum.Enum):
 
 
 def classify(status: int, code: str) -> Verdict:
+    """410 session_expired is FINAL for the attempt (it was not applied); what it means for
+    the write, whose earlier attempts may have been, the router decides."""
     if status == 503:
         # disk_error: the node stopped on a disk failure, perhaps after it had sent the write
         # to its followers, which may commit it. Every other 503 is a definite "not applied".
         return Verdict.UNKNOWN if code == "disk_error" else Verdict.RETRY
-    if status in (502, 504) or (status == 410 and code == "session_expired"):
+    if status in (502, 504):
         return Verdict.UNKNOWN
     return Verdict.FINAL
 

@@ -5,6 +5,9 @@ Invariants:
   times, applies it at most once (the server answers a repeated seq from its session cache).
 - A write gives up with Timeout ("may have committed") iff some attempt may have reached the
   server without a definite answer; otherwise the last definite error is raised.
+- A write whose session the server no longer knows (410 session_expired: that attempt was not
+  applied) moves to a new session only if no earlier attempt may have been applied; otherwise
+  it raises SessionExpired (a Timeout: outcome unknown), since no retry could tell.
 - Requests go to the known leader's endpoint first (followers would forward anyway, at the cost
   of one more hop); the leader is found through GET /v1/status on every endpoint.
 """
@@ -24,7 +27,7 @@ from yarl import URL
 
 from raftkv.client.credentials import Credentials
 from raftkv.client.errors import (
-    SessionExpired,
+    ServerError,
     Unavailable,
     Verdict,
     classify,
@@ -32,9 +35,9 @@ from raftkv.client.errors import (
     parse_error_body,
 )
 from raftkv.client.http import client_session
-from raftkv.client.session import ClientSession
+from raftkv.client.session import ClientSession, SessionKeeper
 from raftkv.client.types import NodeStatus
-from raftkv.errors import RaftkvError, Timeout
+from raftkv.errors import RaftkvError, SessionExpired, Timeout
 
 LEADER_HEADER = "X-Raftkv-Leader"
 DISCOVERY_INTERVAL_S = 0.25  # at most one discovery round per interval while no leader is known
@@ -48,6 +51,20 @@ class RetryPolicy:
     backoff_base: float = 0.05  # first pause between attempts; doubles up to backoff_max
     backoff_max: float = 1.0
     discovery_timeout: float = 1.0
+
+
+@dataclass(slots=True)
+class _Tries:
+    """The attempts of one request so far."""
+
+    started: float
+    deadline: float
+    attempt: int = 0
+    maybe_applied: bool = False  # some attempt may have reached a server without an answer
+    last: RaftkvError | None = None
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +95,7 @@ class Router:
         self.credentials = credentials or Credentials()
         self.auth_headers = self.credentials.headers()  # sent with every request
         self.policy = policy
-        self.session = ClientSession()
+        self.sessions = SessionKeeper(self._open_session)
         self._http = http
         self._own_http = http is None
         self.leader: str | None = None  # endpoint of the known leader
@@ -155,85 +172,107 @@ class Router:
         timeout: float | None = None,
     ) -> Answer:
         """Send until a final answer (2xx or a definite error, raised as RaftkvError) or the
-        deadline. write: attach a session seq (reused by every retry). idempotent=False: an
-        attempt with an unknown outcome is not retried (no session protects it)."""
+        deadline. write: number it in the client session (one seq for every retry).
+        idempotent=False: an attempt with an unknown outcome is not retried (no session
+        protects it)."""
         total = self.policy.timeout if timeout is None else timeout
-        started = time.monotonic()
-        deadline = started + total
-        session = self.session
-        seq = session.begin() if write else 0
-        maybe_applied = False  # some attempt may have reached the server without an answer
-        last: RaftkvError | None = None
-        attempt = 0
-        renewed = False
-        try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or (attempt > 0 and remaining < MIN_ATTEMPT_S):
-                    break  # too little time left for an attempt to mean anything
-                if self.leader is None:
-                    await self._maybe_discover(min(remaining, self.policy.discovery_timeout))
-                endpoint = self.leader or self._round_robin()
-                headers = session.headers(seq) if write else None
-                retry_after = 0.0
-                try:
-                    answer = await self.send(
-                        endpoint,
-                        method,
-                        path,
-                        params=params,
-                        body=body,
-                        headers=headers,
-                        timeout=min(
-                            max(deadline - time.monotonic(), 0.001), self.policy.attempt_timeout
-                        ),
-                    )
-                except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as e:
-                    last = Unavailable(f"cannot connect to {endpoint}: {_reason(e)}")  # not sent
-                    self._failed(endpoint)
-                except (aiohttp.ClientError, TimeoutError) as e:
-                    maybe_applied = True
-                    last = Timeout(f"no answer from {endpoint}: {_reason(e)}")
-                    self._failed(endpoint)
+        tries = _Tries(time.monotonic(), time.monotonic() + total)
+        if not write:
+            return await self._until_final(
+                method, path, what, params, body, None, tries, idempotent
+            )
+        session = await self.sessions.current(max(tries.remaining(), 0.001), what)
+        while True:
+            seq = session.begin()
+            try:
+                numbered = (session, seq)
+                return await self._until_final(method, path, what, params, body, numbered, tries)
+            except SessionExpired as e:
+                if tries.maybe_applied:
+                    raise SessionExpired(
+                        f"{what}: the session expired while an earlier attempt's outcome was "
+                        f"unknown; the write may or may not have been applied: read the key to "
+                        f"find out ({e})"
+                    ) from None
+            finally:
+                session.finish(seq)
+            # Refused, and no attempt before may have applied it: a new session, a new seq.
+            session = await self.sessions.renew(session, max(tries.remaining(), 0.001), what)
+
+    async def _until_final(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        params: Mapping[str, str] | None,
+        body: bytes | None,
+        numbered: tuple[ClientSession, int] | None,
+        tries: _Tries,
+        idempotent: bool = True,
+    ) -> Answer:
+        """Attempts until a final answer or the deadline; numbered: the write's (session,
+        seq). SessionExpired is raised as soon as a server refuses the session."""
+        while True:
+            remaining = tries.remaining()
+            if remaining <= 0 or (tries.attempt > 0 and remaining < MIN_ATTEMPT_S):
+                break  # too little time left for an attempt to mean anything
+            if self.leader is None:
+                await self._maybe_discover(min(remaining, self.policy.discovery_timeout))
+            endpoint = self.leader or self._round_robin()
+            headers = None if numbered is None else numbered[0].headers(numbered[1])
+            retry_after = 0.0
+            try:
+                answer = await self.send(
+                    endpoint,
+                    method,
+                    path,
+                    params=params,
+                    body=body,
+                    headers=headers,
+                    timeout=min(max(tries.remaining(), 0.001), self.policy.attempt_timeout),
+                )
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as e:
+                tries.last = Unavailable(f"cannot connect to {endpoint}: {_reason(e)}")  # not sent
+                self._failed(endpoint)
+            except (aiohttp.ClientError, TimeoutError) as e:
+                tries.maybe_applied = True
+                tries.last = Timeout(f"no answer from {endpoint}: {_reason(e)}")
+                self._failed(endpoint)
+                if not idempotent:
+                    break
+            else:
+                if 200 <= answer.status < 300:
+                    self._learn_leader(answer)
+                    return answer
+                code, _, _ = parse_error_body(answer.body)
+                verdict = classify(answer.status, code)
+                err = error_from_response(answer.status, answer.body, endpoint)
+                if verdict is Verdict.FINAL:
+                    self._learn_leader(answer)
+                    raise err
+                tries.last = err
+                if verdict is Verdict.UNKNOWN:
+                    tries.maybe_applied = True
                     if not idempotent:
                         break
-                else:
-                    if 200 <= answer.status < 300:
-                        self._learn_leader(answer)
-                        return answer
-                    code, _, _ = parse_error_body(answer.body)
-                    verdict = classify(answer.status, code)
-                    err = error_from_response(answer.status, answer.body, endpoint)
-                    if isinstance(err, SessionExpired):
-                        if maybe_applied or renewed:
-                            # An earlier attempt may have applied it, and the server no
-                            # longer remembers: no retry can tell.
-                            maybe_applied, last = True, err
-                            break
-                        # This seq never reached a server before, so it was not applied:
-                        # start a new session (the server forgot ours) and go on.
-                        session.finish(seq)
-                        session = self._renew_session(session)
-                        seq = session.begin()
-                        last, renewed = err, True
-                        continue
-                    if verdict is Verdict.FINAL:
-                        self._learn_leader(answer)
-                        raise err
-                    last = err
-                    if verdict is Verdict.UNKNOWN:
-                        maybe_applied = True
-                        if not idempotent:
-                            break
-                    self._failed(endpoint)
-                    self._hint_leader(answer)
-                    retry_after = _retry_after(answer.headers)
-                attempt += 1
-                await asyncio.sleep(self._pause(attempt, retry_after, deadline))
-        finally:
-            if write:
-                session.finish(seq)
-        raise self._give_up(what, last, maybe_applied and (write or not idempotent), started)
+                self._failed(endpoint)
+                self._hint_leader(answer)
+                retry_after = _retry_after(answer.headers)
+            tries.attempt += 1
+            await asyncio.sleep(self._pause(tries.attempt, retry_after, tries.deadline))
+        unknown = tries.maybe_applied and (numbered is not None or not idempotent)
+        raise self._give_up(what, tries.last, unknown, tries.started)
+
+    async def _open_session(self, timeout: float, what: str) -> str:
+        """POST /v1/sessions for the write `what`: a new session, opened through the log; its
+        client id. A retry after an unknown outcome may open two: the unused one expires like
+        any other. Its errors read as the write's (nothing of the write was sent)."""
+        answer = await self.request("POST", "/v1/sessions", what=what, timeout=timeout)
+        doc = answer.json()
+        client_id = doc.get("client_id") if isinstance(doc, dict) else None
+        if not isinstance(client_id, str) or not client_id:
+            raise ServerError(f"{answer.endpoint} opened a session without a client_id: {doc}")
+        return client_id
 
     def _give_up(
         self, what: str, last: RaftkvError | None, unknown: bool, started: float
@@ -262,11 +301,6 @@ class Router:
         if retry_after > 0:
             pause = max(pause, min(retry_after, p.backoff_max))
         return max(0.0, min(pause, deadline - time.monotonic()))  # never sleep past the deadline
-
-    def _renew_session(self, old: ClientSession) -> ClientSession:
-        if self.session is old:
-            self.session = ClientSession()
-        return self.session
 
     # --- where to send ------------------------------------------------------------------
 

@@ -78,7 +78,7 @@ class Client:
         return self._aio.endpoints
 
     @property
-    def client_id(self) -> str:
+    def client_id(self) -> str | None:
         return self._aio.client_id
 
     def put(

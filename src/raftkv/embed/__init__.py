@@ -17,9 +17,9 @@ from raftkv.embed.events import EventKind, EventStream, LeadershipEvent
 from raftkv.embed.machine import StateMachine
 from raftkv.embed.node import Consistency, Node, NodeStatus
 from raftkv.embed.options import NodeOptions
-from raftkv.embed.replica import SessionLimits
 from raftkv.embed.replicated import Replicated, query, replicated
 from raftkv.embed.sync import SyncNode
+from raftkv.kv.sessions import SessionLimits
 from raftkv.runtime.node import NodeStopped
 from raftkv.runtime.settings import PeerAddress
 

@@ -11,7 +11,9 @@ applies to a Replica wrapping the application's state machine.
 apply() works on every node: a follower forwards the command to the leader (NodeOptions.forward;
 off, it raises NotLeader with the leader's id). Failed attempts are retried until the deadline;
 every command carries this Node's session (client id, seq), so a retried command whose first
-attempt did commit is answered from the session cache instead of being applied twice.
+attempt did commit is answered from the session cache instead of being applied twice. The
+session is opened through the log (an OpenSession entry) before the first command, and again
+when the replicas have forgotten it (see submit()).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import random
-import uuid
+import secrets
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from aiohttp import web
 
+from raftkv.client.session import SessionKeeper
 from raftkv.core.config import Config
 from raftkv.core.membership import ConfChange, ConfChangeKind
 from raftkv.core.raft import RaftNode
@@ -46,7 +49,7 @@ from raftkv.embed.hooks import EmbedHooks
 from raftkv.embed.machine import AnyMachine
 from raftkv.embed.membership import already
 from raftkv.embed.options import NodeOptions, build_settings, check_identity
-from raftkv.embed.protocol import Outcome, Status, encode_envelope
+from raftkv.embed.protocol import Outcome, Status, encode_envelope, encode_open_session
 from raftkv.embed.replica import Replica
 from raftkv.errors import (
     BadRequest,
@@ -54,6 +57,7 @@ from raftkv.errors import (
     NoQuorum,
     NotLeader,
     ProposalDropped,
+    SessionExpired,
     Timeout,
     TooLarge,
 )
@@ -82,6 +86,14 @@ class _Retry(Exception):
         self.maybe_applied = maybe_applied  # the attempt may have taken effect
 
 
+@dataclass(slots=True)
+class _Tried:
+    """What the attempts of one envelope so far tell."""
+
+    maybe_applied: bool = False  # some attempt may have taken effect
+
+
+_SESSION_ID: Decoder[str] = Decoder(str, "the session id")
 _HTTP_SHUTDOWN_S = 1.0
 
 
@@ -141,10 +153,8 @@ class Node(Generic[M]):
         self._replica = Replica(machine, Decoder(command_type, "the command"), opts.sessions)
         self._bus = EventBus(node_id)
         self._hooks = EmbedHooks(node_id, self._replica, self._bus, opts.snapshot_every)
-        # The session of this Node's commands (exactly-once retries); random per Node instance.
-        self.client_id = uuid.uuid4().hex
-        self._seq = 0
-        self._inflight: set[int] = set()
+        # The session of this Node's commands (exactly-once retries), opened through the log.
+        self._sessions = SessionKeeper(self._open_session)
         self._runtime: RaftRuntime[Replica, Outcome] | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._task: asyncio.Task[None] | None = None
@@ -468,14 +478,42 @@ class Node(Generic[M]):
         if len(command) > MAX_COMMAND_SIZE:
             raise TooLarge(f"command of {len(command)} bytes is over {MAX_COMMAND_SIZE}")
         self._running()
-        self._seq += 1
-        seq = self._seq
-        self._inflight.add(seq)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout or self.options.apply_timeout_s)
+        session = await self._sessions.current(deadline - loop.time(), "the command")
+        while True:
+            seq, tried = session.begin(), _Tried()
+            try:
+                envelope = encode_envelope(session.client_id, seq, session.ack, command)
+                outcome, index = await self._replicate(envelope, deadline - loop.time(), tried)
+            finally:
+                session.finish(seq)
+            if outcome.status is not Status.SESSION_EXPIRED:
+                return outcome, index
+            if tried.maybe_applied:
+                raise SessionExpired(
+                    f"{self.id}: the session expired while an earlier attempt's outcome was "
+                    f"unknown: the command may or may not have been applied ({outcome.error})"
+                )
+            # Refused and never applied: number it again in a new session.
+            remaining = max(0.001, deadline - loop.time())
+            session = await self._sessions.renew(session, remaining, "the command")
+
+    @property
+    def client_id(self) -> str | None:
+        """This Node's session id (assigned by the log; None before its first command)."""
+        session = self._sessions.session
+        return None if session is None else session.client_id
+
+    async def _open_session(self, timeout: float, what: str) -> str:
+        """Open a session through the log (an OpenSession entry) for `what`; its id. A retry
+        after an unknown outcome may open two: the unused one expires like any other."""
+        entry = encode_open_session(secrets.token_hex(8))
         try:
-            envelope = encode_envelope(self.client_id, seq, min(self._inflight), command)
-            return await self._replicate(envelope, timeout or self.options.apply_timeout_s)
-        finally:
-            self._inflight.discard(seq)
+            outcome, index = await self._replicate(entry, timeout)
+        except Timeout as e:
+            raise Timeout(f"{what} was not proposed: no session could be opened ({e})") from None
+        return self.result(outcome, index, _SESSION_ID)
 
     @staticmethod
     def result(outcome: Outcome, index: int, decoder: Decoder[T]) -> T:
@@ -493,7 +531,7 @@ class Node(Generic[M]):
             case Status.BAD_COMMAND:
                 raise BadRequest(f"{outcome.error} (nothing was applied)")
             case Status.SESSION_EXPIRED:
-                raise Timeout(outcome.error)
+                raise SessionExpired(outcome.error)
             case _:
                 raise CommandFailed(
                     f"{outcome.error_type}: {outcome.error} "
@@ -502,7 +540,12 @@ class Node(Generic[M]):
                     index=index,
                 )
 
-    async def _replicate(self, envelope: bytes, timeout: float) -> tuple[Outcome, int]:
+    async def _replicate(
+        self, envelope: bytes, timeout: float, tried: _Tried | None = None
+    ) -> tuple[Outcome, int]:
+        if tried is None:
+            tried = _Tried()
+
         async def here(
             runtime: RaftRuntime[Replica, Outcome], attempt: float
         ) -> tuple[Outcome, int]:
@@ -512,6 +555,7 @@ class Node(Generic[M]):
             except _RETRYABLE as e:
                 raise _Retry(str(e)) from e
             except TimeoutError as e:
+                tried.maybe_applied = True
                 raise _Retry(f"not applied within {attempt:g}s", maybe_applied=True) from e
 
         async def there(
@@ -522,7 +566,9 @@ class Node(Generic[M]):
                 return reply.outcome, reply.index
             if reply.code == "bad_request":
                 raise BadRequest(reply.message)
-            raise _Retry(reply.message, maybe_applied=reply.code in (UNKNOWN, "timeout"))
+            maybe_applied = reply.code in (UNKNOWN, "timeout")
+            tried.maybe_applied = tried.maybe_applied or maybe_applied
+            raise _Retry(reply.message, maybe_applied=maybe_applied)
 
         def failed(why: str, maybe_applied: bool) -> str:
             outcome = (

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from raftkv.embed.replica import SessionLimits
 from raftkv.errors import BadRequest, DiskError
+from raftkv.kv.sessions import SessionLimits
 from raftkv.runtime.settings import (
     DEFAULT_WAL_SEGMENT_MB,
     NodeSettings,

@@ -1,8 +1,15 @@
 """What the embedding layer writes into the Raft log and sends between nodes (msgpack).
 
-Log entry:  Envelope(version, client, seq, ack, command)   command = the encoded user command;
-            (client, seq) name it for exactly-once (client "" = no session).
-Per entry:  Outcome(status, result | error)                 built on every replica, identically.
+Log entry:  [2, client, seq, ack, command]   Envelope: command = the encoded user command;
+                                             (client, seq) name it for exactly-once (client ""
+                                             = no session); the session must be open.
+            [3, nonce]                       OpenSession: opens the session
+                                             session_id(index, nonce) (kv/sessions.py).
+            [1, client, seq, ack, command]   LegacyEnvelope, read only: written before sessions
+                                             were opened through the log (an unknown client
+                                             opened its session implicitly); replayed as then.
+Per entry:  Outcome(status, result | error)  built on every replica, identically; an
+                                             OpenSession's result is the session id (msgpack).
 Forwarded:  ForwardReply(code, index, outcome, leader, message)   leader -> follower.
 """
 
@@ -13,16 +20,32 @@ import enum
 import msgspec
 
 from raftkv.errors import BadRequest
+from raftkv.kv.sessions import validate_nonce
 
-ENVELOPE_VERSION = 1
+
+class _Entry(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """The first element of an entry (its msgspec tag) says which kind it is."""
 
 
-class Envelope(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
-    version: int
+class LegacyEnvelope(_Entry, frozen=True, tag=1):
+    client: str
+    seq: int
+    ack: int
+    command: bytes
+
+
+class Envelope(_Entry, frozen=True, tag=2):
     client: str
     seq: int
     ack: int  # the client has every answer for seq < ack (their cached results may go)
     command: bytes
+
+
+class OpenSession(_Entry, frozen=True, tag=3):
+    nonce: str
+
+
+Entry = Envelope | OpenSession | LegacyEnvelope
 
 
 class Status(enum.IntEnum):
@@ -30,7 +53,7 @@ class Status(enum.IntEnum):
     FAILED = 1  # the state machine raised while applying (state changes before it stay)
     BAD_COMMAND = 2  # the entry or command could not be decoded: nothing was applied
     BAD_RESULT = 3  # applied, but the result could not be encoded
-    SESSION_EXPIRED = 4  # the session forgot this seq: it may or may not have been applied
+    SESSION_EXPIRED = 4  # unknown session (not applied), or it forgot this seq's answer
 
 
 class Outcome(msgspec.Struct, frozen=True, array_like=True):
@@ -49,24 +72,29 @@ class ForwardReply(msgspec.Struct, frozen=True, array_like=True):
     message: str = ""
 
 
-_ENVELOPE_DECODER = msgspec.msgpack.Decoder(Envelope)
+_ENTRY_DECODER: msgspec.msgpack.Decoder[Entry] = msgspec.msgpack.Decoder(Entry)
 _REPLY_DECODER = msgspec.msgpack.Decoder(ForwardReply)
 ENCODER = msgspec.msgpack.Encoder()
 
 
 def encode_envelope(client: str, seq: int, ack: int, command: bytes) -> bytes:
-    return ENCODER.encode(Envelope(ENVELOPE_VERSION, client, seq, ack, command))
+    return ENCODER.encode(Envelope(client, seq, ack, command))
 
 
-def decode_envelope(data: bytes) -> Envelope:
-    """BadRequest for anything that is not a current-version envelope."""
+def encode_open_session(nonce: str) -> bytes:
+    validate_nonce(nonce)
+    return ENCODER.encode(OpenSession(nonce))
+
+
+def decode_entry(data: bytes) -> Entry:
+    """BadRequest for anything that is not an entry of a known kind."""
     try:
-        env = _ENVELOPE_DECODER.decode(data)
+        entry = _ENTRY_DECODER.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
         raise BadRequest(f"log entry is not an embedded command: {e}") from None
-    if env.version != ENVELOPE_VERSION:
-        raise BadRequest(f"log entry has envelope version {env.version}, not {ENVELOPE_VERSION}")
-    return env
+    if isinstance(entry, OpenSession):
+        validate_nonce(entry.nonce)
+    return entry
 
 
 def decode_reply(data: bytes) -> ForwardReply:

@@ -1,43 +1,43 @@
 """Replica: the user's state machine as the Ready loop sees it (runtime.node.Applier).
 
-It decodes each committed envelope, answers retried commands from the session table, runs the
-user's apply, and encodes the result, producing an Outcome identically on every replica. It
-also snapshots the user's state together with the session table, so exactly-once survives
-log compaction and snapshot installs.
+It decodes each committed entry, opens sessions, answers retried commands from the session
+table (the KV store's, kv/sessions.py) and refuses those of unknown sessions, runs the user's
+apply, and encodes the result, producing an Outcome identically on every replica. It also
+snapshots the user's state together with the session table, so exactly-once survives log
+compaction and snapshot installs.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from raftkv.embed.codec import Decoder
 from raftkv.embed.machine import AnyMachine
-from raftkv.embed.protocol import ENCODER, Outcome, Status, decode_envelope
-from raftkv.embed.sessions import SessionRecord, Sessions
+from raftkv.embed.protocol import (
+    ENCODER,
+    Envelope,
+    LegacyEnvelope,
+    OpenSession,
+    Outcome,
+    Status,
+    decode_entry,
+)
 from raftkv.errors import BadRequest, CorruptionError
+from raftkv.kv.sessions import Cached, Refused, SessionLimits, SessionRecord, SessionTable
 
 log = logging.getLogger("raftkv.embed")
 
+# The session records' layout has not changed since version 1 (kv/sessions.py SessionRecord).
 SNAPSHOT_VERSION = 1
-
-
-@dataclass(frozen=True, slots=True)
-class SessionLimits:
-    """Decide which retries are still recognised: every replica must use the same values."""
-
-    max_sessions: int = 10_000
-    ttl_entries: int = 1_000_000
-    max_results: int = 1024  # answers cached per Node (bounds its commands in flight)
 
 
 class ReplicaSnapshot(msgspec.Struct, frozen=True, array_like=True):
     version: int
     index: int
-    sessions: list[SessionRecord]
+    sessions: tuple[SessionRecord[Outcome], ...]
     machine: bytes
 
 
@@ -51,7 +51,7 @@ class Replica:
         limits = limits or SessionLimits()
         self.machine = machine
         self._commands = commands
-        self._sessions = Sessions(limits.max_sessions, limits.ttl_entries, limits.max_results)
+        self._sessions: SessionTable[Outcome] = SessionTable(limits)
         self._applied = 0
 
     # --- the runtime's Applier protocol -------------------------------------------------
@@ -70,16 +70,22 @@ class Replica:
     def apply(self, index: int, data: bytes) -> Outcome:
         self._advance(index)
         try:
-            env = decode_envelope(data)
+            entry = decode_entry(data)
         except BadRequest as e:
             return Outcome(Status.BAD_COMMAND, error_type="BadRequest", error=str(e))
-        if env.client:
-            cached = self._sessions.check(env.client, env.seq, env.ack, index)
-            if cached is not None:
-                return cached
-        outcome = self._run(env.command)
-        if env.client:
-            self._sessions.record(env.client, env.seq, index, outcome)
+        match entry:
+            case OpenSession(nonce=nonce):
+                return Outcome(Status.OK, ENCODER.encode(self._sessions.open(index, nonce)))
+            case Envelope(client="") | LegacyEnvelope(client=""):
+                return self._run(entry.command)
+        legacy = isinstance(entry, LegacyEnvelope)
+        match self._sessions.check(entry.client, entry.seq, entry.ack, index, implicit_open=legacy):
+            case Cached(result=cached):
+                return msgspec.structs.replace(cached, duplicate=True)
+            case Refused(why=why):
+                return Outcome(Status.SESSION_EXPIRED, error_type="SessionExpired", error=why)
+        outcome = self._run(entry.command)
+        self._sessions.record(entry.client, entry.seq, index, outcome)
         return outcome
 
     # --- snapshots ----------------------------------------------------------------------

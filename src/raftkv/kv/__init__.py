@@ -1,7 +1,7 @@
 """The replicated key-value state machine (pure): commands in, deterministic results out.
 
 Typical use by the runtime:
-    data = encode_command(Put("x", b"99"), Session("client-1", seq=1))   # propose data
+    data = encode_command(Put("x", b"99"), Session("7-a1b2", seq=1))     # propose data
     result = store.apply(entry.index, entry.data)                         # once committed
 """
 
@@ -13,6 +13,7 @@ from raftkv.kv.commands import (
     CompareOp,
     CompareTarget,
     Delete,
+    OpenSession,
     Put,
     Session,
     Txn,
@@ -45,6 +46,7 @@ from raftkv.kv.results import (
     Result,
     Status,
 )
+from raftkv.kv.sessions import SessionLimits
 from raftkv.kv.store import KvConfig, KvStore
 
 __all__ = [
@@ -69,10 +71,12 @@ __all__ = [
     "KvConfig",
     "KvStore",
     "OpResponse",
+    "OpenSession",
     "Put",
     "PutResponse",
     "Result",
     "Session",
+    "SessionLimits",
     "Status",
     "Txn",
     "TxnDelete",

@@ -1,8 +1,13 @@
 """Commands: what a client asks the state machine to do, encoded explicitly into a log entry.
 
-Entry data layout: one format byte (COMMAND_FORMAT) followed by a msgpack `[command, session]`.
+Entry data layout: one format byte followed by a msgpack `[command, session]`.
 Every replica decodes the same bytes with the same code, so a command is either valid everywhere
 or refused everywhere. Never pickle: log entries outlive the code that wrote them.
+
+Formats: 2 (COMMAND_FORMAT, written now): a session must have been opened by an OpenSession
+entry. 1 (LEGACY_COMMAND_FORMAT, read only): written before sessions were opened through the
+log; an unknown session with ack <= 1 opened itself. Both decode to the same structs; the store
+applies each with its own rule, so a log written by an older version replays unchanged.
 """
 
 from __future__ import annotations
@@ -23,9 +28,12 @@ from raftkv.kv.limits import (
     validate_revision,
     validate_value,
 )
+from raftkv.kv.sessions import validate_nonce
 
-COMMAND_FORMAT = 1
+COMMAND_FORMAT = 2
 """Leading byte of every KV log entry; bump it (and keep decoding the old one) on any change."""
+LEGACY_COMMAND_FORMAT = 1
+"""Entries written before sessions were opened through the log (see the module docstring)."""
 
 
 class _Cmd(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True, tag=True):
@@ -33,10 +41,11 @@ class _Cmd(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=T
 
 
 class Session(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
-    """Client session for exactly-once writes (Raft dissertation 6.3).
+    """Client session for exactly-once writes (Raft dissertation 6.3; kv/sessions.py).
 
-    seq >= 1 numbers the client's commands; a retry reuses its seq. ack, when > 0, promises the
-    client holds a response for every seq < ack, so the store may forget those results.
+    client_id: as assigned when an OpenSession entry applied. seq >= 1 numbers the client's
+    commands; a retry reuses its seq. ack, when > 0, promises the client holds a response for
+    every seq < ack, so the store may forget those results.
     """
 
     client_id: str
@@ -124,11 +133,18 @@ class Txn(_Cmd, frozen=True, tag="txn"):
     failure: tuple[TxnOp, ...] = ()
 
 
+class OpenSession(_Cmd, frozen=True, tag="open_session"):
+    """Open a client session; its id is session_id(entry index, nonce). Carries no session."""
+
+    nonce: str
+
+
 Command = Put | Delete | Cas | Txn
+Entry = Command | OpenSession  # what a KV log entry holds
 
 
 class _Envelope(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
-    command: Command
+    command: Entry
     session: Session | None = None
 
 
@@ -190,9 +206,11 @@ def _validate_ops(ops: tuple[TxnOp, ...], branch: str) -> None:
             raise BadRequest(f"txn {branch} both puts and deletes {key!r}")
 
 
-def validate_command(command: Command) -> None:
+def validate_command(command: Entry) -> None:
     """Raise BadRequest or TooLarge unless command is valid; pure, the same on every replica."""
     match command:
+        case OpenSession(nonce=nonce):
+            validate_nonce(nonce)
         case Put(key=key, value=value, prev_revision=prev):
             validate_key(key)
             validate_value(value)
@@ -217,11 +235,9 @@ def validate_command(command: Command) -> None:
 # --- encoding -------------------------------------------------------------------------
 
 
-def encode_command(command: Command, session: Session | None = None) -> bytes:
+def encode_command(command: Entry, session: Session | None = None) -> bytes:
     """Validate and encode a command (the data of a NORMAL log entry)."""
-    validate_command(command)
-    if session is not None:
-        validate_session(session)
+    _validate_entry(command, session)
     buf = bytearray(b"\x00")
     buf[0] = COMMAND_FORMAT
     _encoder.encode_into(_Envelope(command, session), buf, 1)
@@ -230,19 +246,32 @@ def encode_command(command: Command, session: Session | None = None) -> bytes:
     return bytes(buf)
 
 
-def decode_command(data: bytes) -> tuple[Command, Session | None]:
+def decode_command(data: bytes) -> tuple[Entry, Session | None]:
     """Decode and validate entry data. Raises BadRequest (TooLarge) only, whatever the bytes."""
     if len(data) > MAX_COMMAND_SIZE:
         raise TooLarge(f"command is {len(data)} bytes, the limit is {MAX_COMMAND_SIZE}")
     if not data:
         raise BadRequest("empty command")
-    if data[0] != COMMAND_FORMAT:
+    if data[0] not in (COMMAND_FORMAT, LEGACY_COMMAND_FORMAT):
         raise BadRequest(f"unknown command format {data[0]} (this node reads {COMMAND_FORMAT})")
     try:
         envelope = _decoder.decode(memoryview(data)[1:])
     except (msgspec.DecodeError, ValueError) as e:  # ValueError: invalid UTF-8 in a str
         raise BadRequest(f"undecodable command: {e}") from None
-    validate_command(envelope.command)
-    if envelope.session is not None:
-        validate_session(envelope.session)
+    if data[0] == LEGACY_COMMAND_FORMAT and isinstance(envelope.command, OpenSession):
+        raise BadRequest("open_session is not a format 1 command")
+    _validate_entry(envelope.command, envelope.session)
     return envelope.command, envelope.session
+
+
+def is_legacy(data: bytes) -> bool:
+    """Whether entry data was written in LEGACY_COMMAND_FORMAT (before opened sessions)."""
+    return data[:1] == bytes([LEGACY_COMMAND_FORMAT])
+
+
+def _validate_entry(command: Entry, session: Session | None) -> None:
+    validate_command(command)
+    if session is not None:
+        if isinstance(command, OpenSession):
+            raise BadRequest("open_session carries no session")
+        validate_session(session)

@@ -16,7 +16,7 @@ class Status(enum.Enum):
     CONFLICT = "conflict"  # a precondition (prev_revision, cas expected) did not hold: HTTP 409
     INVALID = "invalid"  # undecodable or invalid command: HTTP 400
     TOO_LARGE = "too_large"  # a key, value or command over its limit: HTTP 413
-    SESSION_EXPIRED = "session_expired"  # result of this seq forgotten; outcome unknown
+    SESSION_EXPIRED = "session_expired"  # unknown session, or this seq's result forgotten: HTTP 410
 
 
 class _Resp(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True, tag=True):
@@ -45,7 +45,8 @@ class Result(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields
     mod_revision). prev_revision: put/delete/cas, the key's mod_revision before the command;
     on CONFLICT, the key's mod_revision now (0: absent). succeeded: for a txn, whether the
     compares held (which branch ran). duplicate: a retried session seq answered from the
-    session cache; the command was applied only once, when first seen.
+    session cache; the command was applied only once, when first seen. client_id: the
+    session an OpenSession command opened.
     """
 
     status: Status
@@ -56,6 +57,7 @@ class Result(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields
     responses: tuple[OpResponse, ...] = ()
     error: str = ""
     duplicate: bool = False
+    client_id: str = ""  # last: snapshots of format 1 cached results without it
 
     @property
     def ok(self) -> bool:

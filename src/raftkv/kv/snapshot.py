@@ -1,6 +1,10 @@
 """Snapshot format: magic, a format byte, then a msgpack SnapshotState.
 
 Deterministic: kvs sorted by key, sessions in eviction order, so equal states give equal bytes.
+
+Formats: 2 (written now) added Result.client_id, the last field of a cached result. 1 (read):
+its cached results simply lack that field (it defaults), and its sessions are loaded as open
+sessions, which they were under the rule of the entries that made them.
 """
 
 from __future__ import annotations
@@ -9,17 +13,19 @@ import msgspec
 
 from raftkv.errors import ProtocolError
 from raftkv.kv.model import KeyValue
+from raftkv.kv.results import Result
 from raftkv.kv.sessions import SessionRecord
 
 SNAPSHOT_MAGIC = b"RKVS"
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
+_READABLE = (1, SNAPSHOT_FORMAT)
 
 
 class SnapshotState(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
     revision: int
     applied_index: int
     kvs: tuple[KeyValue, ...]
-    sessions: tuple[SessionRecord, ...]
+    sessions: tuple[SessionRecord[Result], ...]
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -37,7 +43,7 @@ def decode_snapshot(data: bytes) -> SnapshotState:
     """Raise ProtocolError (only) when data is not a snapshot this code can read."""
     if data[: len(SNAPSHOT_MAGIC)] != SNAPSHOT_MAGIC or len(data) < _HEADER:
         raise ProtocolError("not a raftkv KV snapshot (bad magic)")
-    if data[len(SNAPSHOT_MAGIC)] != SNAPSHOT_FORMAT:
+    if data[len(SNAPSHOT_MAGIC)] not in _READABLE:
         fmt = data[len(SNAPSHOT_MAGIC)]
         raise ProtocolError(f"unknown KV snapshot format {fmt} (this node reads {SNAPSHOT_FORMAT})")
     try:

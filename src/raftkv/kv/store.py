@@ -7,8 +7,10 @@ A malformed entry yields an error Result, never an exception: it is malformed on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
+
+import msgspec
 
 from raftkv.errors import BadRequest, TooLarge
 from raftkv.kv.commands import (
@@ -18,6 +20,7 @@ from raftkv.kv.commands import (
     CompareOp,
     CompareTarget,
     Delete,
+    OpenSession,
     Put,
     Txn,
     TxnDelete,
@@ -25,6 +28,7 @@ from raftkv.kv.commands import (
     TxnOp,
     TxnPut,
     decode_command,
+    is_legacy,
 )
 from raftkv.kv.history import EventHistory
 from raftkv.kv.model import Event, EventType, KeyValue, tombstone
@@ -36,7 +40,7 @@ from raftkv.kv.results import (
     Result,
     Status,
 )
-from raftkv.kv.sessions import SessionTable
+from raftkv.kv.sessions import Cached, Refused, SessionLimits, SessionTable
 from raftkv.kv.snapshot import SnapshotState, decode_snapshot, encode_snapshot
 
 _Ordered = TypeVar("_Ordered", bytes, int)
@@ -46,9 +50,8 @@ _Ordered = TypeVar("_Ordered", bytes, int)
 class KvConfig:
     """Tunables. The session ones decide results, so every replica must use the same values."""
 
-    max_sessions: int = 10_000
-    session_ttl_entries: int = 1_000_000
-    max_session_results: int = 16  # cached results per session (pipelined requests)
+    # 16 cached results per session: a client's pipelined writes (kv/sessions.py)
+    sessions: SessionLimits = field(default_factory=lambda: SessionLimits(max_results=16))
     history_revisions: int = 10_000  # watch history, local to this replica
     history_bytes: int = 64 * 1024 * 1024
 
@@ -59,9 +62,7 @@ class KvStore:
         self._data: dict[str, KeyValue] = {}
         self._revision = 0  # invariant: increases by exactly 1 per command that changes data
         self._applied_index = 0  # invariant: entries 1..applied_index applied, in order
-        self._sessions = SessionTable(
-            config.max_sessions, config.session_ttl_entries, config.max_session_results
-        )
+        self._sessions: SessionTable[Result] = SessionTable(config.sessions)
         self._history = EventHistory(config.history_revisions, config.history_bytes)
         self._pending: list[Event] = []  # events of the command being applied
 
@@ -116,13 +117,19 @@ class KvStore:
             return Result(Status.TOO_LARGE, self._revision, error=str(e))
         except BadRequest as e:
             return Result(Status.INVALID, self._revision, error=str(e))
+        if isinstance(command, OpenSession):
+            client_id = self._sessions.open(index, command.nonce)
+            return Result(Status.OK, self._revision, client_id=client_id)
         if session is None:
             return self._execute(command)
-        answer = self._sessions.check(session, index, self._revision)
-        if answer is not None:
-            return answer
+        cid, seq = session.client_id, session.seq
+        match self._sessions.check(cid, seq, session.ack, index, implicit_open=is_legacy(data)):
+            case Cached(result=cached):
+                return msgspec.structs.replace(cached, duplicate=True)
+            case Refused(why=why):
+                return Result(Status.SESSION_EXPIRED, self._revision, error=why)
         result = self._execute(command)
-        self._sessions.record(session, index, result)
+        self._sessions.record(cid, seq, index, result)
         return result
 
     def _advance(self, index: int) -> None:

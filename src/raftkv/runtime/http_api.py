@@ -8,6 +8,8 @@ Routes
                                          -> 200 raw value, X-Raftkv-Revision: mod_revision
   DELETE /v1/kv/{key}[?prev_revision=R]  -> 200 {"revision", "index", "deleted"}
   POST   /v1/txn                         -> 200 (JSON in txn_json.py)
+  POST   /v1/sessions                    -> 200 {"client_id", "index"}: a session, opened by
+                                            the log entry at index (kv/sessions.py)
   GET    /v1/watch?prefix=P&from_revision=R  -> SSE: "event: put|delete", "id: revision",
          data {"type", "revision", "kv", "prev_kv"}; without from_revision only new events
   GET    /v1/events                      -> SSE of node events (docs/events.md)
@@ -20,8 +22,10 @@ Routes
   GET|POST /v1/debug/net                 (only with allow_fault_injection; else 404)
 
 prev_revision=R: 0 = the key must be absent, R > 0 = its mod_revision must be R; else 409.
-Sessions (exactly-once retries): X-Raftkv-Client + X-Raftkv-Seq [+ X-Raftkv-Ack] on a write;
-a retry with the same seq is answered from the session (X-Raftkv-Duplicate: true), applied once.
+Sessions (exactly-once retries): X-Raftkv-Client (an id from POST /v1/sessions) + X-Raftkv-Seq
+[+ X-Raftkv-Ack] on a write; a retry with the same seq is answered from the session
+(X-Raftkv-Duplicate: true), applied once. A write naming a session the store does not hold
+(never opened, or expired) answers 410 session_expired and is not applied.
 Errors: see http_errors.py.
 """
 
@@ -30,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -37,7 +42,15 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from raftkv.errors import BadRequest, NotLeader, RaftkvError, Timeout, TooLarge
-from raftkv.kv.commands import Delete, Put, Session, TxnPut, encode_command, validate_session
+from raftkv.kv.commands import (
+    Delete,
+    OpenSession,
+    Put,
+    Session,
+    TxnPut,
+    encode_command,
+    validate_session,
+)
 from raftkv.kv.history import Compacted
 from raftkv.kv.limits import MAX_COMMAND_SIZE, validate_key, validate_prefix
 from raftkv.kv.model import Event
@@ -106,6 +119,7 @@ class HttpApi:
         r.add_get("/v1/kv/{key:.+}", self.get_kv, allow_head=False)
         r.add_delete("/v1/kv/{key:.+}", self.delete_kv)
         r.add_post("/v1/txn", self.txn)
+        r.add_post("/v1/sessions", self.open_session)
         r.add_get("/v1/watch", self.watch, allow_head=False)
         r.add_get("/v1/events", self.events, allow_head=False)
         r.add_get("/v1/status", self.status, allow_head=False)
@@ -180,6 +194,18 @@ class HttpApi:
             self._check_key(c.key)
         data = encode_command(txn, self._session(request))
         return await self._write(request, body, data, txn_result_json)
+
+    async def open_session(self, request: web.Request) -> web.StreamResponse:
+        """A new client session, opened through the log. The id is the entry's index and a
+        random nonce (kv/sessions.py: unique, and not guessable)."""
+        if await request.read():
+            raise BadRequest("POST /v1/sessions takes no body")
+        data = encode_command(OpenSession(secrets.token_hex(8)))
+
+        def render(result: Result, index: int) -> dict[str, Any]:
+            return {"client_id": result.client_id, "index": index}
+
+        return await self._write(request, b"", data, render)
 
     # --- watch and events (SSE) ----------------------------------------------------------
 

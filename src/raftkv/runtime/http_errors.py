@@ -9,7 +9,8 @@
 | 405    | method_not_allowed| known route, wrong method                                       |
 | 409    | conflict          | a precondition (prev_revision, CAS) did not hold               |
 | 410    | compacted         | watch from a revision older than the kept history               |
-| 410    | session_expired   | the session forgot this seq: the outcome is unknown            |
+| 410    | session_expired   | unknown or expired session (the write was NOT applied), or the |
+|        |                   | session forgot this seq's answer: open a new session           |
 | 413    | too_large         | key, value, body or txn over its limit                          |
 | 501    | not_implemented   | membership changes (a later issue)                              |
 | 502    | forward_failed    | the leader broke the connection mid-request: outcome unknown    |

@@ -124,7 +124,7 @@ def required_role(method: str, path: str) -> Role:
         return Role.ADMIN
     if path.startswith("/v1/kv/") and method not in ("GET", "HEAD"):
         return Role.WRITE
-    if path == "/v1/txn":
+    if path in ("/v1/txn", "/v1/sessions"):  # a session is opened by a log entry
         return Role.WRITE
     return Role.READ
 
