@@ -306,6 +306,14 @@ def add_serve(sub: Subparsers) -> None:
         metavar="B",
         help="... or once the entries applied since the last snapshot hold B bytes (64 MiB)",
     )
+    p.add_argument(
+        "--wal-segment-mb",
+        type=_positive_int,
+        default=64,
+        metavar="N",
+        help="WAL segment size in MiB, reserved whole on disk (64; 1..1024: a new node needs "
+        "N MiB free to start, so use less on a small volume)",
+    )
     p.add_argument("--no-fsync", action="store_true", help=argparse.SUPPRESS)  # tests only
     from raftkv.security.cli import add_serve_options  # noqa: PLC0415 (loads cryptography)
 
@@ -338,6 +346,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             fsync=not args.no_fsync,
             snapshot_entries=args.snapshot_entries,
             snapshot_bytes=args.snapshot_bytes,
+            wal_segment_mb=args.wal_segment_mb,
             security=security_from_args(args),
             **size_limits_from_args(args),
         )

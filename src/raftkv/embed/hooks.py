@@ -10,6 +10,7 @@ from raftkv.core.raft import RaftNode
 from raftkv.core.types import Snapshot, SoftState
 from raftkv.embed.events import EventBus
 from raftkv.embed.replica import Replica
+from raftkv.runtime.compaction import SnapshotRetry
 from raftkv.storage import LogStorage
 
 log = logging.getLogger("raftkv.embed")
@@ -22,6 +23,7 @@ class EmbedHooks:
         self._bus = bus
         self._every = snapshot_every
         self._retry_at = 0
+        self._writes = SnapshotRetry(node_id)
         self.snapshots_taken = 0
         self.snapshots_installed = 0
 
@@ -40,6 +42,8 @@ class EmbedHooks:
         applied = raft.log.applied
         if not self._every or applied < max(self._retry_at, raft.log.snapshot_index + self._every):
             return
+        if self._writes.waiting():
+            return
         term = raft.log.term(applied)
         if term is None or self._replica.applied_index != applied:
             return
@@ -53,7 +57,8 @@ class EmbedHooks:
             return
         members = raft.membership_at(applied)
         snap = Snapshot(applied, term, data, members.voters, members.learners)
-        await asyncio.to_thread(storage.save_snapshot, snap)
+        if not await self._writes.save(storage, snap):
+            return
         raft.compact(snap)
         await asyncio.to_thread(storage.compact, applied)
         self.snapshots_taken += 1

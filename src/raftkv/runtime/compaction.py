@@ -6,22 +6,32 @@ segments below it are deleted).
 The snapshot is taken inside the Ready loop, after advance, so it is exactly the state at the
 applied index; encoding it blocks the loop for a moment (a few ms per 10k keys), writing it
 does not (a worker thread).
+
+A snapshot that cannot be written (disk full, an IO error on the new file) never stops the
+node: nothing changed, the log is kept, and SnapshotRetry tries again after a backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from raftkv.core.raft import RaftNode
 from raftkv.core.types import Snapshot
+from raftkv.errors import DiskError
 from raftkv.kv.store import KvStore
 from raftkv.runtime.addresses import AddressBook
 from raftkv.runtime.snapshot_data import encode_server_snapshot
 from raftkv.storage import LogStorage
 
 log = logging.getLogger("raftkv.compaction")
+
+# After a snapshot could not be written, wait this long before the next try, doubling.
+SNAPSHOT_RETRY_MIN_S = 1.0
+SNAPSHOT_RETRY_MAX_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +55,49 @@ def take_snapshot(raft: RaftNode, kv: KvStore, book: AddressBook) -> Snapshot:
     return Snapshot(index, term, data, members.voters, members.learners)
 
 
+class SnapshotRetry:
+    """Writes snapshots; one that could not be written is logged (the storage counts it, see
+    the raftkv_storage_snapshot_failures metric) and retried after a backoff, while the node
+    keeps serving from its WAL. A DiskError that failed the storage itself is raised."""
+
+    def __init__(self, node_id: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self._id = node_id
+        self._clock = clock
+        self._delay = SNAPSHOT_RETRY_MIN_S
+        self._not_before = 0.0
+
+    def waiting(self) -> bool:
+        """In the backoff after a failed write: do not even take a snapshot yet."""
+        return self._clock() < self._not_before
+
+    async def save(self, storage: LogStorage, snap: Snapshot) -> bool:
+        """Make snap durable (storage.save_snapshot, in a worker thread); False if it could
+        not be written and nothing changed."""
+        try:
+            await asyncio.to_thread(storage.save_snapshot, snap)
+        except DiskError as e:
+            if storage.failed is not None:
+                raise
+            log.warning(
+                "%s: snapshot at index %d not written, the node keeps its log and serves on; "
+                "next try in %.0fs: %s",
+                self._id,
+                snap.index,
+                self._delay,
+                e,
+            )
+            self._not_before = self._clock() + self._delay
+            self._delay = min(2 * self._delay, SNAPSHOT_RETRY_MAX_S)
+            return False
+        self._delay = SNAPSHOT_RETRY_MIN_S
+        return True
+
+
 class Compactor:
     def __init__(self, node_id: str, policy: CompactionPolicy) -> None:
         self._id = node_id
         self._policy = policy
+        self._retry = SnapshotRetry(node_id)
         self._scanned = 0  # entries up to here are counted in _bytes
         self._bytes = 0
         self.snapshots_taken = 0
@@ -70,10 +119,11 @@ class Compactor:
     async def maybe_compact(
         self, raft: RaftNode, kv: KvStore, book: AddressBook, storage: LogStorage
     ) -> None:
-        if kv.applied_index != raft.log.applied or not self.due(raft):
+        if kv.applied_index != raft.log.applied or self._retry.waiting() or not self.due(raft):
             return
         snap = take_snapshot(raft, kv, book)
-        await asyncio.to_thread(storage.save_snapshot, snap)
+        if not await self._retry.save(storage, snap):
+            return
         raft.compact(snap)
         await asyncio.to_thread(storage.compact, snap.index)
         self._bytes, self._scanned = 0, snap.index

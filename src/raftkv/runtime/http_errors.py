@@ -21,8 +21,9 @@
 | 503    | too_many_connections | over --max-connections (client connections; admission.py)    |
 | 503    | too_many_streams  | over --max-streams (SSE streams: watches, event streams)        |
 | 504    | timeout           | no answer in time: a write's outcome is unknown                 |
+| 507    | insufficient_storage | the leader's disk has no room for the write (NOT applied)   |
 
-503 answers that a retry may fix carry Retry-After (seconds).
+503 and 507 answers that a retry may fix carry Retry-After (seconds).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from aiohttp import web
 from raftkv.errors import (
     BadRequest,
     DiskError,
+    DiskFull,
     Forbidden,
     NoQuorum,
     NotLeader,
@@ -104,6 +106,8 @@ def from_exception(exc: RaftkvError) -> web.Response:
             return error_response(504, "timeout", msg)
         case NodeStopped():
             return error_response(503, "unavailable", msg, retry=True)
+        case DiskFull():  # before DiskError, its base: the node keeps running
+            return error_response(507, "insufficient_storage", msg, retry=True)
         case DiskError():
             return error_response(503, "disk_error", msg)
         case TooManyConnections():

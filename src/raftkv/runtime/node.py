@@ -18,6 +18,10 @@ A write succeeded iff the entry applied at its proposal's index carries the prop
 another term there means it definitely failed; no answer before the caller's timeout means
 its outcome is unknown. On DiskError the node stops acknowledging: every pending request
 fails and the loop ends (the server then shuts the node down).
+
+Disk full: what this node could not persist never enters the core (see DiskRoom): a leader
+refuses proposals with DiskFull (HTTP 507), any node drops entries and snapshots sent to it,
+unacknowledged, until its storage has room again.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from raftkv.core.types import (
 from raftkv.errors import (
     CallerError,
     DiskError,
+    DiskFull,
     NoQuorum,
     NotLeader,
     ProposalDropped,
@@ -57,6 +62,7 @@ from raftkv.errors import (
 from raftkv.kv.results import Result
 from raftkv.kv.store import KvStore
 from raftkv.runtime.clock import TickClock
+from raftkv.runtime.disk_room import DiskRoom
 from raftkv.runtime.events import EntryDescriber, EventHub
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.storage import LogStorage
@@ -176,6 +182,7 @@ class RaftRuntime(Generic[M, R]):
         self._send = send
         self._hub = hub
         self._metrics = metrics
+        self._room = DiskRoom(raft.id, storage)
         self.id: NodeId = raft.id
         # Invariant: _durable is the hard state on disk; _hard is the newest one. They differ
         # only in commit, which is persisted lazily (with the next entries, or at shutdown):
@@ -206,6 +213,7 @@ class RaftRuntime(Generic[M, R]):
             voters=lambda: len(raft.voters),
             learners=lambda: len(raft.learners),
         )
+        metrics.bind_storage(storage.stats)
 
     # --- read-only views (safe at any await point) -------------------------------------
 
@@ -381,10 +389,12 @@ class RaftRuntime(Generic[M, R]):
             ticks = inbox.clock.take()
         for _ in range(ticks):
             raft.tick()
+        self._room.new_cycle()
         if inbox.messages:
             msgs, inbox.messages = inbox.messages, []
             for msg in msgs:
-                raft.step(msg)
+                if self._room.admit(msg):
+                    raft.step(msg)
         if inbox.proposals:
             props, inbox.proposals = inbox.proposals, []
             self._propose(raft, [(d, f) for d, f in props if not f.done()])
@@ -427,8 +437,10 @@ class RaftRuntime(Generic[M, R]):
         if not props:
             return
         try:
+            if raft.role is Role.LEADER:  # a follower's NotLeader says more than DiskFull
+                self._room.check(len(props), sum(len(data) for data, _ in props))
             placed = raft.propose_many([data for data, _ in props])
-        except (NotLeader, ProposalDropped) as e:
+        except (NotLeader, ProposalDropped, DiskFull) as e:
             self._metrics.proposals_failed.inc(len(props))
             for _, fut in props:
                 fut.set_exception(e)

@@ -40,10 +40,10 @@ from raftkv.runtime.http_site import forwarder_ssl, make_site, url_scheme
 from raftkv.runtime.kvhooks import KvServerHooks
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.node import Inbox, RaftRuntime
-from raftkv.runtime.settings import NodeSettings
+from raftkv.runtime.settings import NodeSettings, open_storage
 from raftkv.runtime.snapshot_data import decode_server_snapshot
 from raftkv.runtime.transport import PeerTransport
-from raftkv.storage import LogStorage, Recovered
+from raftkv.storage import Recovered, fsutil
 
 log = logging.getLogger("raftkv.server")
 
@@ -74,9 +74,7 @@ class NodeServer:
         self = cls(settings)
         sid = settings.node_id
         await asyncio.to_thread(_check_identity, settings)
-        storage, recovered = await asyncio.to_thread(
-            LogStorage.open, settings.storage_dir, sync=settings.fsync
-        )
+        storage, recovered = await asyncio.to_thread(open_storage, settings)
         stack.callback(storage.close)
         if recovered.torn_tail:
             log.warning("%s: %s", sid, recovered.torn_tail)
@@ -303,7 +301,7 @@ def _check_identity(settings: NodeSettings) -> None:
         try:
             found = json.loads(path.read_text())
         except (OSError, ValueError) as e:
-            raise DiskError(f"cannot read {path}: {e}") from e
+            raise DiskError(f"node {settings.node_id}: cannot read {path}: {e}", str(path)) from e
         if found != mine:
             raise BadRequest(
                 f"{settings.data_dir} holds node {found.get('node_id')!r} of cluster "
@@ -311,8 +309,7 @@ def _check_identity(settings: NodeSettings) -> None:
                 f"{settings.cluster_id!r}"
             )
         return
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, json.dumps(mine) + "\n")
+    _write_file(settings, path, json.dumps(mine) + "\n")
 
 
 def _write_ready_file(path: Path, settings: NodeSettings, server: NodeServer) -> None:
@@ -322,16 +319,16 @@ def _write_ready_file(path: Path, settings: NodeSettings, server: NodeServer) ->
         "http": f"{url_scheme(settings)}://{settings.http[0]}:{server.http_port}",
         "raft": f"{settings.listen[0]}:{server.raft_port}",
     }
-    _atomic_write(path, json.dumps(doc) + "\n")
+    _write_file(settings, path, json.dumps(doc) + "\n")
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def _write_file(settings: NodeSettings, path: Path, text: str) -> None:
+    """Write path atomically (creating its directory); DiskError names the node and file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fsutil.atomic_write(path, text.encode())
+    except OSError as e:
+        raise fsutil.write_error(f"node {settings.node_id}", path, e) from e
 
 
 async def _ticker(inbox: Inbox, period: float) -> None:

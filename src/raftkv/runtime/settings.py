@@ -14,9 +14,13 @@ from urllib.parse import urlsplit
 from raftkv.errors import BadRequest
 from raftkv.kv.limits import MAX_KEY_SIZE, MAX_VALUE_SIZE
 from raftkv.security.config import SecurityConfig
+from raftkv.storage import DEFAULT_SEGMENT_BYTES, LogStorage, Recovered
 from raftkv.wire import DEFAULT_MAX_FRAME_SIZE
 
 HostPort = tuple[str, int]
+DEFAULT_WAL_SEGMENT_MB = DEFAULT_SEGMENT_BYTES // (1024 * 1024)  # 64
+MIN_WAL_SEGMENT_MB = 1
+MAX_WAL_SEGMENT_MB = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +62,9 @@ class NodeSettings:
     # entries applied since the last snapshot hold snapshot_bytes (0 turns either off).
     snapshot_entries: int = 10_000
     snapshot_bytes: int = 64 * 1024 * 1024
+    # WAL segment size: each segment's space is reserved (preallocated) whole, so a new node
+    # needs this much free space to start. Smaller suits small volumes (docs/storage.md).
+    wal_segment_mb: int = DEFAULT_WAL_SEGMENT_MB
     security: SecurityConfig = field(default_factory=SecurityConfig)  # TLS, auth, limits
 
     def __post_init__(self) -> None:
@@ -92,6 +99,7 @@ class NodeSettings:
             raise BadRequest("peer_queue_size must be >= 1")
         if self.snapshot_entries < 0 or self.snapshot_bytes < 0:
             raise BadRequest("snapshot_entries and snapshot_bytes must be >= 0")
+        check_wal_segment_mb(self.wal_segment_mb)
 
     @property
     def tick_seconds(self) -> float:
@@ -118,6 +126,28 @@ class NodeSettings:
     @property
     def storage_dir(self) -> Path:
         return self.data_dir / "raft"
+
+    @property
+    def wal_segment_bytes(self) -> int:
+        return self.wal_segment_mb * 1024 * 1024
+
+
+def open_storage(settings: NodeSettings) -> tuple[LogStorage, Recovered]:
+    """The node's log, opened (and recovered) as its settings say."""
+    return LogStorage.open(
+        settings.storage_dir,
+        node_id=settings.node_id,
+        segment_bytes=settings.wal_segment_bytes,
+        sync=settings.fsync,
+    )
+
+
+def check_wal_segment_mb(value: int) -> None:
+    if not MIN_WAL_SEGMENT_MB <= value <= MAX_WAL_SEGMENT_MB:
+        raise BadRequest(
+            f"wal_segment_mb (--wal-segment-mb) must be in {MIN_WAL_SEGMENT_MB}.."
+            f"{MAX_WAL_SEGMENT_MB} (MiB), got {value}"
+        )
 
 
 def parse_hostport(text: str, what: str = "address") -> HostPort:
