@@ -316,6 +316,14 @@ def add_serve(sub: Subparsers) -> None:
         "last snapshot has beyond 4 MiB, so a large store is not rewritten every N entries "
         "(1.0; 0: by N and B alone)",
     )
+    p.add_argument(
+        "--wal-segment-mb",
+        type=_positive_int,
+        default=64,
+        metavar="N",
+        help="WAL segment size in MiB, reserved whole on disk (64; 1..1024: a new node needs "
+        "N MiB free to start, so use less on a small volume)",
+    )
     p.add_argument("--no-fsync", action="store_true", help=argparse.SUPPRESS)  # tests only
     from raftkv.security.cli import add_serve_options  # noqa: PLC0415 (loads cryptography)
 
@@ -349,6 +357,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             snapshot_entries=args.snapshot_entries,
             snapshot_bytes=args.snapshot_bytes,
             snapshot_log_ratio=args.snapshot_log_ratio,
+            wal_segment_mb=args.wal_segment_mb,
             security=security_from_args(args),
             **size_limits_from_args(args),
         )
@@ -457,7 +466,12 @@ def cmd_cas(args: argparse.Namespace) -> int:
 
 def add_watch(sub: Subparsers) -> None:
     p = client_parser(sub, "watch", "print changes to keys under PREFIX until Ctrl-C", cmd_watch)
-    p.add_argument("prefix", nargs="?", default="", help="key prefix (default: every key)")
+    p.add_argument(
+        "prefix",
+        nargs="*",
+        default=[""],
+        help="key prefix (default: every key); several: one watch each, on one stream",
+    )
     p.add_argument(
         "--from-revision", type=_positive_int, metavar="R", help="replay from revision R"
     )
@@ -468,13 +482,17 @@ def add_watch(sub: Subparsers) -> None:
 def cmd_watch(args: argparse.Namespace) -> int:
     async def job(client: AsyncClient) -> int:
         seen = 0
-        async for ev in client.watch(args.prefix, from_revision=args.from_revision):
+        prefixes: list[str] = args.prefix
+        async for ev in client.watch(prefixes, from_revision=args.from_revision):
+            # With several prefixes, say which watch matched (an event may match several).
+            tag = f" ({prefixes[ev.watch]!r})" if len(prefixes) > 1 else ""
             if args.json:
                 line = json.dumps(ev.raw, separators=(",", ":"))
             elif ev.type == "delete":
-                line = f"[{ev.revision}] delete {ev.key}"
+                line = f"[{ev.revision}]{tag} delete {ev.key}"
             else:
-                line = f"[{ev.revision}] put {ev.key} = {ev.value.decode('utf-8', 'replace')}"
+                value = ev.value.decode("utf-8", "replace")
+                line = f"[{ev.revision}]{tag} put {ev.key} = {value}"
             print(line, flush=True)
             seen += 1
             if args.count is not None and seen >= args.count:

@@ -5,6 +5,7 @@
 - PeerError: another node sent something we cannot accept (garbage frame,
   wrong cluster, incompatible version). The connection is dropped; we keep running.
 - DiskError: local storage failed or is corrupt. The node must stop acknowledging.
+  DiskFull, its one exception: no room for a write, nothing written, the node keeps running.
 """
 
 from __future__ import annotations
@@ -59,6 +60,18 @@ class SessionExpired(Timeout):
     attempts certainly never reached the log is retried in a new session instead.)"""
 
 
+class Overloaded(CallerError):
+    """A capacity limit of this node is reached (connections, streams): retry later."""
+
+
+class TooManyConnections(Overloaded):
+    """Over the node's HTTP connection budget (--max-connections)."""
+
+
+class TooManyStreams(Overloaded):
+    """Over the node's budget of SSE streams: watches and event streams (--max-streams)."""
+
+
 class Unauthorized(CallerError):
     """The request carries no credentials, or ones this node does not accept (HTTP 401)."""
 
@@ -86,13 +99,23 @@ class WrongCluster(PeerError):
 
 
 class DiskError(RaftkvError):
-    """Local storage failed; the node must not acknowledge anything further."""
+    """Local storage failed; the node must not acknowledge anything further. The message names
+    the node and the file or directory; path holds the latter when one is known."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class DiskFull(DiskError):
+    """There is no room on the disk for this write (ENOSPC or EDQUOT while allocating space).
+    Nothing was written: the storage stays usable, and the write can succeed once space is
+    freed. Refused writes answer HTTP 507 insufficient_storage."""
 
 
 class CorruptionError(DiskError):
     """Stored data failed its checksum before the tail: real corruption, refuse to start."""
 
     def __init__(self, message: str, path: str | None = None, offset: int | None = None) -> None:
-        super().__init__(message)
-        self.path = path
+        super().__init__(message, path)
         self.offset = offset

@@ -38,6 +38,7 @@ class Seen:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    query_string: str = ""  # as sent (query keeps one value per name)
 
 
 @dataclass
@@ -98,6 +99,7 @@ class FakeNode:
                 dict(request.query),
                 dict(request.headers),
                 body,
+                request.query_string,
             )
         )
 
@@ -266,27 +268,32 @@ class FakeNode:
     async def watch(self, request: web.Request) -> web.StreamResponse:
         self._record(request, b"")
         start = int(request.query.get("from_revision", "1"))
-        prefix = request.query.get("prefix", "")
+        prefixes = request.query.getall("prefix", [""])
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         sent = 0
         for rev, ev in enumerate(self.store.events, start=1):
-            if rev < start or not ev["key"].startswith(prefix):
+            if rev < start:
                 continue
-            doc = {
-                "type": ev["type"],
-                "revision": ev.get("revision", rev),
-                "kv": {"key": ev["key"], "value": ev["value"]},
-                "prev_kv": None,
-            }
-            await resp.write(f"event: {ev['type']}\ndata: {json.dumps(doc)}\n\n".encode())
-            await resp.write(b": keepalive\n\n")
-            sent += 1
-            if self.watch_drop_after is not None and sent >= self.watch_drop_after:
-                self.watch_drop_after = None
-                assert request.transport is not None
-                request.transport.abort()
-                return resp
+            # As the server does: once per watch (prefix) the event matches, in watch order.
+            for watch, prefix in enumerate(prefixes):
+                if not ev["key"].startswith(prefix):
+                    continue
+                doc = {
+                    "watch": watch,
+                    "type": ev["type"],
+                    "revision": ev.get("revision", rev),
+                    "kv": {"key": ev["key"], "value": ev["value"]},
+                    "prev_kv": None,
+                }
+                await resp.write(f"event: {ev['type']}\ndata: {json.dumps(doc)}\n\n".encode())
+                await resp.write(b": keepalive\n\n")
+                sent += 1
+                if self.watch_drop_after is not None and sent >= self.watch_drop_after:
+                    self.watch_drop_after = None
+                    assert request.transport is not None
+                    request.transport.abort()
+                    return resp
         await asyncio.sleep(3600)
         return resp
 

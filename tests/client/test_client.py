@@ -301,6 +301,39 @@ def test_watch_resumes_after_a_lost_connection_without_gaps_or_repeats() -> None
     run(body())
 
 
+def test_a_stream_of_several_watches_resumes_without_gaps_or_repeats() -> None:
+    async def body() -> None:
+        async with fake_cluster(1) as nodes:
+            node = nodes[0]
+            node.store.events = [
+                {"type": "put", "key": "p/a", "value": "1", "revision": 1},
+                {"type": "put", "key": "q/b", "value": "2", "revision": 2},
+                {"type": "put", "key": "p/c", "value": "3", "revision": 2},  # same txn
+                {"type": "delete", "key": "p/a", "value": "", "revision": 3},
+            ]
+            node.watch_drop_after = 3  # cut between the two watches' copies of p/c
+            got = []
+            async with AsyncClient(node.url, policy=FAST) as c:
+                async for ev in c.watch(["p/", "p/c", "q/"], from_revision=1):
+                    got.append((ev.watch, ev.key, ev.revision))
+                    if len(got) == 5:
+                        break
+            assert got == [
+                (0, "p/a", 1),
+                (2, "q/b", 2),
+                (0, "p/c", 2),
+                (1, "p/c", 2),
+                (0, "p/a", 3),
+            ]
+            watches = [s for s in node.seen if s.path == "/v1/watch"]
+            assert [w.query_string for w in watches] == [
+                "prefix=p/&prefix=p/c&prefix=q/&from_revision=1",
+                "prefix=p/&prefix=p/c&prefix=q/&from_revision=2",
+            ]
+
+    run(body())
+
+
 def test_concurrent_writes_ack_the_lowest_unanswered_seq() -> None:
     async def body() -> None:
         async with fake_cluster(1) as nodes:

@@ -10,6 +10,7 @@ from raftkv.client.errors import (
     Conflict,
     NotSupported,
     ServerError,
+    Unavailable,
     Verdict,
     classify,
     error_from_response,
@@ -17,7 +18,15 @@ from raftkv.client.errors import (
 from raftkv.client.session import ClientSession
 from raftkv.client.sse import SseEvent, SseParser
 from raftkv.client.types import decode_value, encode_value
-from raftkv.errors import BadRequest, NoQuorum, NotLeader, SessionExpired, Timeout, TooLarge
+from raftkv.errors import (
+    BadRequest,
+    DiskFull,
+    NoQuorum,
+    NotLeader,
+    SessionExpired,
+    Timeout,
+    TooLarge,
+)
 
 
 def test_parse_endpoints_normalizes_and_rejects_garbage() -> None:
@@ -73,6 +82,9 @@ def test_sse_parser() -> None:
         (502, "forward_failed", ServerError, Verdict.UNKNOWN),
         (503, "no_leader", NotLeader, Verdict.RETRY),
         (503, "no_quorum", NoQuorum, Verdict.RETRY),
+        # the node stopped on a disk failure, maybe after sending the write to its followers
+        (503, "disk_error", Unavailable, Verdict.UNKNOWN),
+        (507, "insufficient_storage", DiskFull, Verdict.FINAL),  # refused: not applied
         (504, "timeout", Timeout, Verdict.UNKNOWN),
         (500, "internal", ServerError, Verdict.FINAL),
     ],

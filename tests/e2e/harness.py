@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from raftkv.devcluster import process
 from raftkv.devcluster.process import running_pid
-from raftkv.devcluster.topology import HTTP_OFFSET, Topology, load_topology
+from raftkv.devcluster.topology import HTTP_OFFSET, Topology, load_topology, save_topology
 
 CLI_TIMEOUT_S = 60.0
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -167,6 +168,36 @@ def running_cluster(
         topo = load_topology(data_dir)
         assert topo is not None
         yield Cluster(data_dir, topo)
+    finally:
+        raftkv("cluster", "down", "--data-dir", str(data_dir), "--wait", "5")
+        _kill_leftovers(data_dir)
+
+
+@contextlib.contextmanager
+def serving_cluster(tmp: Path, nodes: int, serve_args: tuple[str, ...]) -> Iterator[Cluster]:
+    """Like running_cluster, but every `raftkv serve` gets serve_args too (limits, timeouts
+    that `cluster up` does not pass); `cluster down` stops it as usual."""
+    data_dir = tmp / "cluster"
+    data_dir.mkdir(parents=True)
+    topo = Topology.create(nodes, free_base_port(nodes), False)
+    save_topology(data_dir, topo)
+    cluster = Cluster(data_dir, topo)
+    try:
+        for node in topo.nodes:
+            ndir = process.node_dir(data_dir, node)
+            ndir.mkdir()
+            with (ndir / process.LOG_FILE).open("ab") as log:
+                proc = subprocess.Popen(
+                    [*process.serve_command(data_dir, topo, node), *serve_args],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                )
+            process.write_pid(ndir, proc.pid)
+        cluster.leader(timeout=30)
+        yield cluster
     finally:
         raftkv("cluster", "down", "--data-dir", str(data_dir), "--wait", "5")
         _kill_leftovers(data_dir)

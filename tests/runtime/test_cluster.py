@@ -45,9 +45,16 @@ def test_put_on_follower_is_readable_everywhere(tmp_path: Path) -> None:
             }
             assert st["id"] == follower and st["role"] == "follower" and st["leader"] == leader
             assert [m["id"] for m in st["members"]] == c.ids
-            assert all(set(m) == {"id", "role", "match_index", "reachable"} for m in st["members"])
+            fields = {"id", "role", "match_index", "reachable", "link"}
+            assert all(set(m) == fields for m in st["members"])
             lst = await c.status(leader)
             assert all(m["reachable"] and m["match_index"] >= 2 for m in lst["members"])
+            # The link is this node's outbound peer link: none to itself.
+            links = {m["id"]: m["link"] for m in lst["members"]}
+            assert links.pop(leader) is None
+            for link in links.values():
+                assert set(link) == {"state", "down_since", "last_error", "failures"}
+                assert link["state"] == "connected" and link["down_since"] is None
 
             async def healthy() -> bool:
                 async with c.client.get(c.url(follower, "/healthz")) as r:

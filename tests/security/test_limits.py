@@ -9,6 +9,7 @@ from pathlib import Path
 from aiohttp import web_protocol
 
 from raftkv.kv.limits import MAX_TXN_OPS
+from raftkv.runtime.conn_guard import OVERFLOW_LIMIT
 
 from .secure import TOKENS, SecureCluster, bearer, run_async
 
@@ -50,28 +51,41 @@ def test_connection_limit_idle_and_slow_clients(tmp_path: Path) -> None:
             await c.leader()
             port = c.port("n1")
             loop = asyncio.get_running_loop()
-            # Open connections until one is refused: at most 4 are served at once (the test's
-            # own client may hold one of them), the 5th gets 503 and is closed.
-            conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-            refused = None
-            for _ in range(6):
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                try:
-                    status, body = await _read_answer(reader, 0.3)
-                except TimeoutError:
-                    conns.append((reader, writer))
-                    continue
-                refused = (status, json.loads(body)["error"])
+            read = f"Authorization: Bearer {TOKENS['read']}\r\n".encode()
+            # 5 connections: at most 4 are client connections (the test's own client may
+            # hold one); the others are held until their first request, which gets 503
+            # too_many_connections, and are then closed.
+            conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(5)]
+            answers = []
+            for reader, writer in conns:
+                writer.write(b"GET /v1/status HTTP/1.1\r\nHost: t\r\n" + read + b"\r\n")
+                status, body = await _read_answer(reader)
+                answers.append((status, json.loads(body).get("error")))
+            served = answers.count((200, None))
+            assert 3 <= served <= 4, answers
+            assert answers[served:] == [(503, "too_many_connections")] * (5 - served), answers
+            for reader, _ in conns[served:]:
                 assert await _closed_within(reader, 1)
-                writer.close()
-                break
-            assert refused == (503, "too_many_connections") and 3 <= len(conns) <= 4
-            # The silent ones are closed as idle after about a second.
+            # Over the limit, /healthz is still answered (then the connection closes).
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: t\r\n" + read + b"\r\n")
+            status, body = await _read_answer(reader)
+            assert status == 200 and json.loads(body)["ok"] is True, body
+            assert await _closed_within(reader, 1)
+            writer.close()
+            # Held connections are bounded too: past OVERFLOW_LIMIT, refused at once.
+            held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(OVERFLOW_LIMIT)]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            status, body = await _read_answer(reader, 1)
+            assert (status, json.loads(body)["error"]) == (503, "too_many_connections")
+            assert await _closed_within(reader, 1)
+            writer.close()
+            # The silent ones are closed after about a second (idle, or no request).
             start = loop.time()
-            for r, _ in conns:
+            for r, _ in [*conns[:served], *held]:
                 assert await _closed_within(r, 3)
             assert loop.time() - start < 3
-            for _, w in conns:
+            for _, w in [*conns, *held]:
                 w.close()
 
             # A slow client dribbling its request head (fast path and aiohttp alike).

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from raftkv.core.types import HardState, Snapshot
-from raftkv.errors import DiskError
+from raftkv.errors import DiskError, DiskFull
 from raftkv.storage import LogStorage
 
 from .helpers import make
@@ -104,44 +104,64 @@ def test_short_writes_are_completed(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert recovered.entries == make(1, 4, size=30)
 
 
-def test_enospc_while_preallocating_a_new_segment(
+def test_enospc_while_preallocating_a_new_segment_writes_nothing_and_keeps_the_storage(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    storage, _ = LogStorage.open(tmp_path, segment_bytes=1024)
+    now = [0.0]
+    storage, _ = LogStorage.open(tmp_path, node_id="n1", segment_bytes=1024, clock=lambda: now[0])
     storage.save(None, make(1, 1, size=600))
+    calls = []
 
     def no_space(fd: int, offset: int, length: int) -> None:
+        calls.append(length)
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "posix_fallocate", no_space)
-    with pytest.raises(DiskError, match="No space left"):
+    with pytest.raises(
+        DiskFull,
+        match=r"node n1: cannot preallocate WAL segment .*wal-0000000002\.log.*No space left",
+    ):
         storage.save(None, make(2, 2, size=600))  # needs a new segment
-    monkeypatch.undo()
-    _assert_refuses_everything(storage)
+    assert storage.failed is None and storage.last_index() == 1
+    tried = len(calls)
+    with pytest.raises(DiskFull):  # within the backoff: not even tried again
+        storage.save(None, make(2, 2, size=600))
+    assert len(calls) == tried
+    monkeypatch.undo()  # space is back; after the backoff the write goes through
+    now[0] += 10.0
+    storage.save(None, make(2, 2, size=600))
     storage.close()
     storage, recovered = LogStorage.open(tmp_path, segment_bytes=1024)
     storage.close()
-    assert recovered.entries == make(1, 1, size=600)
+    assert recovered.entries == make(1, 2, size=600)
     assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_snapshot_write_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    storage, _ = LogStorage.open(tmp_path)
+def test_snapshot_write_failure_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage, _ = LogStorage.open(tmp_path, node_id="n1")
     storage.save(None, make(1, 5))
+    failed_fds = []
 
     def broken(fd: int) -> None:
+        failed_fds.append(fd)
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(os, "fsync", broken)
-    with pytest.raises(DiskError):
+    with pytest.raises(DiskError, match=r"node n1: cannot write snapshot .*snap-0+3\.snap"):
         storage.install_snapshot(Snapshot(3, 1, b"state"))
     monkeypatch.undo()
-    _assert_refuses_everything(storage)
+    assert len(failed_fds) == 1  # the failed fsync was not retried
+    assert storage.failed is None  # the log was not touched: it keeps working
+    assert not list(tmp_path.glob("*.tmp"))
+    storage.save(None, make(6, 6))
+    storage.install_snapshot(Snapshot(3, 1, b"state"))  # a later attempt writes a new file
     storage.close()
     storage, recovered = LogStorage.open(tmp_path)
     storage.close()
-    assert recovered.snapshot is None
-    assert recovered.entries == make(1, 5)
+    assert recovered.snapshot == Snapshot(3, 1, b"state")
+    assert recovered.entries == make(4, 6)
 
 
 def test_open_on_a_file_is_a_disk_error(tmp_path: Path) -> None:

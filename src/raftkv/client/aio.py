@@ -225,22 +225,32 @@ class AsyncClient:
     # --- watch --------------------------------------------------------------------------
 
     async def watch(
-        self, prefix: str = "", *, from_revision: int | None = None
+        self, prefix: str | Sequence[str] = "", *, from_revision: int | None = None
     ) -> AsyncGenerator[WatchEvent, None]:
         """Every change to keys under prefix, from from_revision (default: only new ones).
+
+        Several prefixes are several watches on one stream (one connection): an event comes
+        once per watch it matches, tagged with the position of that watch's prefix
+        (WatchEvent.watch), in revision order.
 
         Reconnects (to another endpoint if need be) after a lost connection, resuming after
         the last event seen, so no event is skipped or repeated once one has been seen.
         """
+        prefixes = [prefix] if isinstance(prefix, str) else list(prefix)
+        if not prefixes:
+            raise ValueError("watch needs at least one prefix")
+        what = repr(prefixes[0]) if len(prefixes) == 1 else repr(prefixes)
         router = self._router
         cursor = from_revision  # the revision to resume from after a reconnection
         seen = 0  # events of revision `cursor` already yielded (a txn's events share one)
         failures = 0
         while True:
             endpoint = router.leader or router.endpoints[failures % len(router.endpoints)]
-            params = {"prefix": prefix}
+            # Every watch restarts from one cursor: the server sends the events of a revision
+            # in the same order each time, so skipping the `seen` first ones is exact.
+            params = [("prefix", p) for p in prefixes]
             if cursor is not None:
-                params["from_revision"] = str(cursor)
+                params.append(("from_revision", str(cursor)))
             url = URL(endpoint + "/v1/watch", encoded=True).update_query(params)
             timeout = aiohttp.ClientTimeout(
                 total=None,
@@ -279,7 +289,7 @@ class AsyncClient:
                 if router.leader == endpoint:
                     router.leader = None
                 if failures >= WATCH_MAX_FAILURES:
-                    raise Unavailable(f"watch on {prefix!r} lost its connection: {e}") from None
+                    raise Unavailable(f"watch on {what} lost its connection: {e}") from None
             await asyncio.sleep(min(1.0, 0.05 * 2.0**failures))
 
     # --- cluster ------------------------------------------------------------------------
@@ -444,6 +454,7 @@ def _watch_event(data: str) -> WatchEvent:
             value=decode_value(kv),
             revision=int(doc["revision"]),
             prev_value=None if prev is None else decode_value(prev),
+            watch=int(doc.get("watch", 0)),
             raw=doc,
         )
     except (ValueError, KeyError, TypeError) as e:

@@ -14,6 +14,7 @@ from typing import Any
 from raftkv.errors import (
     BadRequest,
     CallerError,
+    DiskFull,
     Forbidden,
     NoQuorum,
     NotLeader,
@@ -62,7 +63,9 @@ def classify(status: int, code: str) -> Verdict:
     """410 session_expired is FINAL for the attempt (it was not applied); what it means for
     the write, whose earlier attempts may have been, the router decides."""
     if status == 503:
-        return Verdict.RETRY
+        # disk_error: the node stopped on a disk failure, perhaps after it had sent the write
+        # to its followers, which may commit it. Every other 503 is a definite "not applied".
+        return Verdict.UNKNOWN if code == "disk_error" else Verdict.RETRY
     if status in (502, 504):
         return Verdict.UNKNOWN
     return Verdict.FINAL
@@ -115,4 +118,6 @@ def error_from_response(status: int, body: bytes, where: str) -> RaftkvError:
             return Unavailable(f"{where}: {message}")
         case 504, _:
             return Timeout(message)
+        case 507, _:
+            return DiskFull(f"{where}: {message}")
     return ServerError(f"{where} answered HTTP {status}: {message}")

@@ -117,9 +117,10 @@ class Client:
         return self._run(self._aio.txn(compare, success, failure, timeout=timeout))
 
     def watch(
-        self, prefix: str = "", *, from_revision: int | None = None
+        self, prefix: str | Sequence[str] = "", *, from_revision: int | None = None
     ) -> Generator[WatchEvent, None, None]:
-        """A blocking iterator over watch events; close() it (or break) to stop watching."""
+        """A blocking iterator over watch events (several prefixes: several watches on one
+        stream, see AsyncClient.watch); close() it (or break) to stop watching."""
         agen = self._aio.watch(prefix, from_revision=from_revision)
         try:
             while True:

@@ -57,6 +57,7 @@ class WatchEvent:
     value: bytes
     revision: int
     prev_value: bytes | None = None
+    watch: int = 0  # which watch of the stream: the position of its prefix, from 0
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 

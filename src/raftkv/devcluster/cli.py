@@ -72,6 +72,13 @@ def add_parser(sub: Subparsers) -> None:
         metavar="N",
         help="nodes compact their log every N applied entries (default: the node's, 10000)",
     )
+    u.add_argument(
+        "--wal-segment-mb",
+        type=int,
+        metavar="N",
+        help="nodes use N MiB WAL segments, each reserved whole on disk (default: the "
+        "node's, 64; every new node needs N MiB free: use less on a small disk)",
+    )
     u.set_defaults(func=cmd_up)
 
     j = csub.add_parser(
@@ -144,6 +151,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         allow_fault_injection=args.allow_fault_injection,
         timeout=args.wait,
         snapshot_entries=args.snapshot_entries,
+        wal_segment_mb=args.wal_segment_mb,
     )
     up(opts, sys.stdout, sys.stderr)
     return 0

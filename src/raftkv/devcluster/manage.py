@@ -21,12 +21,15 @@ from raftkv.devcluster.topology import (
     load_topology,
     save_topology,
 )
-from raftkv.errors import BadRequest, RaftkvError
+from raftkv.errors import BadRequest, DiskError, RaftkvError
+from raftkv.runtime.settings import check_wal_segment_mb
+from raftkv.storage import fsutil
 
 DEFAULT_NODES = 3
 POLL_S = 0.2
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
 STATUS_TIMEOUT_S = 0.5
+FAILURE_GRACE_S = 1.0  # after one node died during startup, how long to wait for the others
 
 
 class ClusterError(RaftkvError):
@@ -41,6 +44,7 @@ class UpOptions:
     allow_fault_injection: bool
     timeout: float
     snapshot_entries: int | None = None  # None: as recorded (the node default when new)
+    wal_segment_mb: int | None = None  # None: as recorded (the node default when new)
 
 
 def up(opts: UpOptions, out: TextIO, err: TextIO) -> Topology:
@@ -61,7 +65,10 @@ def up(opts: UpOptions, out: TextIO, err: TextIO) -> Topology:
     restart = any((process.node_dir(data_dir, n) / "raft").exists() for n in topo.nodes)
     for node in topo.nodes:
         if process.running_pid(process.node_dir(data_dir, node)) is None:
-            started[node.id] = process.spawn(data_dir, topo, node)
+            try:
+                started[node.id] = process.spawn(data_dir, topo, node)
+            except DiskError as e:
+                raise ClusterError(_with_others_hint(str(e), started, data_dir)) from e
     verb = "restarting" if restart else "starting"
     if started:
         print(f"{verb} {', '.join(started)} in {data_dir}", file=err)
@@ -120,6 +127,7 @@ def join(data_dir: Path, timeout: float, out: TextIO, err: TextIO) -> NodeSpec:
     while True:
         code = proc.poll()
         if code is not None:
+            process.remove_pid(data_dir / node.id)
             log = data_dir / node.id / process.LOG_FILE
             raise ClusterError(
                 f"node {node.id} exited with code {code}; the end of {log}:\n"
@@ -170,6 +178,8 @@ async def _remove_member(endpoints: list[str], node_id: str, timeout: float) -> 
 
 
 def _topology_for(data_dir: Path, opts: UpOptions) -> Topology:
+    if opts.wal_segment_mb is not None:
+        check_wal_segment_mb(opts.wal_segment_mb)
     recorded = load_topology(data_dir)
     if recorded is None:
         topo = Topology.create(
@@ -177,7 +187,9 @@ def _topology_for(data_dir: Path, opts: UpOptions) -> Topology:
             opts.base_port or DEFAULT_BASE_PORT,
             opts.allow_fault_injection,
         )
-        return dataclasses.replace(topo, snapshot_entries=opts.snapshot_entries)
+        return dataclasses.replace(
+            topo, snapshot_entries=opts.snapshot_entries, wal_segment_mb=opts.wal_segment_mb
+        )
     if opts.nodes is not None and opts.nodes != len(recorded.nodes):
         raise BadRequest(
             f"{data_dir} holds a {len(recorded.nodes)}-node cluster, not {opts.nodes}: "
@@ -191,10 +203,55 @@ def _topology_for(data_dir: Path, opts: UpOptions) -> Topology:
     snapshot_entries = opts.snapshot_entries
     if snapshot_entries is None:
         snapshot_entries = recorded.snapshot_entries
+    wal_segment_mb = opts.wal_segment_mb
+    if wal_segment_mb is None:
+        wal_segment_mb = recorded.wal_segment_mb
     return dataclasses.replace(
         recorded,
         allow_fault_injection=opts.allow_fault_injection,
         snapshot_entries=snapshot_entries,
+        wal_segment_mb=wal_segment_mb,
+    )
+
+
+def _startup_failures(
+    data_dir: Path, started: dict[str, tuple[subprocess.Popen[bytes], int]]
+) -> str:
+    """Why nodes died during startup: each failed node, its exit code and the end of its
+    log (which names the file and the reason). Their pid files are removed: they are stale.
+    Nodes failing for the same reason (a full disk) tend to die together: wait a moment."""
+    deadline = time.monotonic() + FAILURE_GRACE_S
+    while time.monotonic() < deadline and any(p.poll() is None for p, _ in started.values()):
+        time.sleep(POLL_S / 4)
+    parts, alive = [], {}
+    for node_id, (proc, offset) in started.items():
+        code = proc.poll()
+        if code is None or code == 0:
+            alive[node_id] = (proc, offset)
+            continue
+        ndir = data_dir / node_id
+        process.remove_pid(ndir)
+        log = ndir / process.LOG_FILE
+        tail = process.log_tail(log, offset)
+        if len(tail.splitlines()) <= 1:  # only our own "starting" line: the node wrote nothing
+            tail += (
+                f"\n    (nothing from the node itself: is the disk full? "
+                f"{fsutil.mib(fsutil.free_bytes(ndir))} free in {ndir})"
+            )
+        parts.append(
+            f"node {node_id} exited with code {code} during startup; the end of {log}:\n{tail}"
+        )
+    return _with_others_hint("\n".join(parts), alive, data_dir)
+
+
+def _with_others_hint(
+    message: str, started: dict[str, tuple[subprocess.Popen[bytes], int]], data_dir: Path
+) -> str:
+    if not started:
+        return message
+    return (
+        f"{message}\n(started and still running: {', '.join(started)}; stop them with: "
+        f"raftkv cluster down --data-dir {data_dir})"
     )
 
 
@@ -221,19 +278,14 @@ def _wait_for_leader(
     states: dict[str, str] = {}
     exited: set[str] = set()
     while True:
-        for node_id, (proc, offset) in started.items():
+        for node_id, (proc, _) in started.items():
             code = proc.poll()
             if code == 0 and node_id not in exited:
                 # A node removed from the cluster shuts itself down (status 0).
                 exited.add(node_id)
                 print(f"{node_id} exited (removed from the cluster?); see its node.log", file=err)
             elif code is not None and code != 0:
-                log = data_dir / node_id / process.LOG_FILE
-                raise ClusterError(
-                    f"node {node_id} exited with code {code} during startup; the end of {log}:\n"
-                    f"{process.log_tail(log, offset)}\n"
-                    f"(other nodes may still run: raftkv cluster down --data-dir {data_dir})"
-                )
+                raise ClusterError(_startup_failures(data_dir, started))
         leader: tuple[str, int] | None = None
         for node in topo.nodes:
             if node.id in exited:

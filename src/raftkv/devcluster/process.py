@@ -18,6 +18,7 @@ from pathlib import Path
 
 from raftkv.devcluster.topology import NodeSpec, Topology
 from raftkv.errors import BadRequest
+from raftkv.storage import fsutil
 
 PID_FILE = "node.pid"
 LOG_FILE = "node.log"
@@ -53,19 +54,29 @@ def serve_command(data_dir: Path, topo: Topology, node: NodeSpec) -> list[str]:
         cmd.append("--allow-fault-injection")
     if topo.snapshot_entries is not None:
         cmd += ["--snapshot-entries", str(topo.snapshot_entries)]
+    if topo.wal_segment_mb is not None:
+        cmd += ["--wal-segment-mb", str(topo.wal_segment_mb)]
     return cmd
 
 
 def spawn(data_dir: Path, topo: Topology, node: NodeSpec) -> tuple[subprocess.Popen[bytes], int]:
-    """Start one node detached (own session, output to its node.log); (process, log offset)."""
+    """Start one node detached (own session, output to its node.log); (process, log offset).
+    DiskError naming the node and the file if its node.log or node.pid cannot be written (no
+    process is left running then)."""
     ndir = node_dir(data_dir, node)
-    ndir.mkdir(parents=True, exist_ok=True)
     log_path = ndir / LOG_FILE
-    with log_path.open("ab") as log:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        ndir.mkdir(parents=True, exist_ok=True)
+        log = log_path.open("ab", buffering=0)
+    except OSError as e:
+        raise fsutil.write_error(f"node {node.id}", log_path, e) from e
+    with log:
         offset = log.tell()
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        log.write(f"=== raftkv cluster up: starting {node.id} at {stamp} ===\n".encode())
-        log.flush()
+        try:
+            log.write(f"=== raftkv cluster up: starting {node.id} at {stamp} ===\n".encode())
+        except OSError as e:
+            raise fsutil.write_error(f"node {node.id}", log_path, e) from e
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         proc = subprocess.Popen(
             serve_command(data_dir, topo, node),
@@ -76,14 +87,17 @@ def spawn(data_dir: Path, topo: Topology, node: NodeSpec) -> tuple[subprocess.Po
             close_fds=True,
             env=env,
         )
-    write_pid(ndir, proc.pid)
+    try:
+        write_pid(ndir, proc.pid)
+    except OSError as e:
+        proc.kill()  # untracked, it could not be stopped by `cluster down`
+        proc.wait()
+        raise fsutil.write_error(f"node {node.id}", ndir / PID_FILE, e) from e
     return proc, offset
 
 
 def write_pid(ndir: Path, pid: int) -> None:
-    tmp = ndir / (PID_FILE + ".tmp")
-    tmp.write_text(f"{pid}\n")
-    tmp.replace(ndir / PID_FILE)
+    fsutil.atomic_write(ndir / PID_FILE, f"{pid}\n".encode())
 
 
 def read_pid(ndir: Path) -> int | None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from raftkv.errors import BadRequest
+from raftkv.storage import fsutil
 
 HOST = "127.0.0.1"
 DEFAULT_BASE_PORT = 7001
@@ -55,6 +55,7 @@ class Topology:
     allow_fault_injection: bool = False
     snapshot_entries: int | None = None  # passed to every node as --snapshot-entries
     retired: tuple[str, ...] = ()  # ids removed by `cluster remove`: never used again
+    wal_segment_mb: int | None = None  # passed to every node as --wal-segment-mb
 
     @classmethod
     def create(cls, nodes: int, base_port: int, allow_fault_injection: bool) -> Topology:
@@ -108,6 +109,7 @@ class Topology:
             "base_port": self.base_port,
             "allow_fault_injection": self.allow_fault_injection,
             "snapshot_entries": self.snapshot_entries,
+            "wal_segment_mb": self.wal_segment_mb,
             "retired": list(self.retired),
             "nodes": [
                 {
@@ -143,6 +145,7 @@ class Topology:
                 bool(doc.get("allow_fault_injection", False)),
                 None if doc.get("snapshot_entries") is None else int(doc["snapshot_entries"]),
                 tuple(str(i) for i in doc.get("retired", ())),
+                None if doc.get("wal_segment_mb") is None else int(doc["wal_segment_mb"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise BadRequest(f"{where} is not a valid cluster file ({e!r})") from None
@@ -169,12 +172,12 @@ def load_topology(data_dir: Path) -> Topology | None:
 
 
 def save_topology(data_dir: Path, topo: Topology) -> None:
-    """Write cluster.json atomically (tmp + fsync + rename): never a half-written file."""
+    """Write cluster.json atomically (never a half-written file), unless it already says so."""
     path = topology_path(data_dir)
-    tmp = path.with_suffix(".json.tmp")
-    with tmp.open("w") as f:
-        json.dump(topo.to_json(), f, indent=2)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    text = json.dumps(topo.to_json(), indent=2) + "\n"
+    try:
+        if path.exists() and path.read_text() == text:
+            return  # a restart on a full disk must not fail for want of a rewrite
+        fsutil.atomic_write(path, text.encode())
+    except OSError as e:
+        raise fsutil.write_error("dev cluster", path, e) from e

@@ -50,7 +50,6 @@ class SnapshotSchedule:
         self.entries = 0  # entries applied since the last snapshot
         self.log_bytes = 0  # their data, in bytes
         self.snapshot_bytes = 0  # size of the last snapshot (0: none yet)
-        self.retry_after = 0  # after a failed snapshot: entries to wait before the next try
         self._redraw()
 
     def _redraw(self) -> None:
@@ -62,7 +61,7 @@ class SnapshotSchedule:
 
     def due(self) -> bool:
         p = self.policy
-        if not p.enabled or self.entries < self.retry_after:
+        if not p.enabled:
             return False
         long_enough = self.entries >= p.entries * self._stretch or (
             p.bytes > 0 and self.log_bytes >= p.bytes * self._stretch
@@ -77,10 +76,5 @@ class SnapshotSchedule:
         """A snapshot of the given size now covers the entries counted up to mark()."""
         self.entries -= covered[0]
         self.log_bytes -= covered[1]
-        self.retry_after = 0
         self.snapshot_bytes = size
         self._redraw()
-
-    def failed(self) -> None:
-        """Try again after another half of the entry threshold (at least one entry)."""
-        self.retry_after = self.entries + max(1, self.policy.entries // 2)

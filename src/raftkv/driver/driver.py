@@ -19,6 +19,13 @@ A write succeeded iff the entry applied at its proposal's index carries the prop
 another term there means it definitely failed; no answer before the caller's deadline means
 its outcome is unknown. A disk error stops the driver for good (fail-stop: a failed sync is
 never retried on the same data): every pending request fails and `failed` says why.
+
+Disk full: what this node could not persist never enters the core, since once the core holds
+entries they must be persisted. A leader refuses proposals with DiskFull (HTTP 507, NOT
+applied); any node drops AppendEntries carrying entries, and InstallSnapshot, that it has no
+room for, unacknowledged: to Raft a lost message, sent again, and taken once space is freed.
+A snapshot of our own that cannot be written changes nothing: the log is kept and the
+snapshot retried after a backoff (in ticks: SNAPSHOT_RETRY_TICKS, doubling).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from raftkv.core.membership import ConfChange, ConfEntry, decode_conf_entry
-from raftkv.core.messages import Message
+from raftkv.core.messages import AppendEntries, InstallSnapshot, Message
 from raftkv.core.raft import RaftNode
 from raftkv.core.ready import Persist, Ready, Stable
 from raftkv.core.types import Entry, EntryKind, HardState, NodeId, Role, Snapshot
@@ -39,7 +46,6 @@ from raftkv.driver.ports import (
     LogStore,
     Observer,
     Scheduler,
-    SnapshotStore,
     StateMachine,
     Transport,
     Waiter,
@@ -47,6 +53,7 @@ from raftkv.driver.ports import (
 from raftkv.errors import (
     CallerError,
     DiskError,
+    DiskFull,
     NodeStopped,
     NoQuorum,
     NotLeader,
@@ -55,6 +62,10 @@ from raftkv.errors import (
 )
 
 R = TypeVar("R")
+
+# After a snapshot could not be written: ticks to wait before the next try, doubling up to
+# the maximum (1 s to 60 s with the default 50 ms tick).
+SNAPSHOT_RETRY_TICKS = (20, 1200)
 
 
 @dataclass(slots=True)
@@ -97,7 +108,6 @@ class NodeDriver(Generic[R]):
         raft: RaftNode,
         machine: StateMachine[R],
         log: LogStore,
-        snapshots: SnapshotStore,
         transport: Transport,
         scheduler: Scheduler,
         observer: Observer,
@@ -110,7 +120,6 @@ class NodeDriver(Generic[R]):
         self.id: NodeId = raft.id
         self.machine = machine
         self._log = log
-        self._snapshots = snapshots
         self._transport = transport
         self._scheduler = scheduler
         self._observer = observer
@@ -130,6 +139,10 @@ class NodeDriver(Generic[R]):
         self._transfers: list[tuple[NodeId, Waiter[NodeId]]] = []
         self._next_ctx = 1
         self._snapshotting = False
+        self._ticks = 0  # ticks stepped into the core so far (the driver's only clock)
+        self._retry_ticks = SNAPSHOT_RETRY_TICKS[0]
+        self._snapshot_not_before = 0  # tick before which no snapshot is tried (backoff)
+        self._cycle_room = (0, 0)  # entries and bytes admitted into this cycle's write
         self._running = False
         self._closed = False
         self.failed: BaseException | None = None  # set when a disk error (or bug) stopped us
@@ -360,7 +373,12 @@ class NodeDriver(Generic[R]):
         """Start a snapshot of the state machine when the schedule says so. The view is
         taken here (exactly the state at the applied index); encoding and writing it run
         through the scheduler's background, off the loop."""
-        if self._snapshotting or self.failed is not None or not self._schedule.due():
+        if (
+            self._snapshotting
+            or self.failed is not None
+            or self._ticks < self._snapshot_not_before
+            or not self._schedule.due()
+        ):
             return
         index = self.machine.applied_index
         term = self.raft.log.term(index)
@@ -370,27 +388,33 @@ class NodeDriver(Generic[R]):
         try:
             source = self.machine.snapshot_view()
         except Exception as e:  # the application's own snapshot code failed: keep the log
-            self._schedule.failed()
-            self._observer.snapshot_failed(index, e)
+            self._snapshot_not_written(index, e)
             return
         covered = self._schedule.mark()
         taken: list[Snapshot] = []
 
         def job() -> None:
             snap = Snapshot(index, term, source.encode(), members.voters, members.learners)
-            self._snapshots.write(snap)
+            self._log.write_snapshot_file(snap)
             taken.append(snap)
 
         def done(error: BaseException | None) -> None:
             self._snapshotting = False
-            if error is not None or not taken:
-                self._schedule.failed()
-                self._observer.snapshot_failed(index, error or RuntimeError("no snapshot"))
-                return
-            self._snapshot_written(taken[0], covered)
+            if error is not None and self._log.failed is not None:
+                self._fail(self._log.failed)  # not just this file: the storage failed
+            elif error is not None or not taken:
+                self._snapshot_not_written(index, error or RuntimeError("no snapshot"))
+            else:
+                self._snapshot_written(taken[0], covered)
 
         self._snapshotting = True
         self._scheduler.background(job, done)
+
+    def _snapshot_not_written(self, index: int, error: BaseException) -> None:
+        """Nothing changed: keep the log, serve on, and try again after a backoff."""
+        self._snapshot_not_before = self._ticks + self._retry_ticks
+        self._retry_ticks = min(2 * self._retry_ticks, SNAPSHOT_RETRY_TICKS[1])
+        self._observer.snapshot_failed(index, error)
 
     def _snapshot_written(self, snap: Snapshot, covered: tuple[int, int]) -> None:
         """Our snapshot is durable: the log may now start after it."""
@@ -407,6 +431,7 @@ class NodeDriver(Generic[R]):
             self._fail(e)
             return
         self._schedule.taken(len(snap.data), covered)
+        self._retry_ticks = SNAPSHOT_RETRY_TICKS[0]
         self._observer.snapshot_taken(snap)
 
     # --- inputs into the core ----------------------------------------------------------
@@ -416,12 +441,15 @@ class NodeDriver(Generic[R]):
         # Time first: after a stall every missed tick lands before any message or request,
         # so an expired lease or a lost quorum is noticed before serving anything.
         ticks, inputs.ticks = inputs.ticks, 0
+        self._ticks += ticks
         for _ in range(ticks):
             raft.tick()
+        self._cycle_room = (0, 0)  # this cycle's inputs become one write: their sizes add up
         if inputs.messages:
             msgs, inputs.messages = inputs.messages, []
             for msg in msgs:
-                raft.step(msg)
+                if self._admit(msg):
+                    raft.step(msg)
         if inputs.proposals:
             props, inputs.proposals = inputs.proposals, []
             self._propose([(d, w) for d, w in props if not w.done()])
@@ -460,11 +488,38 @@ class NodeDriver(Generic[R]):
                 else:
                     self._transfers.append((target, tw))
 
+    def _room_for(self, entries: int, data_bytes: int) -> None:
+        """Raise DiskFull unless this cycle's write can take that much more."""
+        total = (self._cycle_room[0] + entries, self._cycle_room[1] + data_bytes)
+        self._log.check_room(*total)
+        self._cycle_room = total
+
+    def _admit(self, msg: Message) -> bool:
+        """Step msg into the core? Not entries or a snapshot we have no room to persist."""
+        try:
+            match msg:
+                case AppendEntries(entries=entries) if entries:
+                    self._room_for(len(entries), sum(len(e.data) for e in entries))
+                case InstallSnapshot(data=data):
+                    self._log.check_snapshot_room(len(data))
+        except DiskFull as e:
+            self._observer.no_room(e, msg)
+            return False
+        return True
+
     def _propose(self, props: list[tuple[bytes, Waiter[Any]]]) -> None:
         if not props:
             return
         try:
+            if self.is_leader:  # a follower's NotLeader says more than DiskFull
+                self._room_for(len(props), sum(len(data) for data, _ in props))
             placed = self.raft.propose_many([data for data, _ in props])
+        except DiskFull as e:
+            self._observer.no_room(e, None)
+            self._observer.proposed(0, len(props))
+            for _, waiter in props:
+                waiter.set_exception(e)
+            return
         except (NotLeader, ProposalDropped) as e:
             self._observer.proposed(0, len(props))
             for _, waiter in props:

@@ -17,9 +17,20 @@ T_contra = TypeVar("T_contra", contravariant=True)
 
 
 class LogStore(Protocol):
-    """The durable Raft log (raftkv.storage.LogStorage). Called from the driver only, one
-    call at a time, except sync() which may run on another thread while nothing else runs
-    there; every method raises DiskError when the disk fails."""
+    """The durable Raft log and its snapshot files (raftkv.storage.LogStorage). Called from
+    the driver's thread, one call at a time, except write_snapshot_file() (safe on another
+    thread meanwhile). Every method raises DiskError when the disk fails (then `failed` says
+    why and nothing more is accepted), or DiskFull when there is no room for what was asked
+    (nothing was written and the storage still works)."""
+
+    @property
+    def failed(self) -> BaseException | None: ...
+
+    def check_room(self, entries: int, data_bytes: int) -> None:
+        """Raise DiskFull unless that many entries with that much data can be appended."""
+
+    def check_snapshot_room(self, nbytes: int) -> None:
+        """Raise DiskFull unless a snapshot of about nbytes can be stored."""
 
     def append(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
         """Write (not yet durably) the hard state and entries; entries replace the log from
@@ -31,9 +42,12 @@ class LogStore(Protocol):
     def install_snapshot(self, snapshot: Snapshot) -> None:
         """Durably replace the log up to snapshot.index (the leader's snapshot)."""
 
+    def write_snapshot_file(self, snapshot: Snapshot) -> None:
+        """Durably store our own snapshot's file (off the loop); the log is unchanged."""
+
     def mark_snapshot(self, snapshot: Snapshot) -> None:
-        """Our own snapshot is durable in the snapshot store: record that the log now starts
-        after it (durable on return)."""
+        """Our own snapshot's file is durable: record that the log now starts after it
+        (durable on return)."""
 
     def compact(self, index: int) -> None:
         """Delete log files holding nothing after the snapshot at index."""
@@ -44,11 +58,6 @@ class SnapshotSource(Protocol):
     another thread, or later in simulated time) while the machine keeps applying."""
 
     def encode(self) -> bytes: ...
-
-
-class SnapshotStore(Protocol):
-    def write(self, snapshot: Snapshot) -> object:
-        """Durably store a snapshot file (safe to call off the loop)."""
 
 
 class StateMachine(Protocol[R_co]):
@@ -116,3 +125,7 @@ class Observer(Protocol):
     def snapshot_taken(self, snapshot: Snapshot) -> None: ...
 
     def snapshot_failed(self, index: int, error: BaseException) -> None: ...
+
+    def no_room(self, error: BaseException, dropped: Message | None) -> None:
+        """The disk is full: proposals were refused (dropped None) or a message carrying
+        entries or a snapshot was dropped unacknowledged (the leader sends it again)."""

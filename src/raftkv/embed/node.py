@@ -67,9 +67,8 @@ from raftkv.runtime.events import EventHub
 from raftkv.runtime.faults import NetFaults
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.node import Inbox, NodeStopped, RaftRuntime
-from raftkv.runtime.settings import PeerAddress
+from raftkv.runtime.settings import PeerAddress, open_storage
 from raftkv.runtime.transport import PeerTransport
-from raftkv.storage import LogStorage
 
 log = logging.getLogger("raftkv.embed")
 
@@ -208,7 +207,7 @@ class Node(Generic[M]):
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         s, opts = self.settings, self.options
         await asyncio.to_thread(check_identity, s)
-        storage, rec = await asyncio.to_thread(LogStorage.open, s.storage_dir, sync=s.fsync)
+        storage, rec = await asyncio.to_thread(open_storage, s)
         stack.callback(storage.close)
         if rec.torn_tail:
             log.warning("%s: %s", self.id, rec.torn_tail)

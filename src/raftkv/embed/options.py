@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +10,14 @@ from urllib.parse import urlsplit
 
 from raftkv.errors import BadRequest, DiskError
 from raftkv.kv.sessions import SessionLimits
-from raftkv.runtime.settings import NodeSettings, PeerAddress, parse_peers
+from raftkv.runtime.settings import (
+    DEFAULT_WAL_SEGMENT_MB,
+    NodeSettings,
+    PeerAddress,
+    check_wal_segment_mb,
+    parse_peers,
+)
+from raftkv.storage import fsutil
 
 IDENTITY_FILE = "identity.json"
 MACHINE_KIND = "embedded"
@@ -32,6 +38,7 @@ class NodeOptions:
     # compact) and they hold snapshot_log_ratio times that snapshot's size (0: by count only).
     snapshot_every: int = 10_000
     snapshot_log_ratio: float = 1.0
+    wal_segment_mb: int = DEFAULT_WAL_SEGMENT_MB  # reserved whole on disk: less on small volumes
     sessions: SessionLimits = field(default_factory=SessionLimits)
     peer_queue_size: int = 4096
 
@@ -40,6 +47,7 @@ class NodeOptions:
             raise BadRequest("apply_timeout_s and attempt_timeout_s must be > 0")
         if self.snapshot_every < 0 or self.snapshot_log_ratio < 0:
             raise BadRequest("snapshot_every and snapshot_log_ratio must be >= 0")
+        check_wal_segment_mb(self.wal_segment_mb)
         s = self.sessions
         if min(s.max_sessions, s.ttl_entries, s.max_results) < 1:
             raise BadRequest("session limits must be >= 1")
@@ -79,6 +87,7 @@ def build_settings(
         request_timeout_s=options.attempt_timeout_s,
         peer_queue_size=options.peer_queue_size,
         fsync=options.fsync,
+        wal_segment_mb=options.wal_segment_mb,
     )
 
 
@@ -91,7 +100,7 @@ def check_identity(settings: NodeSettings) -> None:
         try:
             found = json.loads(path.read_text())
         except (OSError, ValueError) as e:
-            raise DiskError(f"cannot read {path}: {e}") from e
+            raise DiskError(f"node {settings.node_id}: cannot read {path}: {e}", str(path)) from e
         if found != mine:
             raise BadRequest(
                 f"{settings.data_dir} belongs to {found.get('kind', 'a KV server')} node "
@@ -99,10 +108,8 @@ def check_identity(settings: NodeSettings) -> None:
                 f"embedded node {settings.node_id!r} of cluster {settings.cluster_id!r}"
             )
         return
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(json.dumps(mine) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fsutil.atomic_write(path, (json.dumps(mine) + "\n").encode())
+    except OSError as e:
+        raise fsutil.write_error(f"node {settings.node_id}", path, e) from e

@@ -16,7 +16,6 @@ restarted node (also one that joined later) knows its peers before it hears from
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 from raftkv.core.membership import Membership
 from raftkv.errors import BadRequest, DiskError
 from raftkv.runtime.settings import PeerAddress, parse_hostport
+from raftkv.storage import fsutil
 
 MEMBERS_FILE = "members.json"
 FORMAT_VERSION = 1
@@ -169,16 +169,11 @@ class AddressBook:
         """Write members.json atomically (tmp + fsync + rename). DiskError on failure."""
         if self._path is None:
             return
-        tmp = self._path.with_name(self._path.name + ".tmp")
+        text = json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n"
         try:
-            with open(tmp, "w") as f:
-                json.dump(self.to_json(), f, indent=2, sort_keys=True)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self._path)
+            fsutil.atomic_write(self._path, text.encode())
         except OSError as e:
-            raise DiskError(f"cannot write {self._path}: {e}") from e
+            raise fsutil.write_error(f"node {self.self_id}", self._path, e) from e
 
     @classmethod
     def load(cls, self_id: str, path: Path) -> AddressBook | None:
@@ -188,16 +183,21 @@ class AddressBook:
         except FileNotFoundError:
             return None
         except OSError as e:
-            raise DiskError(f"cannot read {path}: {e}") from e
+            raise DiskError(f"node {self_id}: cannot read {path}: {e}", str(path)) from e
         try:
             doc = json.loads(text)
             if doc["version"] != FORMAT_VERSION:
-                raise DiskError(f"{path}: unsupported format version {doc['version']}")
+                raise DiskError(
+                    f"node {self_id}: {path}: unsupported format version {doc['version']}",
+                    str(path),
+                )
             peers = {str(p): decode_address(a, f"{path} peer {p}") for p, a in doc["peers"].items()}
             boot = doc["bootstrap"]
             bootstrap = Membership.of(
                 tuple(map(str, boot["voters"])), tuple(map(str, boot["learners"]))
             )
         except (ValueError, KeyError, TypeError, AttributeError, BadRequest) as e:
-            raise DiskError(f"{path} is not a valid members file ({e})") from None
+            raise DiskError(
+                f"node {self_id}: {path} is not a valid members file ({e})", str(path)
+            ) from None
         return cls(self_id, peers, path=path, bootstrap=bootstrap)

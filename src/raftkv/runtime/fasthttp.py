@@ -10,9 +10,10 @@ arriving at the leader; the answer is byte for byte the one HttpApi gives (same 
 body, X-Raftkv-* headers), computed with the same helpers. Anything else (another route or
 method, a query it does not know, percent-encoding, chunked bodies, Expect, HTTP/1.0, a key or
 value over a limit, a follower that must forward, a leader that lost leadership before the
-proposal was appended) is handed, untouched, to aiohttp's RequestHandler, which then owns the
-connection for good: the transport is switched over and the bytes received so far are replayed
-to it. So every error path and every other feature stays aiohttp's.
+proposal was appended, a connection that admission.py does not admit) is handed, untouched,
+to aiohttp's RequestHandler, which then owns the connection for good: the transport is
+switched over and the bytes received so far are replayed to it. So every error path and
+every other feature stays aiohttp's.
 
 Why: aiohttp's per-request machinery (Request objects, routing, middleware, a task per request)
 costs more CPU than the whole Raft round of a write; on a 2-core machine shared with the load
@@ -46,7 +47,9 @@ from aiohttp import web
 from raftkv.errors import NotLeader, RaftkvError
 from raftkv.kv.commands import Put, encode_command
 from raftkv.kv.results import Result, Status
-from raftkv.runtime.conn_guard import ConnectionGuard
+from raftkv.runtime.admission import Route, admit
+from raftkv.runtime.conn_guard import ConnectionGuard, guarded
+from raftkv.runtime.forward import HOP_HEADER, PEER_KEY_HEADER
 from raftkv.runtime.http_api import (
     HttpApi,
     result_response,
@@ -75,6 +78,8 @@ _PATH_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.
 # RFC 9110 token characters: anything else in a header name is aiohttp's to refuse.
 _TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SESSION_HEADERS = (b"x-raftkv-client", b"x-raftkv-seq", b"x-raftkv-ack")
+_HOP_HEADER = HOP_HEADER.lower().encode()
+_PEER_KEY_HEADER = PEER_KEY_HEADER.lower().encode()
 _REFUSED_HEADERS = frozenset((b"transfer-encoding", b"expect", b"upgrade"))
 _REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
 
@@ -86,7 +91,18 @@ class _Fallback(Exception):
 
 
 class _Request:
-    __slots__ = ("authorization", "body", "close", "consistency", "end", "key", "method", "session")
+    __slots__ = (
+        "authorization",
+        "body",
+        "close",
+        "consistency",
+        "end",
+        "hop",
+        "key",
+        "method",
+        "peer_key",
+        "session",
+    )
 
     def __init__(self) -> None:
         self.method = b""
@@ -97,6 +113,8 @@ class _Request:
         self.close = False
         self.end = 0  # bytes of the buffer this request occupies
         self.authorization: str | None = None  # the Authorization header (auth: http_auth.py)
+        self.hop: str | None = None  # X-Raftkv-Forwarded-By: a peer forwarded it
+        self.peer_key: str | None = None  # X-Raftkv-Peer-Key (admission.py)
 
 
 def parse_request(buf: bytearray, max_body: int) -> _Request | None:
@@ -168,6 +186,14 @@ def parse_request(buf: bytearray, max_body: int) -> _Request | None:
                 raise _Fallback from None
         elif name == b"x-raftkv-identity":
             raise _Fallback  # a forwarded identity: aiohttp checks who forwarded it
+        elif name == _HOP_HEADER:
+            if req.hop is not None:
+                raise _Fallback
+            req.hop = _ascii(value)
+        elif name == _PEER_KEY_HEADER:
+            if req.peer_key is not None:
+                raise _Fallback
+            req.peer_key = _ascii(value)
         elif name in _SESSION_HEADERS:
             k = _SESSION_HEADERS.index(name)
             if session[k] is not None:
@@ -193,6 +219,13 @@ def parse_request(buf: bytearray, max_body: int) -> _Request | None:
         raise _Fallback  # aiohttp answers 400 to bytes after "Connection: close"
     req.body = bytes(buf[body_start : req.end])
     return req
+
+
+def _ascii(value: bytes) -> str:
+    try:
+        return value.decode("ascii")
+    except UnicodeDecodeError:
+        raise _Fallback from None
 
 
 class _Clock:
@@ -330,6 +363,9 @@ class FastProtocol(asyncio.Protocol):
     def _start(self, req: _Request) -> None:
         """Serve req or raise _Fallback (before consuming it)."""
         node, api = self._node, self._api
+        conn = guarded(self._transport)
+        if conn is not None and not admit(api.peers, conn, Route.OTHER, req.hop, req.peer_key):
+            raise _Fallback  # over the client limit: aiohttp answers 503
         if not node.is_leader:
             raise _Fallback  # aiohttp forwards to the leader
         security = self._settings.security
@@ -477,8 +513,9 @@ def _put_answer(result: Result, index: int) -> bytes:
 
 def _rebuild(req: _Request) -> bytes:
     """An equivalent request for aiohttp (only what the handlers read is kept)."""
-    names = ("X-Raftkv-Client", "X-Raftkv-Seq", "X-Raftkv-Ack")
-    headers = "".join(f"{n}: {v}\r\n" for n, v in zip(names, req.session, strict=True) if v)
+    names = ("X-Raftkv-Client", "X-Raftkv-Seq", "X-Raftkv-Ack", HOP_HEADER, PEER_KEY_HEADER)
+    values = (*req.session, req.hop, req.peer_key)
+    headers = "".join(f"{n}: {v}\r\n" for n, v in zip(names, values, strict=True) if v)
     if req.authorization is not None:
         headers += f"Authorization: {req.authorization}\r\n"
     if req.method == b"PUT":

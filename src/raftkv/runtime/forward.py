@@ -4,6 +4,11 @@ A forwarded request carries HOP_HEADER; a node that receives one but is not the 
 answers 503 no_leader instead of forwarding again, so requests never loop. The leader's
 answer is passed back as is (status, body, and the raftkv headers).
 
+The leader serves forwarded requests from a connection budget of their own, not the clients'
+(admission.py): it knows them by this node's certificate with TLS, else by HOP_HEADER naming
+a member and, with tokens on, PEER_KEY_HEADER carrying the key derived from the token table.
+A follower holds at most FORWARD_POOL connections to the leader.
+
 With authentication on, the leader does not take the follower's word blindly: a bearer token
 is passed on as is and checked again by the leader; a caller known by its client certificate
 is named in X-Raftkv-Identity, which the leader honours only because the forwarder connects
@@ -24,6 +29,8 @@ from raftkv.runtime.http_errors import error_response
 from raftkv.security.auth import FORWARDED_IDENTITY_HEADER, forwarded_value
 
 HOP_HEADER = "X-Raftkv-Forwarded-By"
+PEER_KEY_HEADER = "X-Raftkv-Peer-Key"
+FORWARD_POOL = 512  # connections a follower may hold to the leader (the leader allows as many)
 LEADER_HEADER = "X-Raftkv-Leader"
 _PASS_TO_LEADER = (
     "Content-Type",
@@ -37,17 +44,24 @@ _PASS_BACK = ("Content-Type", "Retry-After", "X-Raftkv-Revision", "X-Raftkv-Dupl
 
 class Forwarder:
     def __init__(
-        self, node_id: str, timeout_s: float, ssl_context: ssl.SSLContext | None = None
+        self,
+        node_id: str,
+        timeout_s: float,
+        ssl_context: ssl.SSLContext | None = None,
+        peer_key: str | None = None,
     ) -> None:
         self._node_id = node_id
         self._timeout = timeout_s
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        self._peer_key = peer_key
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = client_session(
-                connector=aiohttp.TCPConnector(limit=512, keepalive_timeout=30, ssl=self._ssl),
+                connector=aiohttp.TCPConnector(
+                    limit=FORWARD_POOL, keepalive_timeout=30, ssl=self._ssl
+                ),
                 auto_decompress=False,
             )
         return self._session
@@ -62,6 +76,8 @@ class Forwarder:
     ) -> web.Response:
         headers = {h: v for h in _PASS_TO_LEADER if (v := request.headers.get(h)) is not None}
         headers[HOP_HEADER] = self._node_id
+        if self._peer_key is not None:
+            headers[PEER_KEY_HEADER] = self._peer_key
         identity = identity_of(request)
         if identity is not None and identity.via != "token":
             headers[FORWARDED_IDENTITY_HEADER] = forwarded_value(identity)

@@ -10,8 +10,10 @@ Routes
   POST   /v1/txn                         -> 200 (JSON in txn_json.py)
   POST   /v1/sessions                    -> 200 {"client_id", "index"}: a session, opened by
                                             the log entry at index (kv/sessions.py)
-  GET    /v1/watch?prefix=P&from_revision=R  -> SSE: "event: put|delete", "id: revision",
-         data {"type", "revision", "kv", "prev_kv"}; without from_revision only new events
+  GET    /v1/watch?prefix=P[&prefix=Q...][&from_revision=R]
+                                         -> SSE: "event: put|delete", "id: revision", data
+         {"watch", "type", "revision", "kv", "prev_kv"}; one watch per prefix on one stream
+         (watch = its position, from 0), all from revision R (without it, only new events)
   GET    /v1/events                      -> SSE of node events (docs/events.md)
   GET    /v1/status
   GET|POST /v1/members, POST /v1/members/{id}/promote, DELETE /v1/members/{id}
@@ -57,6 +59,7 @@ from raftkv.kv.model import Event
 from raftkv.kv.results import Result, Status
 from raftkv.runtime import sse
 from raftkv.runtime.addresses import AddressBook
+from raftkv.runtime.admission import PeerPolicy, admission_middleware
 from raftkv.runtime.events import EventHub
 from raftkv.runtime.faults import NetFaults
 from raftkv.runtime.forward import HOP_HEADER, Forwarder
@@ -81,6 +84,7 @@ _T = TypeVar("_T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Render = Callable[[Result, int], dict[str, Any]]
 CONSISTENCY = ("linearizable", "lease", "stale")
+MAX_WATCHES = 64  # watches (prefixes) on one stream
 
 
 class HttpApi:
@@ -108,11 +112,19 @@ class HttpApi:
         self._closing = asyncio.Event()
         self._watches: set[asyncio.Event] = set()  # wake-ups of the open watch streams
         self._id = settings.node_id
+        # Who is a peer, for the connection budgets (admission.py); the fast path asks too.
+        self.peers = PeerPolicy.of(settings, lambda p: p != self._id and p in self._book.peers())
+
+    @property
+    def node_metrics(self) -> NodeMetrics:
+        return self._metrics
 
     def app(self) -> web.Application:
+        admission = admission_middleware(self.peers)  # connection budgets (admission.py)
         access = access_middleware(self._settings.security)  # 401 / 403 / 408 (http_auth.py)
         app = web.Application(
-            middlewares=[_error_middleware, access], client_max_size=2 * MAX_COMMAND_SIZE
+            middlewares=[admission, _error_middleware, access],
+            client_max_size=2 * MAX_COMMAND_SIZE,
         )
         r = app.router
         r.add_put("/v1/kv/{key:.+}", self.put_kv)
@@ -210,55 +222,66 @@ class HttpApi:
     # --- watch and events (SSE) ----------------------------------------------------------
 
     async def watch(self, request: web.Request) -> web.StreamResponse:
-        prefix = request.query.get("prefix", "")
-        validate_prefix(prefix)
+        prefixes = request.query.getall("prefix", [""])
+        if len(prefixes) > MAX_WATCHES:
+            raise BadRequest(f"at most {MAX_WATCHES} watches (prefix=) on one stream")
+        for prefix in prefixes:
+            validate_prefix(prefix)
+        if len(request.query.getall("from_revision", [])) > 1:
+            raise BadRequest("from_revision is given once, for every watch of the stream")
         kv = self._node.kv
         start = _int_param(request, "from_revision", minimum=1)
         next_rev = kv.revision + 1 if start is None else start
-        kv.events_since(next_rev, prefix)  # raises Compacted (410) before the stream starts
-        resp = await sse.open_stream(request)
+        if next_rev < kv.first_event_revision:  # 410 before the stream starts
+            raise Compacted(next_rev, kv.first_event_revision)
+        stream = await sse.open_stream(request, self._settings.security.idle_timeout_s)
         with self._node.watcher() as wake:
             self._watches.add(wake)
             try:
-                await self._stream_watch(resp, wake, prefix, next_rev)
+                await self._stream_watch(stream, wake, prefixes, next_rev)
             except (ConnectionError, OSError):
                 pass  # the client went away
             finally:
                 self._watches.discard(wake)
-        return resp
+        return stream.resp
 
     async def _stream_watch(
-        self, resp: web.StreamResponse, wake: asyncio.Event, prefix: str, next_rev: int
+        self, stream: sse.Stream, wake: asyncio.Event, prefixes: list[str], next_rev: int
     ) -> None:
-        """Send every event from next_rev on; invariant: all events < next_rev were sent."""
+        """Send every event from next_rev on, once per watch (prefix) it matches, in revision
+        order, then watch order. Invariant: all events < next_rev were sent."""
         kv = self._node.kv
+        common = _common_prefix(prefixes)  # narrows the history scan
         while not self._closing.is_set() and self._node.running:
             wake.clear()  # before reading, so no change can slip between read and wait
             seen = kv.revision  # read together with the events (no await in between)
             try:
-                events = kv.events_since(next_rev, prefix)
+                events = kv.events_since(next_rev, common)
             except Compacted as e:  # the history moved on while we were behind
                 err = {"error": "compacted", "message": str(e)}
-                await sse.send(resp, json.dumps(err), event="error")
+                await stream.send(json.dumps(err), event="error")
                 return
             for ev in events:
-                await sse.send(resp, _event_json(ev), event=ev.type.value, id=ev.revision)
+                for watch, prefix in enumerate(prefixes):
+                    if ev.kv.key.startswith(prefix):
+                        data = _event_json(ev, watch)
+                        await stream.send(data, event=ev.type.value, id=ev.revision)
             next_rev = max(next_rev, seen + 1)
             try:
                 await asyncio.wait_for(wake.wait(), sse.KEEPALIVE_S)
             except TimeoutError:
-                await sse.keepalive(resp)
+                await stream.keepalive()
 
     async def events(self, request: web.Request) -> web.StreamResponse:
-        resp = await sse.open_stream(request)
+        stream = await sse.open_stream(request, self._settings.security.idle_timeout_s)
         try:
             with self._hub.subscribe() as sub:
-                await sse.send(resp, self._hub.encode("state", self._node.state_fields()))
+                await stream.send(self._hub.encode("state", self._node.state_fields()))
                 while not self._closing.is_set():
                     try:
                         item = await asyncio.wait_for(sub.queue.get(), sse.KEEPALIVE_S)
                     except TimeoutError:
-                        await sse.keepalive(resp)
+                        await stream.keepalive()
                         continue
                     chunk: list[str] = []
                     while item is not None:
@@ -267,12 +290,12 @@ class HttpApi:
                             break
                         item = sub.queue.get_nowait()
                     if chunk:
-                        await resp.write("".join(chunk).encode())
+                        await stream.write("".join(chunk).encode())
                     if item is None:
                         break
         except (ConnectionError, OSError):
             pass
-        return resp
+        return stream.resp
 
     # --- cluster ------------------------------------------------------------------------
 
@@ -285,6 +308,7 @@ class HttpApi:
         members = []
         membership = node.raft.membership
         for mid in membership.members:
+            link = None  # this node's outbound peer link to mid (none to itself)
             if mid == st.id:
                 role = st.role.value if mid in membership.voters else "learner"
                 match: int | None = node.raft.log.stable
@@ -296,7 +320,17 @@ class HttpApi:
                 peer = st.peers.get(mid)
                 match = peer.match if peer is not None else None
                 reachable = self._reachable(mid)
-            members.append({"id": mid, "role": role, "match_index": match, "reachable": reachable})
+                state = self._transport.link_state(mid)
+                link = None if state is None else state.as_json()
+            members.append(
+                {
+                    "id": mid,
+                    "role": role,
+                    "match_index": match,
+                    "reachable": reachable,
+                    "link": link,
+                }
+            )
         return {
             "id": st.id,
             "role": st.role.value,
@@ -540,14 +574,23 @@ def revision_json(result: Result, index: int) -> dict[str, Any]:
     return {"revision": result.revision, "index": index}
 
 
-def _event_json(ev: Event) -> str:
+def _event_json(ev: Event, watch: int) -> str:
     doc = {
+        "watch": watch,
         "type": ev.type.value,
         "revision": ev.revision,
         "kv": kv_json(ev.kv),
         "prev_kv": None if ev.prev is None else kv_json(ev.prev),
     }
     return json.dumps(doc, separators=(",", ":"))
+
+
+def _common_prefix(texts: list[str]) -> str:
+    low, high = min(texts), max(texts)  # every text lies between them, so shares their prefix
+    n = 0
+    while n < len(low) and low[n] == high[n]:
+        n += 1
+    return low[:n]
 
 
 def _int_param(request: web.Request, name: str, *, minimum: int) -> int | None:

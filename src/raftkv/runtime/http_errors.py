@@ -18,9 +18,12 @@
 | 503    | no_quorum         | the leader could not confirm a read with a quorum               |
 | 503    | unavailable       | the node is shutting down                                       |
 | 503    | disk_error        | this node's disk failed; it stopped                              |
+| 503    | too_many_connections | over --max-connections (client connections; admission.py)    |
+| 503    | too_many_streams  | over --max-streams (SSE streams: watches, event streams)        |
 | 504    | timeout           | no answer in time: a write's outcome is unknown                 |
+| 507    | insufficient_storage | the leader's disk has no room for the write (NOT applied)   |
 
-503 answers that a retry may fix carry Retry-After (seconds).
+503 and 507 answers that a retry may fix carry Retry-After (seconds).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from aiohttp import web
 from raftkv.errors import (
     BadRequest,
     DiskError,
+    DiskFull,
     Forbidden,
     NoQuorum,
     NotLeader,
@@ -40,6 +44,8 @@ from raftkv.errors import (
     RaftkvError,
     Timeout,
     TooLarge,
+    TooManyConnections,
+    TooManyStreams,
     Unauthorized,
 )
 from raftkv.kv.history import Compacted
@@ -100,8 +106,14 @@ def from_exception(exc: RaftkvError) -> web.Response:
             return error_response(504, "timeout", msg)
         case NodeStopped():
             return error_response(503, "unavailable", msg, retry=True)
+        case DiskFull():  # before DiskError, its base: the node keeps running
+            return error_response(507, "insufficient_storage", msg, retry=True)
         case DiskError():
             return error_response(503, "disk_error", msg)
+        case TooManyConnections():
+            return error_response(503, "too_many_connections", msg, retry=True)
+        case TooManyStreams():
+            return error_response(503, "too_many_streams", msg, retry=True)
     return error_response(500, "internal", msg)
 
 

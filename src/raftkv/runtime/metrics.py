@@ -6,12 +6,15 @@ nothing for them; counters and histograms are updated where things happen.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from raftkv.core.messages import MESSAGE_TYPES
 from raftkv.core.types import Role
+from raftkv.storage import StorageStats
 
 _LATENCY_BUCKETS = (
     0.0001,
@@ -97,9 +100,39 @@ class NodeMetrics:
             ["type"],
             registry=r,
         )
+        self.link_up = Gauge(
+            "raftkv_peer_link_up",
+            "1 while the outbound link to the peer is connected and handshaken, else 0",
+            ["peer"],
+            registry=r,
+        )
+        self.link_failures = Counter(
+            "raftkv_peer_link_failures",
+            "Failures of the outbound link to the peer: failed dials, lost connections, "
+            "restarts of its task",
+            ["peer"],
+            registry=r,
+        )
+        self.http_connections = Gauge(
+            "raftkv_http_connections",
+            "HTTP connections now, by budget: client, stream (SSE), peer (forwarded requests), "
+            "overflow (over the client limit, awaiting their first request)",
+            ["budget"],
+            registry=r,
+        )
         self.sent = {t: sent.labels(t) for t in _TYPES}
         self.received = {t: received.labels(t) for t in _TYPES}
         self.dropped = {t: dropped.labels(t) for t in _TYPES}
+
+    def bind_link(self, peer: str, up: Callable[[], float]) -> None:
+        """The link gauge of peer reads up() at scrape time; its failure counter shows 0."""
+        self.link_up.labels(peer).set_function(up)
+        self.link_failures.labels(peer)
+
+    def forget_link(self, peer: str) -> None:
+        """peer left the configuration: drop its link series."""
+        self.link_up.remove(peer)
+        self.link_failures.remove(peer)
 
     def bind_state(
         self,
@@ -128,5 +161,26 @@ class NodeMetrics:
         for r in Role:
             self.role.labels(r.value).set_function(lambda r=r: float(role() is r))  # type: ignore[misc]
 
+    def bind_storage(self, stats: StorageStats) -> None:
+        """Export the storage's disk trouble counters (read at scrape time)."""
+        self.registry.register(_StorageCollector(stats))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _StorageCollector(Collector):
+    """Counters kept by the storage itself (StorageStats), exported as they are."""
+
+    _EXPORTED = (
+        ("snapshot_failures", "Snapshot files that could not be written (the log is kept)"),
+        ("allocation_failures", "WAL segment space that could not be reserved (disk full)"),
+        ("room_refusals", "Writes refused (507) and appends dropped for lack of disk space"),
+    )
+
+    def __init__(self, stats: StorageStats) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        for name, doc in self._EXPORTED:
+            yield CounterMetricFamily(f"raftkv_storage_{name}", doc, getattr(self._stats, name))

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Iterator, Sequence
-from time import perf_counter
+from time import monotonic, perf_counter
 from typing import Any, Generic, Protocol
 
 from typing_extensions import TypeVar as DefaultTypeVar
@@ -38,6 +38,7 @@ from raftkv.storage import LogStorage
 log = logging.getLogger("raftkv.node")
 
 LOG_TAIL = 20  # entries shown in "state" events
+NO_ROOM_LOG_INTERVAL_S = 10.0  # at most one warning this often about a full disk
 
 __all__ = ["Inbox", "NodeHooks", "NodeStopped", "RaftRuntime"]
 
@@ -147,7 +148,6 @@ class RaftRuntime(Generic[M, R]):
             raft,
             machine,
             storage,
-            storage.snapshots,
             self,
             _Scheduler(metrics, inbox.wake),
             self,
@@ -181,6 +181,8 @@ class RaftRuntime(Generic[M, R]):
             voters=lambda: len(raft.voters),
             learners=lambda: len(raft.learners),
         )
+        metrics.bind_storage(storage.stats)
+        self._no_room_logged = -NO_ROOM_LOG_INTERVAL_S
 
     # --- read-only views (safe at any await point) -------------------------------------
 
@@ -410,12 +412,29 @@ class RaftRuntime(Generic[M, R]):
 
     def snapshot_failed(self, index: int, error: BaseException) -> None:
         self._metrics.snapshots_failed.inc()
-        log.error(
-            "%s: snapshot at index %d failed (%s); the log is kept and a snapshot is retried later",
+        log.warning(
+            "%s: snapshot at index %d not written, the node keeps its log and serves on (the "
+            "snapshot is tried again after a backoff): %s",
             self.id,
             index,
             error,
         )
+
+    def no_room(self, error: BaseException, dropped: Message | None) -> None:
+        now = monotonic()
+        if now - self._no_room_logged < NO_ROOM_LOG_INTERVAL_S:
+            return
+        self._no_room_logged = now
+        if dropped is None:
+            log.warning("%s: refusing writes until space is freed: %s", self.id, error)
+        else:
+            log.warning(
+                "%s: dropping %s from %s unacknowledged until space is freed: %s",
+                self.id,
+                type(dropped).__name__,
+                dropped.src,
+                error,
+            )
 
     # --- the event stream ---------------------------------------------------------------
 

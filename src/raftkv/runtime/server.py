@@ -28,6 +28,7 @@ from raftkv.core.config import Config
 from raftkv.core.raft import RaftNode
 from raftkv.errors import BadRequest, DiskError, RaftkvError
 from raftkv.runtime.addresses import MEMBERS_FILE, AddressBook
+from raftkv.runtime.admission import forward_key
 from raftkv.runtime.clock import TickClock
 from raftkv.runtime.events import EventHub
 from raftkv.runtime.faults import NetFaults
@@ -37,9 +38,9 @@ from raftkv.runtime.http_site import forwarder_ssl, make_site, url_scheme
 from raftkv.runtime.kvhooks import ServerHooks, ServerStore
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.node import Inbox, RaftRuntime
-from raftkv.runtime.settings import NodeSettings
+from raftkv.runtime.settings import NodeSettings, open_storage
 from raftkv.runtime.transport import PeerTransport
-from raftkv.storage import LogStorage, Recovered
+from raftkv.storage import Recovered, fsutil
 
 log = logging.getLogger("raftkv.server")
 
@@ -70,9 +71,7 @@ class NodeServer:
         self = cls(settings)
         sid = settings.node_id
         await asyncio.to_thread(_check_identity, settings)
-        storage, recovered = await asyncio.to_thread(
-            LogStorage.open, settings.storage_dir, sync=settings.fsync
-        )
+        storage, recovered = await asyncio.to_thread(open_storage, settings)
         stack.callback(storage.close)
         if recovered.torn_tail:
             log.warning("%s: %s", sid, recovered.torn_tail)
@@ -98,7 +97,9 @@ class NodeServer:
             policy=settings.snapshot_policy,
         )
         self.node = node
-        forwarder = Forwarder(sid, settings.request_timeout_s + 1.0, forwarder_ssl(settings))
+        forwarder = Forwarder(
+            sid, settings.request_timeout_s + 1.0, forwarder_ssl(settings), forward_key(settings)
+        )
         stack.push_async_callback(forwarder.close)
         api = HttpApi(settings, node, transport, faults, hub, metrics, forwarder, book=book)
         runner = web.AppRunner(
@@ -294,7 +295,7 @@ def _check_identity(settings: NodeSettings) -> None:
         try:
             found = json.loads(path.read_text())
         except (OSError, ValueError) as e:
-            raise DiskError(f"cannot read {path}: {e}") from e
+            raise DiskError(f"node {settings.node_id}: cannot read {path}: {e}", str(path)) from e
         if found != mine:
             raise BadRequest(
                 f"{settings.data_dir} holds node {found.get('node_id')!r} of cluster "
@@ -302,8 +303,7 @@ def _check_identity(settings: NodeSettings) -> None:
                 f"{settings.cluster_id!r}"
             )
         return
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, json.dumps(mine) + "\n")
+    _write_file(settings, path, json.dumps(mine) + "\n")
 
 
 def _write_ready_file(path: Path, settings: NodeSettings, server: NodeServer) -> None:
@@ -313,16 +313,16 @@ def _write_ready_file(path: Path, settings: NodeSettings, server: NodeServer) ->
         "http": f"{url_scheme(settings)}://{settings.http[0]}:{server.http_port}",
         "raft": f"{settings.listen[0]}:{server.raft_port}",
     }
-    _atomic_write(path, json.dumps(doc) + "\n")
+    _write_file(settings, path, json.dumps(doc) + "\n")
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def _write_file(settings: NodeSettings, path: Path, text: str) -> None:
+    """Write path atomically (creating its directory); DiskError names the node and file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fsutil.atomic_write(path, text.encode())
+    except OSError as e:
+        raise fsutil.write_error(f"node {settings.node_id}", path, e) from e
 
 
 async def _ticker(inbox: Inbox, period: float) -> None:

@@ -15,9 +15,13 @@ from raftkv.driver.compaction import SnapshotPolicy
 from raftkv.errors import BadRequest
 from raftkv.kv.limits import MAX_KEY_SIZE, MAX_VALUE_SIZE
 from raftkv.security.config import SecurityConfig
+from raftkv.storage import DEFAULT_SEGMENT_BYTES, LogStorage, Recovered
 from raftkv.wire import DEFAULT_MAX_FRAME_SIZE
 
 HostPort = tuple[str, int]
+DEFAULT_WAL_SEGMENT_MB = DEFAULT_SEGMENT_BYTES // (1024 * 1024)  # 64
+MIN_WAL_SEGMENT_MB = 1
+MAX_WAL_SEGMENT_MB = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +65,9 @@ class NodeSettings:
     snapshot_entries: int = 10_000
     snapshot_bytes: int = 64 * 1024 * 1024
     snapshot_log_ratio: float = 1.0
+    # WAL segment size: each segment's space is reserved (preallocated) whole, so a new node
+    # needs this much free space to start. Smaller suits small volumes (docs/storage.md).
+    wal_segment_mb: int = DEFAULT_WAL_SEGMENT_MB
     security: SecurityConfig = field(default_factory=SecurityConfig)  # TLS, auth, limits
 
     def __post_init__(self) -> None:
@@ -94,6 +101,7 @@ class NodeSettings:
         if self.peer_queue_size < 1:
             raise BadRequest("peer_queue_size must be >= 1")
         self.snapshot_policy.validate()
+        check_wal_segment_mb(self.wal_segment_mb)
 
     @property
     def snapshot_policy(self) -> SnapshotPolicy:
@@ -124,6 +132,28 @@ class NodeSettings:
     @property
     def storage_dir(self) -> Path:
         return self.data_dir / "raft"
+
+    @property
+    def wal_segment_bytes(self) -> int:
+        return self.wal_segment_mb * 1024 * 1024
+
+
+def open_storage(settings: NodeSettings) -> tuple[LogStorage, Recovered]:
+    """The node's log, opened (and recovered) as its settings say."""
+    return LogStorage.open(
+        settings.storage_dir,
+        node_id=settings.node_id,
+        segment_bytes=settings.wal_segment_bytes,
+        sync=settings.fsync,
+    )
+
+
+def check_wal_segment_mb(value: int) -> None:
+    if not MIN_WAL_SEGMENT_MB <= value <= MAX_WAL_SEGMENT_MB:
+        raise BadRequest(
+            f"wal_segment_mb (--wal-segment-mb) must be in {MIN_WAL_SEGMENT_MB}.."
+            f"{MAX_WAL_SEGMENT_MB} (MiB), got {value}"
+        )
 
 
 def parse_hostport(text: str, what: str = "address") -> HostPort:

@@ -1,13 +1,57 @@
-"""Server-sent events: open a stream, write events and keep-alive comments."""
+"""Server-sent events: open a stream (under the stream budget), write events and keep-alives.
+
+A stream holds a slot of the node's stream budget (--max-streams, admission.py) until it
+ends, and its connection closes with it. A client that stops reading must not hold its slot
+forever: a write it does not take within write_timeout_s (the idle timeout) aborts the
+connection, which ends the stream.
+"""
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
+
+from raftkv.runtime.admission import take_stream_slot
+from raftkv.runtime.conn_guard import guarded
 
 KEEPALIVE_S = 15.0
 
 
-async def open_stream(request: web.Request) -> web.StreamResponse:
+class Stream:
+    def __init__(self, request: web.Request, resp: web.StreamResponse, write_timeout_s: float):
+        self.resp = resp
+        self._transport = request.transport
+        self._timeout = write_timeout_s
+
+    async def send(self, data: str, *, event: str | None = None, id: int | None = None) -> None:
+        """One event; data must not contain newlines (compact JSON never does)."""
+        head = ""
+        if event is not None:
+            head += f"event: {event}\n"
+        if id is not None:
+            head += f"id: {id}\n"
+        await self.write(f"{head}data: {data}\n\n".encode())
+
+    async def keepalive(self) -> None:
+        await self.write(b": keepalive\n\n")
+
+    async def write(self, chunk: bytes) -> None:
+        """Raises ConnectionError once the client is gone or stopped reading."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self.resp.write(chunk)
+        except TimeoutError:
+            if self._transport is not None:
+                self._transport.abort()  # close() would wait for the unread buffer to drain
+            raise ConnectionResetError(
+                f"the client took no stream data for {self._timeout:g}s"
+            ) from None
+
+
+async def open_stream(request: web.Request, write_timeout_s: float) -> Stream:
+    """Start an SSE answer, or TooManyStreams (503) when the stream budget is full."""
+    take_stream_slot(guarded(request.transport))
     resp = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -15,21 +59,6 @@ async def open_stream(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
+    resp.force_close()  # the connection ends with the stream: it never rejoins the clients
     await resp.prepare(request)
-    return resp
-
-
-async def send(
-    resp: web.StreamResponse, data: str, *, event: str | None = None, id: int | None = None
-) -> None:
-    """One event; data must not contain newlines (compact JSON never does)."""
-    head = ""
-    if event is not None:
-        head += f"event: {event}\n"
-    if id is not None:
-        head += f"id: {id}\n"
-    await resp.write(f"{head}data: {data}\n\n".encode())
-
-
-async def keepalive(resp: web.StreamResponse) -> None:
-    await resp.write(b": keepalive\n\n")
+    return Stream(request, resp, write_timeout_s)

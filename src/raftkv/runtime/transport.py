@@ -6,6 +6,13 @@ tolerates loss) drained by a writer task that puts everything due into one frame
 node id) and expects the peer's own handshake back. A slow or dead peer only fills its own
 queue; send() never blocks or awaits.
 
+Links never die. Any failure to dial, handshake or write (whatever it raises: uvloop raises
+RuntimeError when a peer resets a connection before the handshake is written) backs off and
+redials; and the link task is supervised: if it ends for any reason while the transport is
+open and the peer still a member, it is restarted. A link with no live connection is "down":
+logged once per streak (and once when it comes back), and reported per peer by link_state()
+(GET /v1/status) and the raftkv_peer_link_up / raftkv_peer_link_failures metrics.
+
 Inbound: each connection must start with a valid handshake from a known peer of the same
 cluster; anything else (wrong cluster, garbage, an unknown node) is logged and the connection
 closed, and the node keeps running. Messages must come from the handshaken peer and be
@@ -25,6 +32,7 @@ import contextlib
 import logging
 import random
 import ssl
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,11 +60,30 @@ log = logging.getLogger("raftkv.transport")
 CONNECT_TIMEOUT_S = 2.0
 BACKOFF_MIN_S = 0.05
 BACKOFF_MAX_S = 2.0
+STABLE_S = 1.0  # after a connection up this long, redial at once
 READ_CHUNK = 256 * 1024
 WRITE_HIGH_WATER = 4 * 1024 * 1024
 REJECTION_LOG_INTERVAL_S = 30.0
 
 Deliver = Callable[[list[Message]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class LinkState:
+    """What a node knows of its outbound link to one peer (GET /v1/status "link")."""
+
+    connected: bool
+    down_since: float | None  # Unix time the link went down; None while connected
+    last_error: str | None  # why the last attempt or connection failed, if one did
+    failures: int  # failed dials, lost connections and restarts of the link, in all
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "state": "connected" if self.connected else "down",
+            "down_since": self.down_since,
+            "last_error": self.last_error,
+            "failures": self.failures,
+        }
 
 
 @dataclass(slots=True, eq=False)  # identity-hashed: links go in sets
@@ -70,8 +97,14 @@ class _Link:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     writer: asyncio.StreamWriter | None = None  # set while connected and handshaken
     broken: bool = False  # the current connection saw EOF or an error
-    failures: int = 0  # consecutive failed connection attempts (logged once per streak)
+    # Invariant: down_since is None exactly while writer is set (a live, handshaken link).
+    down_since: float | None = field(default_factory=time.time)
+    last_error: str | None = None
+    failures: int = 0  # in all (the metric counts the same)
+    logged_down: bool = False  # this down streak was logged (once per streak)
+    restarts: int = 0  # times the supervisor restarted the task
     task: asyncio.Task[None] | None = None
+    restart: asyncio.TimerHandle | None = None  # a pending restart of the task
 
 
 class PeerTransport:
@@ -121,13 +154,16 @@ class PeerTransport:
         )
         self.port = self._server.sockets[0].getsockname()[1]
         for link in self._links.values():
-            link.task = asyncio.create_task(self._run_link(link), name=f"link-{link.peer}")
+            self._start_link(link)
 
     async def close(self) -> None:
         self._closing = True
         if self._server is not None:
             self._server.close()
         tasks = [link.task for link in self._links.values() if link.task is not None]
+        for link in self._links.values():
+            if link.restart is not None:
+                link.restart.cancel()
         for task in tasks:
             task.cancel()
         # Inbound tasks end on their own once their connection is closed (cancelling a
@@ -148,6 +184,7 @@ class PeerTransport:
         wanted = {p: a for p, a in peers.items() if p != self._id}
         for peer in [p for p in self._links if p not in wanted]:
             self._close_link(self._links.pop(peer))
+            self._metrics.forget_link(peer)
             log.info("%s: forgot peer %s", self._id, peer)
         for peer, addr in wanted.items():
             link = self._links.get(peer)
@@ -158,13 +195,15 @@ class PeerTransport:
             link = _Link(peer, addr.raft_host, addr.raft_port, deque())
             self._links[peer] = link
             if self._server is not None and not self._closing:
-                link.task = asyncio.create_task(self._run_link(link), name=f"link-{peer}")
+                self._start_link(link)
             log.info("%s: peer %s is at %s:%d", self._id, peer, addr.raft_host, addr.raft_port)
 
     def _close_link(self, link: _Link) -> None:
         for _, msg in link.queue:
             self._drop(msg)
         link.queue.clear()
+        if link.restart is not None:
+            link.restart.cancel()
         if link.task is not None:
             link.task.cancel()
         if link.writer is not None:
@@ -173,6 +212,82 @@ class PeerTransport:
     def connected(self, peer: str) -> bool:
         link = self._links.get(peer)
         return link is not None and link.writer is not None and not link.broken
+
+    def link_state(self, peer: str) -> LinkState | None:
+        """The outbound link to peer; None if peer has no link (this node, or not a member)."""
+        link = self._links.get(peer)
+        if link is None:
+            return None
+        return LinkState(self.connected(peer), link.down_since, link.last_error, link.failures)
+
+    # --- link supervision ---------------------------------------------------------------
+
+    def _start_link(self, link: _Link) -> None:
+        link.restart = None
+        self._metrics.bind_link(link.peer, lambda: float(self.connected(link.peer)))
+        task = asyncio.create_task(self._run_link(link), name=f"link-{link.peer}")
+        task.add_done_callback(lambda t: self._link_ended(link, t))
+        link.task = task
+
+    def _current(self, link: _Link) -> bool:
+        """link is still wanted: the transport is open and link is its peer's link."""
+        return not self._closing and self._links.get(link.peer) is link
+
+    def _link_ended(self, link: _Link, task: asyncio.Task[None]) -> None:
+        """The supervisor: a link task that ends while its link is wanted is restarted."""
+        if not self._current(link):
+            return  # closed on purpose (transport close, peer forgotten or moved)
+        exc = None if task.cancelled() else task.exception()
+        why = "cancelled" if task.cancelled() else _why(exc) if exc else "returned"
+        link.restarts += 1
+        delay = min(BACKOFF_MIN_S * 2**link.restarts, BACKOFF_MAX_S)
+        log.error(
+            "%s: the link task to peer %s ended (%s); restarting it in %.2fs",
+            self._id,
+            link.peer,
+            why,
+            delay,
+            exc_info=exc,
+        )
+        self._link_down(link, f"link task ended: {why}")
+        loop = asyncio.get_running_loop()
+        link.restart = loop.call_later(delay, self._restart_link, link)
+
+    def _restart_link(self, link: _Link) -> None:
+        if self._current(link):
+            self._start_link(link)
+
+    def _link_down(self, link: _Link, why: str) -> None:
+        """Account for one failure of link; log the first of a streak."""
+        link.failures += 1
+        link.last_error = why
+        self._metrics.link_failures.labels(link.peer).inc()
+        if link.down_since is None:
+            link.down_since = time.time()
+        if not link.logged_down:
+            link.logged_down = True
+            log.warning(
+                "%s: no link to peer %s at %s:%d: %s (redialing with backoff up to %gs)",
+                self._id,
+                link.peer,
+                link.host,
+                link.port,
+                why,
+                BACKOFF_MAX_S,
+            )
+
+    def _link_up(self, link: _Link, writer: asyncio.StreamWriter) -> None:
+        if link.logged_down and link.down_since is not None:
+            log.info(
+                "%s: link to peer %s is up (down %.1fs, %d failures in all; last: %s)",
+                self._id,
+                link.peer,
+                time.time() - link.down_since,
+                link.failures,
+                link.last_error,
+            )
+        link.writer, link.broken = writer, False
+        link.down_since, link.logged_down = None, False
 
     # --- outbound ---------------------------------------------------------------------
 
@@ -227,32 +342,34 @@ class PeerTransport:
             self._hub.publish("message", message_fields("drop", msg))
 
     async def _run_link(self, link: _Link) -> None:
+        """Dial, pump, redial, until the transport closes. Never raises: any failure (of any
+        type) backs off and redials."""
         backoff = BACKOFF_MIN_S
+        loop = asyncio.get_running_loop()
         while not self._closing:
             try:
                 reader, writer = await self._dial(link)
-            except (OSError, TimeoutError, PeerError, asyncio.IncompleteReadError) as e:
-                link.failures += 1
-                if link.failures == 1:
-                    log.warning("%s: cannot connect to peer %s: %s", self._id, link.peer, _why(e))
+            except Exception as e:  # any failure at all: back off and redial
+                self._link_down(link, f"cannot connect: {_why(e)}")
                 await asyncio.sleep(backoff * self._rng.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
+            self._link_up(link, writer)
             backoff = BACKOFF_MIN_S
-            if link.failures:
-                log.info("%s: connected to peer %s", self._id, link.peer)
-            link.failures = 0
-            link.writer, link.broken = writer, False
+            since = loop.time()
+            why = "connection closed"
             try:
                 await self._pump(link, reader, writer)
-            except (OSError, ConnectionError) as e:
-                log.info("%s: connection to %s lost: %s", self._id, link.peer, _why(e))
+            except Exception as e:  # likewise
+                why = f"connection lost: {_why(e)}"
             finally:
                 link.writer = None
                 writer.close()
-            if not self._closing:
-                log.info("%s: connection to peer %s closed", self._id, link.peer)
-                link.failures = 1  # the next successful connect is logged
+            if self._closing:
+                return
+            self._link_down(link, why)
+            if loop.time() - since < STABLE_S:  # a flapping peer: no tight redial loop
+                await asyncio.sleep(BACKOFF_MIN_S * self._rng.uniform(0.5, 1.0))
 
     async def _dial(self, link: _Link) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._client_ssl is None:
@@ -464,4 +581,5 @@ def _peername(writer: asyncio.StreamWriter) -> str:
 
 
 def _why(e: BaseException) -> str:
-    return str(e) or type(e).__name__
+    text = str(e)
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

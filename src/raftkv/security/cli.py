@@ -4,8 +4,8 @@
     raftkv certs client NAME --role read|write|admin --dir DIR
 
 serve: --tls-dir DIR (DIR/<id>.pem, DIR/<id>.key, DIR/ca.pem) or --cert/--key/--ca; --auth-tokens
-FILE; limits --max-connections, --max-peer-connections, --idle-timeout, --read-timeout,
---handshake-timeout, --max-key-size, --max-value-size, --max-frame-size.
+FILE; limits --max-connections, --max-streams, --max-peer-connections, --idle-timeout,
+--read-timeout, --handshake-timeout, --max-key-size, --max-value-size, --max-frame-size.
 """
 
 from __future__ import annotations
@@ -140,7 +140,21 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
     )
     lim = p.add_argument_group("limits")
     d = SecurityConfig()
-    lim.add_argument("--max-connections", type=int, default=d.max_http_connections, metavar="N")
+    lim.add_argument(
+        "--max-connections",
+        type=int,
+        default=d.max_http_connections,
+        metavar="N",
+        help=f"client HTTP connections at once ({d.max_http_connections}); SSE streams, "
+        "requests forwarded by peers and /healthz do not count",
+    )
+    lim.add_argument(
+        "--max-streams",
+        type=int,
+        default=d.max_streams,
+        metavar="N",
+        help=f"SSE streams at once: GET /v1/watch and /v1/events ({d.max_streams})",
+    )
     lim.add_argument(
         "--max-peer-connections", type=int, default=d.max_peer_connections, metavar="N"
     )
@@ -182,6 +196,7 @@ def security_from_args(args: argparse.Namespace) -> SecurityConfig:
         tls=tls,
         tokens=tokens,
         max_http_connections=args.max_connections,
+        max_streams=args.max_streams,
         max_peer_connections=args.max_peer_connections,
         idle_timeout_s=args.idle_timeout,
         read_timeout_s=args.read_timeout,

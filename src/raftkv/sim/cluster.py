@@ -130,6 +130,9 @@ class _Ports:
     def snapshot_failed(self, index: int, error: BaseException) -> None:
         self._sim.log(f"{self._node.id} snapshot at {index} failed: {error}")
 
+    def no_room(self, error: BaseException, dropped: Message | None) -> None:
+        self._sim.log(f"{self._node.id} no room: {error}")
+
 
 class _Write:
     """Waits for a client write (Waiter[(Result, index)])."""
@@ -305,7 +308,6 @@ class Simulation:
         node.driver = self._driver_factory(
             raft,
             kv,
-            node.store,
             node.store,
             ports,
             ports,

@@ -15,8 +15,8 @@ from raftkv.core.raft import RaftNode
 from raftkv.core.types import Role
 from raftkv.driver.driver import NodeDriver
 from raftkv.sim.cluster import DriverFactory, NodeFactory, Simulation, StoreFactory
-from raftkv.sim.storage import SimLogStore
 from raftkv.sim.faults import ALL_FAULTS, FaultKind, schedule
+from raftkv.sim.storage import SimLogStore
 
 SIM_RAFT_CONFIG = Config(election_ticks=10, heartbeat_ticks=2, max_inflight=16)
 CHECK_STEPS = 2_000_000  # linearizability search budget

@@ -20,6 +20,16 @@ class SimLogStore:
         self.disk = disk
         self.pending: list[tuple[HardState | None, tuple[Entry, ...]]] = []
 
+    @property
+    def failed(self) -> BaseException | None:
+        return None
+
+    def check_room(self, entries: int, data_bytes: int) -> None:
+        """A simulated disk never fills up."""
+
+    def check_snapshot_room(self, nbytes: int) -> None:
+        """A simulated disk never fills up."""
+
     def append(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
         self.pending.append((hard_state, tuple(entries)))
 
@@ -38,8 +48,8 @@ class SimLogStore:
     def compact(self, index: int) -> None:
         """Nothing to delete: the disk model drops what a snapshot covers when it lands."""
 
-    def write(self, snapshot: Snapshot) -> None:
-        """SnapshotStore.write: the file is durable at once, and recovery starts from the
+    def write_snapshot_file(self, snapshot: Snapshot) -> None:
+        """The file is durable at once, and recovery starts from the
         newest snapshot file (LogStorage writes its mark at startup if a crash came before
         the mark), so a newer one becomes the disk's base now; an older one changes nothing."""
         if snapshot.index > self.disk.base:

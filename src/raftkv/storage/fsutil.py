@@ -1,15 +1,17 @@
 """Small durable-filesystem helpers. Every function lets OSError through: callers turn it into
-DiskError and stop. Calls go through the os module at call time so tests can inject faults."""
+DiskError (or DiskFull, see no_space). Calls go through the os module at call time so tests
+can inject faults."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
 import sys
 from pathlib import Path
 
-from raftkv.errors import DiskError
+from raftkv.errors import DiskError, DiskFull
 
 
 def datasync(fd: int) -> None:
@@ -42,6 +44,30 @@ def ensure_dir(path: Path) -> bool:
     return True
 
 
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace path's content with data, durably and never half-written (tmp file, fsync,
+    rename, fsync of the directory). On failure the tmp file is removed again."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
+
+
+def write_error(who: str, path: Path, exc: OSError) -> DiskError:
+    """The error for a file that could not be written: DiskFull when out of space."""
+    cls = DiskFull if no_space(exc) else DiskError
+    free = free_bytes(path.parent if path.parent.exists() else Path("/"))
+    return cls(f"{who}: cannot write {path}: {exc.strerror or exc} ({mib(free)} free)", str(path))
+
+
 def write_all(fd: int, data: bytes, offset: int) -> None:
     """pwrite until every byte is written (a short write is retried, zero progress is EIO)."""
     view = memoryview(data)
@@ -51,6 +77,28 @@ def write_all(fd: int, data: bytes, offset: int) -> None:
             raise OSError(errno.EIO, "pwrite made no progress")
         view = view[n:]
         offset += n
+
+
+def no_space(exc: OSError) -> bool:
+    """The filesystem (or a quota) has no room: a retry may succeed once space is freed."""
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes an unprivileged writer can still allocate on path's filesystem (0 if unknown)."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
+
+
+def mib(nbytes: int) -> str:
+    """A size for messages: '64 MiB', '12.3 MiB', '512 KiB'."""
+    if nbytes >= 1024 * 1024:
+        value = nbytes / (1024 * 1024)
+        return f"{value:.0f} MiB" if value == int(value) or value >= 10 else f"{value:.1f} MiB"
+    return f"{nbytes / 1024:.0f} KiB"
 
 
 def preallocate(fd: int, size: int) -> None:

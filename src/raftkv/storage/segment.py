@@ -8,11 +8,14 @@ Invariants:
 - a segment appears under its final name only after its magic and header record are durable
   (written to a .tmp name, fsynced, renamed, directory fsynced);
 - a new segment is started only after the previous one's last record is durable, so only the
-  last segment can have a torn tail.
+  last segment can have a torn tail;
+- a segment's space is reserved (allocate) before any record goes into it, so running out of
+  space shows up as a failed allocation, before anything is written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass
@@ -32,6 +35,9 @@ from raftkv.storage.record import (
 
 MAGIC = b"RKVWAL\x00\x01"
 DATA_START = len(MAGIC)
+# The next segment's space, reserved ahead of need (see LogStorage._prepare_spare); a *.tmp
+# file, so a leftover one is deleted on open like any unfinished file.
+SPARE_NAME = "wal-spare.tmp"
 _NAME = re.compile(r"^wal-(\d{10})\.log$")
 
 
@@ -49,27 +55,32 @@ def list_segments(directory: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def create_segment(
-    directory: Path, seq: int, header_payload: bytes, size: int, sync: bool
-) -> tuple[int, Path, int]:
-    """Durably create segment seq holding its header. Returns (fd opened for writing, path,
-    offset where the next record goes). The fd is closed again if creation fails."""
-    path = directory / segment_name(seq)
-    tmp = path.with_name(path.name + ".tmp")
-    first = MAGIC + frame(RecordType.SEGMENT_HEADER, header_payload)
-    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+def allocate(path: Path, size: int) -> int:
+    """Create path (emptied if it exists) with size bytes reserved; returns a read-write fd.
+    On failure the file is removed again and the OSError propagates (ENOSPC: no room)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        fsutil.preallocate(fd, max(size, len(first)))
-        fsutil.write_all(fd, first, 0)
-        if sync:
-            os.fsync(fd)
-        os.rename(tmp, path)
-        if sync:
-            fsutil.fsync_dir(directory)
+        fsutil.preallocate(fd, size)
     except BaseException:
         os.close(fd)
+        with contextlib.suppress(OSError):
+            path.unlink()
         raise
-    return fd, path, len(first)
+    return fd
+
+
+def install_segment(fd: int, tmp: Path, path: Path, header_payload: bytes, sync: bool) -> int:
+    """Turn the allocated file tmp (open as fd) into segment `path`: write the magic and the
+    header record, make them durable, rename, make the rename durable. Returns the offset where
+    the next record goes. Any OSError means the segment's state is unknown."""
+    first = MAGIC + frame(RecordType.SEGMENT_HEADER, header_payload)
+    fsutil.write_all(fd, first, 0)
+    if sync:
+        os.fsync(fd)
+    os.rename(tmp, path)
+    if sync:
+        fsutil.fsync_dir(path.parent)
+    return len(first)
 
 
 @dataclass(frozen=True, slots=True)

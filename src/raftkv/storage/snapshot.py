@@ -3,11 +3,16 @@
 Invariant: a snapshot file appears under its final name only when complete and durable (written
 as .tmp, fsynced, renamed, directory fsynced), so a named file that fails its checksum is
 corruption, never a torn write. The newest file is the one recovery uses; older ones are kept
-(last N) for operators.
+(last N) for operators, and are the first to go when the disk is full.
+
+A write that fails before the rename (ENOSPC, EIO on the new file's write or fsync) changes
+nothing: its .tmp file is removed and DiskError (DiskFull for lack of space) is raised, so the
+node can keep serving from its WAL and try again later. The new file is never fsynced twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -15,7 +20,7 @@ from pathlib import Path
 import msgspec
 
 from raftkv.core.types import Snapshot
-from raftkv.errors import CorruptionError
+from raftkv.errors import CorruptionError, DiskError, DiskFull
 from raftkv.storage import fsutil
 from raftkv.storage.record import Record, RecordType, frame, parse_at
 from raftkv.storage.schema import ENCODER, FORMAT_VERSION, SNAPSHOT_DECODER, SnapshotBody
@@ -73,13 +78,16 @@ def parse_snapshot(buf: bytes, path: Path) -> Snapshot:
 
 
 class SnapshotStore:
-    def __init__(self, directory: Path, keep: int, sync: bool, stats: StorageStats) -> None:
+    def __init__(
+        self, directory: Path, keep: int, sync: bool, stats: StorageStats, who: str
+    ) -> None:
         if keep < 1:
             raise ValueError("keep must be at least 1")
         self.directory = directory
         self.keep = keep
         self.sync = sync
         self.stats = stats
+        self._who = who  # "node n1": starts every error message
 
     def list(self) -> list[tuple[int, Path]]:
         """(index, path) of every snapshot file, oldest first."""
@@ -95,19 +103,35 @@ class SnapshotStore:
         return read_snapshot(files[-1][1]) if files else None
 
     def write(self, snapshot: Snapshot) -> Path:
-        """Durably write snapshot under its final name (replacing one at the same index)."""
+        """Durably write snapshot under its final name (replacing one at the same index).
+
+        Raises DiskError (DiskFull when out of space) if the file could not be written: then
+        nothing changed. An OSError (the directory fsync after the rename failed) means the
+        directory's state is unknown: the caller must fail the storage."""
         path = self.directory / snapshot_name(snapshot.index)
         tmp = path.with_name(path.name + ".tmp")
         data = encode_snapshot(snapshot)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            fsutil.write_all(fd, data, 0)
-            if self.sync:
-                os.fsync(fd)
-                self.stats.fsyncs += 1
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                fsutil.write_all(fd, data, 0)
+                if self.sync:
+                    os.fsync(fd)
+                    self.stats.fsyncs += 1
+            finally:
+                os.close(fd)
+            os.rename(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()  # a partial file must not keep the space the node needs
+            self.stats.snapshot_failures += 1
+            free = fsutil.free_bytes(self.directory)
+            cls = DiskFull if fsutil.no_space(exc) else DiskError
+            raise cls(
+                f"{self._who}: cannot write snapshot {path} ({fsutil.mib(len(data))}): "
+                f"{exc.strerror or exc} ({fsutil.mib(free)} free)",
+                str(path),
+            ) from exc
         if self.sync:
             fsutil.fsync_dir(self.directory)
             self.stats.fsyncs += 1
@@ -115,12 +139,14 @@ class SnapshotStore:
         self.stats.snapshots_saved += 1
         return path
 
-    def prune(self) -> None:
-        """Delete all but the newest `keep` snapshot files."""
+    def prune(self, keep: int | None = None) -> int:
+        """Delete all but the newest `keep` (default: self.keep) snapshot files; how many."""
         files = self.list()
-        for _, path in files[: max(0, len(files) - self.keep)]:
+        old = files[: max(0, len(files) - (keep or self.keep))]
+        for _, path in old:
             path.unlink()
             self.stats.snapshots_removed += 1
-        if self.sync and len(files) > self.keep:
+        if self.sync and old:
             fsutil.fsync_dir(self.directory)
             self.stats.fsyncs += 1
+        return len(old)

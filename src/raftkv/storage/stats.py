@@ -17,6 +17,9 @@ class StorageStats:
     segments_removed: int = 0
     snapshots_saved: int = 0
     snapshots_removed: int = 0
+    snapshot_failures: int = 0  # snapshot files that could not be written (nothing changed)
+    allocation_failures: int = 0  # WAL segment space that could not be reserved (disk full)
+    room_refusals: int = 0  # check_room() answers "no room" (writes refused, appends dropped)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

@@ -1,14 +1,22 @@
 """LogStorage: the durable Raft log of one node (segmented WAL + hard state + snapshots).
 
 Directory layout: LOCK, wal-<seq>.log segments (segment.py), snap-<index>.snap files
-(snapshot.py); *.tmp files are unfinished and deleted on open.
+(snapshot.py); *.tmp files are unfinished (or the reserved next segment) and deleted on open.
 
 Invariants:
 - one append() writes ONE record (its hard state and entries together), so a batch is durable
   all-or-nothing; sync() makes every record appended before it durable with ONE fdatasync
-  (save() is both); in-memory state changes only after the write succeeded;
-- after any OSError the storage is failed: every later mutating call raises DiskError, because
-  after a failed write or fsync nothing about the file contents can be trusted;
+  (save() is both; a sync with nothing appended since the last is skipped); in-memory state
+  changes only after the write succeeded;
+- space is reserved (posix_fallocate) before a record is written into it, and the next segment
+  is reserved ahead, once the current one is half full. Running out of space therefore shows up
+  while reserving, before anything is written: DiskFull is raised and the storage stays usable
+  (a failed reservation is retried only after a backoff). check_room() asks ahead of time;
+- a snapshot file that cannot be written raises DiskError (DiskFull) and changes nothing;
+- after any other OSError the storage is failed: every later mutating call raises DiskError,
+  because after a failed write or fsync nothing about the file contents can be trusted (a
+  failed fsync is never retried);
+- every error message names the node and the file or directory.
 - first_index() - 1 is the newest durable snapshot's index (0 without one), and the log holds
   exactly the entries first_index()..last_index().
 
@@ -19,8 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -29,9 +39,9 @@ from typing import TypeVar
 import msgspec
 
 from raftkv.core.types import Entry, HardState, Snapshot
-from raftkv.errors import CorruptionError, DiskError
+from raftkv.errors import CorruptionError, DiskError, DiskFull
 from raftkv.storage import fsutil
-from raftkv.storage.record import Record, RecordType, frame
+from raftkv.storage.record import HEADER_SIZE, Record, RecordType, frame
 from raftkv.storage.replay import Replayer
 from raftkv.storage.schema import (
     BATCH_DECODER,
@@ -43,7 +53,16 @@ from raftkv.storage.schema import (
     SegmentHeader,
     SnapshotMark,
 )
-from raftkv.storage.segment import ScannedSegment, create_segment, list_segments, scan_segment
+from raftkv.storage.segment import (
+    DATA_START,
+    SPARE_NAME,
+    ScannedSegment,
+    allocate,
+    install_segment,
+    list_segments,
+    scan_segment,
+    segment_name,
+)
 from raftkv.storage.snapshot import SnapshotStore
 from raftkv.storage.stats import StorageStats
 from raftkv.storage.terms import TermRuns
@@ -54,7 +73,21 @@ MIN_SEGMENT_BYTES = 512
 # Zeros are written over a segment's preallocated space this far ahead of its tail (see
 # _zero_ahead), topped up once the tail comes within a quarter of it.
 ZERO_AHEAD_BYTES = 4 * 1024 * 1024
+# check_room() keeps this much room (segment_bytes / 64, within these bounds) for the small
+# records nobody asks about first: hard states, snapshot marks, a new leader's empty entry.
+ROOM_RESERVE_MIN = 4 * 1024
+ROOM_RESERVE_MAX = 1024 * 1024
+# After a reservation failed for lack of space, the next attempt waits this long, doubling.
+ALLOC_RETRY_MIN_S = 0.2
+ALLOC_RETRY_MAX_S = 2.0
+# Upper bounds of a batch record's size beyond its entries' data (see schema.Batch): framing,
+# array headers, a hard state with a 64-character vote; per entry term, index, kind, length.
+_BATCH_OVERHEAD = HEADER_SIZE + 128
+_ENTRY_OVERHEAD = 32
+# A new segment's header record: magic, framing, version, seq, indexes and a hard state.
+_SEGMENT_HEAD = DATA_START + HEADER_SIZE + 128
 
+log = logging.getLogger("raftkv.storage")
 _T = TypeVar("_T")
 
 
@@ -80,14 +113,24 @@ class LogStorage:
     """Use LogStorage.open(); see the module docstring for the guarantees."""
 
     def __init__(
-        self, directory: Path, lock: fsutil.DirLock, segment_bytes: int, sync: bool, keep: int
+        self,
+        directory: Path,
+        lock: fsutil.DirLock,
+        segment_bytes: int,
+        sync: bool,
+        keep: int,
+        who: str,
+        clock: Callable[[], float],
     ) -> None:
         self.directory = directory
         self.stats = StorageStats()
+        self._who = who
+        self._clock = clock
         self._lock: fsutil.DirLock | None = lock
         self._segment_bytes = segment_bytes
+        self._reserve = min(max(segment_bytes // 64, ROOM_RESERVE_MIN), ROOM_RESERVE_MAX)
         self._sync = sync
-        self._snapshots = SnapshotStore(directory, keep, sync, self.stats)
+        self._snapshots = SnapshotStore(directory, keep, sync, self.stats, who)
         self._segments: list[_Segment] = []
         self._fd: int | None = None
         self._offset = 0  # where the next record goes in the current segment
@@ -95,6 +138,10 @@ class LogStorage:
         self._file_end = 0  # size of the current segment file
         self._segment_has_data = False  # current segment holds more than its header
         self._unsynced = False  # records were written to the current segment since its sync
+        self._spare: tuple[int, int] | None = None  # (fd, size) of the reserved next segment
+        self._no_room: DiskFull | None = None  # the last failed reservation ...
+        self._retry_at = 0.0  # ... and when the next one may be tried (clock time)
+        self._retry_delay = ALLOC_RETRY_MIN_S
         self._failed: DiskError | None = None
         self._hard_state = HardState()
         self._base_index = 0  # newest durable snapshot
@@ -109,26 +156,41 @@ class LogStorage:
         cls,
         directory: Path,
         *,
+        node_id: str | None = None,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         sync: bool = True,
         keep_snapshots: int = DEFAULT_KEEP_SNAPSHOTS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> tuple[LogStorage, Recovered]:
         """Open (creating if new) and recover. Raises CorruptionError when the data cannot be
-        trusted, DiskError when the disk fails. sync=False skips every fsync: for tests only."""
+        trusted, DiskFull when there is no room for the first segment, DiskError when the
+        disk fails; messages start with "node <node_id>". sync=False skips every fsync: for
+        tests only. clock (seconds) times the retries of failed reservations."""
         if segment_bytes < MIN_SEGMENT_BYTES:
             raise ValueError(f"segment_bytes must be at least {MIN_SEGMENT_BYTES}")
         directory = Path(directory)
+        who = f"node {node_id}" if node_id else "storage"
         try:
             fsutil.ensure_dir(directory)
             lock = fsutil.DirLock(directory)
         except OSError as exc:
-            raise DiskError(f"cannot open storage at {directory}: {exc}") from exc
-        storage = cls(directory, lock, segment_bytes, sync, keep_snapshots)
+            raise DiskError(
+                f"{who}: cannot open storage at {directory}: {exc}", str(directory)
+            ) from exc
+        except DiskError as exc:
+            raise DiskError(f"{who}: {exc}", str(directory)) from exc
+        storage = cls(directory, lock, segment_bytes, sync, keep_snapshots, who, clock)
         try:
             recovered = storage._recover()
         except OSError as exc:
             storage.close()
-            raise DiskError(f"recovery of {directory} failed: {exc}") from exc
+            raise DiskError(
+                f"{who}: recovery of {directory} failed: {exc}", str(directory)
+            ) from exc
+        except CorruptionError as exc:
+            storage.close()
+            where = f"{exc.path}" + ("" if exc.offset is None else f", offset {exc.offset}")
+            raise CorruptionError(f"{who}: {exc} ({where})", exc.path, exc.offset) from exc
         except BaseException:
             storage.close()
             raise
@@ -143,7 +205,7 @@ class LogStorage:
                 raise CorruptionError(
                     f"{self.directory}: snapshot files but no WAL segments", str(self.directory)
                 )
-            self._start_segment(1)
+            self._start_segment(1, self._segment_bytes)
             return Recovered(HardState(), [], None, None)
         for (seq, _), (next_seq, next_path) in itertools.pairwise(found):
             if next_seq != seq + 1:
@@ -225,7 +287,8 @@ class LogStorage:
     def append(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
         """Write hard_state (if given) and entries as one record, not yet durable (sync()).
         Entries replace the log from entries[0].index on, which must be in
-        first_index()..last_index() + 1."""
+        first_index()..last_index() + 1. DiskFull: no room (nothing written, still usable);
+        DiskError: the storage failed."""
         self._check_usable()
         if hard_state is None and not entries:
             return
@@ -242,7 +305,7 @@ class LogStorage:
         try:
             self._append(RecordType.BATCH, Batch(hard_state, list(entries)))
         except OSError as exc:
-            raise self._fail("append", exc) from exc
+            raise self._fail("append", exc, self._segments[-1].path) from exc
         self.stats.saves += 1
         if hard_state is not None:
             self._hard_state = hard_state
@@ -254,40 +317,29 @@ class LogStorage:
             self.stats.appends += len(entries)
 
     def sync(self) -> None:
-        """Make every record appended so far durable (one fdatasync)."""
+        """Make every record appended so far durable (one fdatasync; none if nothing was)."""
         self._check_usable()
         try:
             self._datasync()
         except OSError as exc:
-            raise self._fail("sync", exc) from exc
-
-    @property
-    def snapshots(self) -> SnapshotStore:
-        """The snapshot files (write() is safe on another thread while the log is used)."""
-        return self._snapshots
+            raise self._fail("sync", exc, self._segments[-1].path) from exc
 
     def install_snapshot(self, snapshot: Snapshot) -> None:
         """Durably store snapshot (the leader's, or a restored backup), then move the log's
         base to it: the log keeps its suffix if it holds (index, term), else it is emptied
         (as Raft's snapshot install does). Every earlier append is durable too on return."""
         self._check_usable()
-        try:
-            self._snapshots.write(snapshot)
-        except OSError as exc:
-            raise self._fail("install_snapshot", exc) from exc
+        self._check_snapshot_index(snapshot)
+        self.write_snapshot_file(snapshot)
+        # DiskFull above changed nothing; DiskFull from here on leaves a durable snapshot file
+        # without its mark: recovery finishes such a snapshot (as after a crash between the two).
         self.mark_snapshot(snapshot)
 
     def mark_snapshot(self, snapshot: Snapshot) -> None:
-        """The snapshot file is durable (snapshots.write()): record in the log that it now
-        starts after it, durably (this sync also covers every earlier append)."""
+        """The snapshot file is durable (write_snapshot_file): record in the log that the log
+        now starts after it, durably (this sync also covers every earlier append)."""
         self._check_usable()
-        if snapshot.index < max(1, self._base_index):
-            raise ValueError(f"snapshot {snapshot.index} is older than {self._base_index}")
-        if snapshot.index == self._base_index and snapshot.term != self._base_term:
-            raise ValueError(
-                f"snapshot {snapshot.index} has term {snapshot.term}, not the "
-                f"term {self._base_term} already stored for that index"
-            )
+        self._check_snapshot_index(snapshot)
         matches = self._term_at(snapshot.index) == snapshot.term
         kept_last = self._last_index if matches else snapshot.index
         try:
@@ -302,6 +354,71 @@ class LogStorage:
             self._terms.drop_through(snapshot.index)
         else:
             self._terms.clear()
+
+    def _check_snapshot_index(self, snapshot: Snapshot) -> None:
+        if snapshot.index < max(1, self._base_index):
+            raise ValueError(f"snapshot {snapshot.index} is older than {self._base_index}")
+        if snapshot.index == self._base_index and snapshot.term != self._base_term:
+            raise ValueError(
+                f"snapshot {snapshot.index} has term {snapshot.term}, not the "
+                f"term {self._base_term} already stored for that index"
+            )
+
+    def write_snapshot_file(self, snapshot: Snapshot) -> None:
+        """The file, durable under its name (the log does not start after it before
+        mark_snapshot). Out of space, the older snapshot files (kept only for operators) are
+        given up for it; DiskError/DiskFull if it still cannot be written, and then nothing
+        changed. Safe to call on another thread while the log is in use (own snapshots). A
+        failed directory fsync after the rename fails the storage: its state is unknown."""
+        self._check_usable()
+        try:
+            try:
+                self._snapshots.write(snapshot)
+            except DiskFull as exc:
+                dropped = self._snapshots.prune(keep=1)
+                if not dropped:
+                    raise
+                log.warning("%s; deleted %d older snapshot file(s) to make room", exc, dropped)
+                self._snapshots.write(snapshot)
+        except OSError as exc:
+            raise self._fail("write_snapshot_file", exc) from exc
+
+    def check_room(self, entries: int, data_bytes: int) -> None:
+        """Raise DiskFull unless a batch of `entries` entries holding data_bytes of data can be
+        appended now (with room to spare for the small records that follow any batch). Writes
+        nothing; may reserve the next segment (not while a failed reservation waits out its
+        backoff: then the failure is raised again at once)."""
+        self._check_usable()
+        need = _BATCH_OVERHEAD + entries * _ENTRY_OVERHEAD + data_bytes + self._reserve
+        if self._offset + need <= self._file_end:
+            return  # fits in the current segment's reserved space
+        try:
+            if not self._segment_has_data:
+                self._reserve_current(self._offset + need)
+            elif self._spare is None or self._spare[1] < _SEGMENT_HEAD + need:
+                self._prepare_spare(_SEGMENT_HEAD + need)
+        except DiskFull as exc:
+            self.stats.room_refusals += 1
+            reason = str(exc).removeprefix(f"{self._who}: ")
+            raise DiskFull(
+                f"{self._who}: no room in the WAL ({self.directory}) for {entries} more "
+                f"entries ({fsutil.mib(data_bytes)}): {reason}",
+                exc.path,
+            ) from exc
+
+    def check_snapshot_room(self, nbytes: int) -> None:
+        """Raise DiskFull unless a snapshot file of about nbytes fits on the disk, counting the
+        older snapshot files that install_snapshot gives up when it must."""
+        self._check_usable()
+        older = self._snapshots.list()[:-1]
+        free = fsutil.free_bytes(self.directory)
+        if nbytes + self._reserve > free + sum(path.stat().st_size for _, path in older):
+            self.stats.room_refusals += 1
+            raise DiskFull(
+                f"{self._who}: no room for a snapshot of {fsutil.mib(nbytes)} in "
+                f"{self.directory} ({fsutil.mib(free)} free)",
+                str(self.directory),
+            )
 
     def compact(self, index: int) -> None:
         """Delete whole segments holding nothing needed once a snapshot at index exists.
@@ -328,14 +445,21 @@ class LogStorage:
             self._segments = [s for s in self._segments if s.path.exists()]
 
     def _append(self, rtype: RecordType, payload: msgspec.Struct) -> None:
-        """Write one record at the tail, not yet durable. A full segment is synced before the
-        next one starts (only the last segment may ever hold unsynced records). Raises
-        OSError; callers mark the storage failed."""
+        """Write one record at the tail (rolling to a new segment first if this one is full),
+        not yet durable: a full segment is synced before the next one starts, so only the last
+        segment may hold unsynced records. Raises DiskFull if its space cannot be reserved
+        (nothing written), OSError otherwise; callers mark the storage failed on OSError."""
         assert self._fd is not None
         record = frame(rtype, ENCODER.encode(payload))
-        if self._offset + len(record) > self._segment_bytes and self._segment_has_data:
+        if self._spare is None and self._offset > self._segment_bytes // 2:
+            with contextlib.suppress(DiskFull):  # remembered: retried later, or by check_room
+                self._prepare_spare(self._segment_bytes)
+        full_at = max(self._segment_bytes, self._file_end)
+        if self._offset + len(record) > full_at and self._segment_has_data:
             self._datasync()
-            self._start_segment(self._segments[-1].seq + 1)
+            self._start_segment(self._segments[-1].seq + 1, _SEGMENT_HEAD + len(record))
+        if self._offset + len(record) > self._file_end:
+            self._reserve_current(self._offset + len(record))  # a record bigger than a segment
         fsutil.write_all(self._fd, record, self._offset)
         self._offset += len(record)
         self._segment_has_data = True
@@ -360,21 +484,87 @@ class LogStorage:
             self.stats.zero_fill_bytes += end - start
         self._zeroed = max(end, self._offset)
 
-    def _start_segment(self, seq: int) -> None:
+    def _start_segment(self, seq: int, size: int) -> None:
+        """Make segment seq (at least size bytes) the current one, in the reserved spare if
+        there is one. DiskFull if no space can be reserved for it."""
+        if self._spare is None or self._spare[1] < size:
+            self._prepare_spare(max(size, self._segment_bytes))
+        assert self._spare is not None
+        fd = self._spare[0]
+        self._spare = None
+        path = self.directory / segment_name(seq)
         header = SegmentHeader(
             FORMAT_VERSION, seq, self._last_index, self._base_index, self._hard_state
         )
-        fd, path, offset = create_segment(
-            self.directory, seq, ENCODER.encode(header), self._segment_bytes, self._sync
-        )
+        try:
+            offset = install_segment(
+                fd, self.directory / SPARE_NAME, path, ENCODER.encode(header), self._sync
+            )
+            file_end = os.fstat(fd).st_size
+        except BaseException:
+            os.close(fd)
+            raise
         if self._fd is not None:
             os.close(self._fd)
         self._fd, self._offset, self._segment_has_data = fd, offset, False
-        self._zeroed, self._file_end = offset, os.fstat(fd).st_size
+        self._zeroed, self._file_end = offset, file_end
         self._segments.append(_Segment(seq, path, self._last_index, self._base_index))
         self.stats.segments_created += 1
         self.stats.bytes_written += offset
         self.stats.fsyncs += 2 if self._sync else 0
+
+    def _prepare_spare(self, size: int) -> None:
+        """Reserve the next segment's space (at least size bytes, and a whole segment) in
+        SPARE_NAME, or grow the spare to size."""
+        self._check_retry()
+        size = max(size, self._segment_bytes)
+        try:
+            if self._spare is None:
+                self._spare = (allocate(self.directory / SPARE_NAME, size), size)
+            else:
+                fsutil.preallocate(self._spare[0], size)
+                self._spare = (self._spare[0], size)
+        except OSError as exc:
+            if not fsutil.no_space(exc):
+                raise
+            seq = self._segments[-1].seq + 1 if self._segments else 1
+            raise self._no_room_for(self.directory / segment_name(seq), size, exc) from exc
+        self._room_again()
+
+    def _reserve_current(self, end: int) -> None:
+        """Reserve the current segment's space up to end (it holds a record bigger than the
+        segment size, or a batch that check_room expects there)."""
+        assert self._fd is not None
+        self._check_retry()
+        try:
+            fsutil.preallocate(self._fd, end)
+        except OSError as exc:
+            if not fsutil.no_space(exc):
+                raise
+            raise self._no_room_for(self._segments[-1].path, end, exc) from exc
+        self._file_end = max(self._file_end, os.fstat(self._fd).st_size)
+        self._room_again()
+
+    def _check_retry(self) -> None:
+        if self._no_room is not None and self._clock() < self._retry_at:
+            raise self._no_room
+
+    def _no_room_for(self, segment: Path, size: int, exc: OSError) -> DiskFull:
+        """Remember a failed reservation (retried after a backoff) and describe it."""
+        self.stats.allocation_failures += 1
+        free = fsutil.free_bytes(self.directory)
+        self._no_room = DiskFull(
+            f"{self._who}: cannot preallocate WAL segment {segment} ({fsutil.mib(size)}): "
+            f"{exc.strerror or exc} ({fsutil.mib(free)} free); free space, or use smaller "
+            "WAL segments (--wal-segment-mb)",
+            str(segment),
+        )
+        self._retry_at = self._clock() + self._retry_delay
+        self._retry_delay = min(2 * self._retry_delay, ALLOC_RETRY_MAX_S)
+        return self._no_room
+
+    def _room_again(self) -> None:
+        self._no_room, self._retry_delay = None, ALLOC_RETRY_MIN_S
 
     def _datasync(self) -> None:
         if self._sync and self._fd is not None and self._unsynced:
@@ -382,18 +572,20 @@ class LogStorage:
             self.stats.fsyncs += 1
         self._unsynced = False
 
-    def _fail(self, what: str, exc: OSError) -> DiskError:
+    def _fail(self, what: str, exc: OSError, path: Path | None = None) -> DiskError:
+        where = exc.filename or path or self.directory
         self._failed = DiskError(
-            f"{what} failed on {self.directory}: {exc}; storage refuses further writes "
-            "(restart the node once the disk is fixed)"
+            f"{self._who}: {what} failed on {where}: {exc.strerror or exc}; storage refuses "
+            "further writes (restart the node once the disk is fixed)",
+            str(where),
         )
         return self._failed
 
     def _check_usable(self) -> None:
         if self._failed is not None:
-            raise DiskError(f"storage failed earlier: {self._failed}")
+            raise DiskError(f"storage failed earlier: {self._failed}", self._failed.path)
         if self._fd is None:
-            raise DiskError(f"storage at {self.directory} is closed")
+            raise DiskError(f"{self._who}: storage at {self.directory} is closed")
 
     # --- queries ----------------------------------------------------------------------
 
@@ -421,7 +613,13 @@ class LogStorage:
     # --- closing ----------------------------------------------------------------------
 
     def close(self) -> None:
-        """Release the file and the directory lock. Idempotent; never raises."""
+        """Release the files and the directory lock (the reserved spare segment's space too).
+        Idempotent; never raises."""
+        if self._spare is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._spare[0])
+                (self.directory / SPARE_NAME).unlink()
+            self._spare = None
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._fd)

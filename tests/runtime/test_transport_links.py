@@ -1,0 +1,165 @@
+"""Peer links never die: a port that accepts and resets, and a link task that ends, are
+survived; the link's state is reported (issue #15, item 3). Under uvloop, as `raftkv serve`
+runs: uvloop raises RuntimeError from the handshake write on a connection already reset."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import uvloop
+
+from raftkv.core.messages import Heartbeat, Message
+from raftkv.devcluster.ports import free_ports
+from raftkv.runtime.events import EventHub
+from raftkv.runtime.faults import NetFaults
+from raftkv.runtime.metrics import NodeMetrics
+from raftkv.runtime.settings import NodeSettings, PeerAddress
+from raftkv.runtime.transport import PeerTransport
+
+from .cluster import eventually
+from .resetting import ResettingListener
+
+T = TypeVar("T")
+
+
+def run_uvloop(main: Callable[[], Coroutine[Any, Any, T]], timeout: float = 30.0) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(main(), timeout)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(bounded())
+
+
+def _pair(tmp: Path) -> tuple[PeerTransport, PeerTransport, NodeMetrics, int, list[Message]]:
+    """Transports a and b knowing each other (not started); a's metrics; b's port; what b got."""
+    pa, pb = free_ports(2)
+    peers = {
+        "a": PeerAddress("127.0.0.1", pa, "http://127.0.0.1:1"),
+        "b": PeerAddress("127.0.0.1", pb, "http://127.0.0.1:2"),
+    }
+    got_b: list[Message] = []
+    metrics = NodeMetrics()
+    made = []
+    for nid, port, deliver, m in (
+        ("a", pa, lambda msgs: None, metrics),
+        ("b", pb, got_b.extend, NodeMetrics()),
+    ):
+        settings = NodeSettings(
+            node_id=nid,
+            data_dir=tmp / nid,
+            listen=("127.0.0.1", port),
+            http=("127.0.0.1", 0),
+            peers=peers,
+        )
+        made.append(PeerTransport(settings, deliver, NetFaults(), EventHub(nid), m))
+    return made[0], made[1], metrics, pb, got_b
+
+
+def _sample(metrics: NodeMetrics, name: str, peer: str) -> float | None:
+    return metrics.registry.get_sample_value(name, {"peer": peer})
+
+
+async def _busy_loop() -> None:
+    """Keep the event loop busy, as a node under write load is: each turn blocks it 5 ms
+    (releasing the GIL, so the listener thread resets connections meanwhile)."""
+    while True:
+        time.sleep(0.005)
+        await asyncio.sleep(0)
+
+
+async def _reaches(a: PeerTransport, got: list[Message]) -> bool:
+    before = len(got)
+    a.send([Heartbeat(1, "a", "b", 0)])
+    await asyncio.sleep(0.05)
+    return len(got) > before
+
+
+def test_a_link_redials_a_port_that_accepts_and_resets(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b, metrics, port_b, got_b = _pair(tmp_path)
+
+    async def main() -> None:
+        listener = ResettingListener("127.0.0.1", port_b)
+        listener.start()
+        busy = asyncio.create_task(_busy_loop())
+        await a.start()
+        try:
+            await eventually(
+                lambda: _true(listener.resets >= 4), what="a to keep redialing the resetting port"
+            )
+            busy.cancel()
+            await asyncio.to_thread(listener.stop)
+            await b.start()  # the peer is back on the same port
+            await eventually(lambda: _reaches(a, got_b), what="a's heartbeat to reach b")
+            state = a.link_state("b")
+            assert state is not None and state.connected and state.down_since is None
+            assert state.failures >= 4 and state.last_error is not None
+            assert _sample(metrics, "raftkv_peer_link_up", "b") == 1.0
+            assert (_sample(metrics, "raftkv_peer_link_failures_total", "b") or 0) >= 4
+            await b.close()  # down again: said so, with why
+            await eventually(lambda: _true(not a.connected("b")), what="a to see b gone")
+            state = a.link_state("b")
+            assert state is not None and not state.connected and state.down_since is not None
+            assert _sample(metrics, "raftkv_peer_link_up", "b") == 0.0
+        finally:
+            busy.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await busy
+            listener.halt.set()
+            link = a._links["b"]
+            await a.close()
+            await b.close()
+        # A task ended by close() is not restarted.
+        assert link.task is not None and link.task.done() and link.restart is None
+
+    with caplog.at_level(logging.INFO, logger="raftkv.transport"):
+        run_uvloop(main)
+    down = [r for r in caplog.records if "no link to peer b" in r.getMessage()]
+    up = [r for r in caplog.records if "link to peer b is up" in r.getMessage()]
+    assert len(down) == 2 and len(up) == 1, down  # once per streak, not per attempt
+
+
+def test_a_link_task_that_ends_is_restarted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b, metrics, _, got_b = _pair(tmp_path)
+
+    async def main() -> None:
+        await b.start()
+        await a.start()
+        try:
+            await eventually(lambda: _reaches(a, got_b), what="a's heartbeat to reach b")
+            task = a._links["b"].task
+            assert task is not None
+            task.cancel()  # the link task ends (not by close): the supervisor restarts it
+            await eventually(lambda: _true(a._links["b"].task is not task), what="a restart")
+            state = a.link_state("b")
+            assert state is not None and state.last_error == "link task ended: cancelled"
+            await eventually(lambda: _reaches(a, got_b), what="the restarted link to deliver")
+            # A forgotten peer's task is ended on purpose: not restarted, its series dropped.
+            link = a._links["b"]
+            a.set_peers({"a": a._settings.peers["a"]})
+            await asyncio.sleep(0.3)
+            assert link.task is not None and link.task.done() and link.restart is None
+            assert a.link_state("b") is None
+            assert _sample(metrics, "raftkv_peer_link_up", "b") is None
+        finally:
+            await a.close()
+            await b.close()
+
+    with caplog.at_level(logging.INFO, logger="raftkv.transport"):
+        run_uvloop(main)
+    ended = [r for r in caplog.records if "link task to peer b ended" in r.getMessage()]
+    assert len(ended) == 1
+
+
+async def _true(value: bool) -> bool:
+    return value
