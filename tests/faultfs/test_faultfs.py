@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -205,3 +206,37 @@ def test_commands_answer_fast(fs: FaultMount) -> None:
     fs.set_quota(free=0)
     fs.status()
     assert time.monotonic() - started < 0.5
+
+
+def test_a_stalled_fsync_waits_and_fails_with_eio_at_a_power_cut(fs: FaultMount) -> None:
+    path = durable_file(fs, "f", b"old")
+    fs.stall_fsync(True)
+    outcome: list[BaseException | None] = []
+
+    def sync_new_data() -> None:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, b"new", 0)
+            os.fsync(fd)
+            outcome.append(None)
+        except OSError as e:
+            outcome.append(e)
+        finally:
+            os.close(fd)
+
+    worker = threading.Thread(target=sync_new_data)
+    worker.start()
+    time.sleep(0.3)
+    assert not outcome, "the fsync must wait while the disk stalls"
+    fs.power_cut()
+    worker.join(5)
+    assert isinstance(outcome[0], OSError) and outcome[0].errno == errno.EIO
+    assert path.read_bytes() == b"old"
+    fs.stall_fsync(True)
+    worker = threading.Thread(target=sync_new_data)
+    worker.start()
+    time.sleep(0.2)
+    fs.stall_fsync(False)
+    worker.join(5)
+    assert outcome[1] is None
+    assert (fs.backing / "f").read_bytes() == b"new"

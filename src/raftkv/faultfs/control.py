@@ -5,6 +5,7 @@ Commands (each answers {"ok": true, ...} or {"ok": false, "error": text}):
     {"cmd": "power-cut", "torn": false}     lose every unsynced op (torn: keep a prefix of the
                                             newest unsynced write to a named file first)
     {"cmd": "fail-fsync", "count": 1}       the next `count` fsyncs fail with EIO (0 disarms)
+    {"cmd": "stall-fsync", "stall": true}   fsyncs block until released (false) or a power cut
     {"cmd": "quota", "bytes": N}            ENOSPC past N bytes of files in total (null: none)
     {"cmd": "quota", "free": N}             the same, with N bytes more than used now
 
@@ -51,6 +52,9 @@ def handle(state: FaultState, mounted: bool, req: dict[str, Any]) -> dict[str, A
                 raise ValueError(f"count must be an integer >= 0, got {count!r}")
             with state.lock:
                 state.fsync_failures_armed = count
+            return {"ok": True}
+        case "stall-fsync":
+            state.stall_fsync(bool(req.get("stall", True)))
             return {"ok": True}
         case "quota":
             with state.lock:

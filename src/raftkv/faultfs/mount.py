@@ -127,6 +127,9 @@ class FaultMount:
     def fail_fsync(self, count: int = 1) -> None:
         self.command({"cmd": "fail-fsync", "count": count})
 
+    def stall_fsync(self, stall: bool = True) -> None:
+        self.command({"cmd": "stall-fsync", "stall": stall})
+
     def set_quota(self, *, total: int | None = None, free: int | None = None) -> dict[str, Any]:
         req: dict[str, Any] = {"cmd": "quota"}
         if free is not None:

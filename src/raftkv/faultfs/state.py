@@ -19,9 +19,14 @@ Faults (armed through the control socket, see control.py):
 - power_cut(): drop every unsynced op and every orphan, reload the tree from the backing dir;
 - power_cut(torn=True): the same, except that the most recent unsynced write to a durably named
   file is persisted in part (a prefix of it, and the unsynced ops before it on that file);
+  writes of nothing but zeros are passed over (tearing zeros over preallocated space, as the
+  WAL's zero fill does, would change nothing);
 - fail_fsync(n): the next n fsyncs (file or directory) fail with EIO. Like Linux since 4.13, the
   data that fsync was to flush is NOT kept for a retry: reads still see it, no later fsync
   writes it, so a caller that retries the fsync is told "success" for data a power cut loses;
+- stall_fsync(): fsyncs block (a hung disk) until released or a power cut, which fails them
+  with EIO: the chaos harness stalls a node's disk so that its newest write is unsynced when
+  the power goes (a torn write needs one);
 - quota: a write, truncate or fallocate that would make the files' total size exceed the quota
   fails with ENOSPC (apparent sizes: like ext4, writing inside preallocated space needs none).
 
@@ -127,6 +132,9 @@ class FaultState:
         self.lock = threading.RLock()
         self.quota: int | None = None
         self.fsync_failures_armed = 0
+        self._released = threading.Event()  # cleared while fsyncs stall
+        self._released.set()
+        self._generation = 0  # bumped by each power cut: a stalled fsync from before fails
         self._seq = 0
         self._ino = 1
         self._handles: dict[int, Node] = {}
@@ -379,8 +387,18 @@ class FaultState:
 
     # --- fsync ----------------------------------------------------------------------------
 
+    def stall_fsync(self, stall: bool) -> None:
+        if stall:
+            self._released.clear()
+        else:
+            self._released.set()
+
     def fsync(self, path: str | None, fh: int | None) -> None:
+        generation = self._generation
+        self._released.wait()  # outside the lock: the control thread must get in
         with self.lock:
+            if generation != self._generation:
+                raise _err(errno.EIO, "the file system lost power during this fsync")
             node = self.handle(fh) if fh else self.lookup(path or "/")
             self._stats["fsyncs"] += 1
             if self.fsync_failures_armed > 0:
@@ -499,6 +517,8 @@ class FaultState:
             self._handles.clear()
             self.root = self._load()
             self.fsync_failures_armed = 0
+            self._generation += 1
+            self._released.set()
             self._stats["power_cuts"] += 1
             return report
 
@@ -510,9 +530,10 @@ class FaultState:
             if node.backing.startswith(HIDDEN + "/"):
                 continue
             for k, op in enumerate(node.ops):
-                newer = best is None or (isinstance(op, Write) and op.seq > best[0])
-                if isinstance(op, Write) and op.state is OpState.PENDING and newer:
-                    best = (op.seq, node, k) if len(op.data) > 1 else best
+                if not isinstance(op, Write) or op.state is not OpState.PENDING:
+                    continue
+                if (best is None or op.seq > best[0]) and len(op.data) > 1 and any(op.data):
+                    best = (op.seq, node, k)
         if best is None:
             return None
         _, f, k = best
