@@ -25,6 +25,7 @@ from typing import Any
 from raftkv.core.membership import Membership
 from raftkv.errors import BadRequest, DiskError
 from raftkv.runtime.settings import PeerAddress, parse_hostport
+from raftkv.storage.fsutil import fsync_dir
 
 MEMBERS_FILE = "members.json"
 FORMAT_VERSION = 1
@@ -166,7 +167,8 @@ class AddressBook:
         }
 
     def save(self) -> None:
-        """Write members.json atomically (tmp + fsync + rename). DiskError on failure."""
+        """Write members.json atomically (tmp + fsync + rename + directory fsync). DiskError on
+        failure."""
         if self._path is None:
             return
         tmp = self._path.with_name(self._path.name + ".tmp")
@@ -177,6 +179,7 @@ class AddressBook:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self._path)
+            fsync_dir(self._path.parent)  # the rename itself must survive a power cut
         except OSError as e:
             raise DiskError(f"cannot write {self._path}: {e}") from e
 
