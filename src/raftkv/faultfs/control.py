@@ -1,7 +1,8 @@
 """The control socket: one JSON object per line in, one JSON object per line out.
 
 Commands (each answers {"ok": true, ...} or {"ok": false, "error": text}):
-    {"cmd": "status"}                       counters, quota, armed faults, mounted
+    {"cmd": "status"}                       counters, quota, armed faults, mounted, and what
+                                            a power cut would lose now ("pending")
     {"cmd": "power-cut", "torn": false}     lose every unsynced op (torn: keep a prefix of the
                                             newest unsynced write to a named file first)
     {"cmd": "fail-fsync", "count": 1}       the next `count` fsyncs fail with EIO (0 disarms)
@@ -42,6 +43,7 @@ def handle(state: FaultState, mounted: bool, req: dict[str, Any]) -> dict[str, A
                 "mounted": mounted,
                 "quota": state.quota,
                 "fsync_failures_armed": state.fsync_failures_armed,
+                "pending": state.pending(),
                 **asdict(state.counters()),
             }
         case "power-cut":

@@ -544,6 +544,24 @@ class FaultState:
         self._stats["torn"] += 1
         return {"file": f.backing, "offset": op.offset, "length": len(op.data), "kept": keep}
 
+    def pending(self) -> list[str]:
+        """What a power cut now would lose: 'path: N data ops' / 'path/: names'."""
+        with self.lock:
+            out: list[str] = []
+
+            def visit(d: Dir, prefix: str) -> None:
+                if d.dirty:
+                    out.append(f"{prefix}/: names")
+                for name, child in d.entries.items():
+                    if isinstance(child, Dir):
+                        visit(child, f"{prefix}/{name}")
+                    elif any(op.state is not OpState.DONE for op in child.ops):
+                        n = sum(op.state is not OpState.DONE for op in child.ops)
+                        out.append(f"{prefix}/{name}: {n} data ops")
+
+            visit(self.root, "")
+            return out
+
     def _pending_ops(self) -> int:
         files = sum(
             sum(op.state is not OpState.DONE for op in n.ops)
