@@ -86,3 +86,31 @@ def test_the_wal_preallocates_through_fallocate_on_the_mount(fs: FaultMount) -> 
         (seg,) = [p for p in (fs.mountpoint / "raft").iterdir() if p.name.startswith("wal-")]
         assert os.stat(seg).st_size == 1 << 20
         assert storage.stats.zero_fill_bytes > 0  # the zero fill goes through the FS too
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="REAL BUG (issue 18 item 4): after a failed fsync the restarted node recovers the "
+    "unsynced record from the page cache, appends and syncs after it, and a power cut then "
+    "leaves a hole that recovery calls corruption (CorruptionError); the node cannot restart",
+)
+def test_restart_after_a_failed_fsync_then_a_power_cut_keeps_what_was_synced(
+    fs: FaultMount,
+) -> None:
+    d = fs.mountpoint / "raft"
+    storage, _ = LogStorage.open(d)
+    for i in range(1, 6):
+        storage.save(HardState(1, "n1", i - 1), entries(i, i))
+    fs.fail_fsync(1)
+    with pytest.raises(DiskError):
+        storage.save(None, entries(6, 6))  # never durable (Linux keeps it only in the cache)
+    storage.close()
+    storage, rec = LogStorage.open(d)  # the node restarts (fail-stop, then restart)
+    assert [e.index for e in rec.entries] == list(range(1, 7))  # 6 is read from the cache
+    for i in range(7, 10):
+        storage.save(None, entries(i, i))  # synced: this node may acknowledge them
+    storage.close()
+    fs.power_cut()
+    storage, rec = LogStorage.open(d)  # today: CorruptionError (a hole where 6 was)
+    with storage:
+        assert [e.index for e in rec.entries] == list(range(1, 10))
