@@ -336,8 +336,10 @@ class ChaosCluster:
             raise ClusterError("clock faults need the cluster started with clock=True")
         return clock
 
-    def kill(self, node_id: str) -> None:
-        """kill -9 (after SIGCONT if paused) and reap."""
+    def kill(self, node_id: str, *, reap: bool = True) -> None:
+        """kill -9 (after SIGCONT if paused) and reap. reap=False only sends the signal: a
+        process killed inside a stalled faultfs fsync cannot finish exiting (closing its files
+        needs the file system) until the stall ends."""
         node = self.nodes[node_id]
         proc = node.proc
         if proc is None:
@@ -349,6 +351,8 @@ class ChaosCluster:
             if node.paused:
                 proc.send_signal(signal.SIGCONT)
             proc.send_signal(signal.SIGKILL)
+        if not reap:
+            return
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=10)
             _LIVE.discard(proc)

@@ -71,8 +71,9 @@ class HostFaults:
 
     async def _cut(self, node_id: str, torn: bool = False) -> str:
         """kill -9 the node, then its file system loses power. Returns what was lost."""
-        self.cluster.kill(node_id)
+        self.cluster.kill(node_id, reap=False)  # it may be stuck in a stalled fsync
         report = await self.cluster.fs(node_id).command_async({"cmd": "power-cut", "torn": torn})
+        self.cluster.kill(node_id)  # reap it, now that its file system answers again
         lost = f"{node_id} lost {report['dropped_ops']} unsynced ops"
         tear = report.get("torn")
         if torn:
