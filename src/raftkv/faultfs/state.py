@@ -23,7 +23,8 @@ Faults (armed through the control socket, see control.py):
   WAL's zero fill does, would change nothing);
 - fail_fsync(n): the next n fsyncs (file or directory) fail with EIO. Like Linux since 4.13, the
   data that fsync was to flush is NOT kept for a retry: reads still see it, no later fsync
-  writes it, so a caller that retries the fsync is told "success" for data a power cut loses;
+  writes it, so a caller that retries the fsync is told "success" for data a power cut loses
+  (a directory whose fsync failed keeps its pending names: a later fsync may still write them);
 - stall_fsync(): fsyncs block (a hung disk) until released or a power cut, which fails them
   with EIO: the chaos harness stalls a node's disk so that its newest write is unsynced when
   the power goes (a torn write needs one);
