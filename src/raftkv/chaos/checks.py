@@ -141,9 +141,10 @@ async def check_convergence(
     started = time.monotonic()
     deadline = started + bound_s
     last: dict[str, Status] = {}
-    # A node that refused to start with a clear message (disk faults) is not waited for.
-    expected = cluster.size - len(cluster.refusing())
     while True:
+        # A node that refused to start with a clear message (disk faults) is not waited for;
+        # one restarted at the final heal may refuse again only a few seconds later.
+        expected = cluster.size - len(cluster.refusing())
         last = await cluster.statuses()
         applied = {s.applied_index for s in last.values()}
         settled = all(s.applied_index == s.commit_index for s in last.values())

@@ -394,6 +394,8 @@ class ChaosCluster:
 
     def refusing(self) -> list[str]:
         """Nodes down now whose last start ended in a clear refusal to start."""
+        for node in self.nodes.values():
+            self._judge_exit(node)  # an exit since the last look
         return [
             i
             for i, n in self.nodes.items()
