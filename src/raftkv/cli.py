@@ -67,6 +67,7 @@ def commands() -> list[AddParser | str]:
         "raftkv.cli_snapshot:add_parser",
         "raftkv.simcmd:add_parser",
         "raftkv.chaos.cli:add_parser",
+        "raftkv.faultfs.cli:add_parser",
         "raftkv.security.cli:add_parser",
     ]
 
