@@ -139,6 +139,10 @@ class NodeDriver(Generic[R]):
         self._transfers: list[tuple[NodeId, Waiter[NodeId]]] = []
         self._next_ctx = 1
         self._snapshotting = False
+        # The newest leader's snapshot written to the log. Until the core has it (its ack may
+        # wait for a sync) the core's log may still start before it: a snapshot of ours is
+        # only taken, and only marked, beyond it.
+        self._installed = 0
         self._ticks = 0  # ticks stepped into the core so far (the driver's only clock)
         self._retry_ticks = SNAPSHOT_RETRY_TICKS[0]
         self._snapshot_not_before = 0  # tick before which no snapshot is tried (backoff)
@@ -283,6 +287,7 @@ class NodeDriver(Generic[R]):
             self._hard = persist.hard_state
         if persist.snapshot is not None:
             self._log.install_snapshot(persist.snapshot)  # durable on return
+            self._installed = max(self._installed, persist.snapshot.index)
         if persist.entries or (self._must_sync(persist) and self._hard != self._written):
             hard = self._hard if self._hard != self._written else None
             self._log.append(hard, persist.entries)
@@ -382,7 +387,7 @@ class NodeDriver(Generic[R]):
             return
         index = self.machine.applied_index
         term = self.raft.log.term(index)
-        if term is None or index <= self.raft.log.snapshot_index:
+        if term is None or index <= max(self.raft.log.snapshot_index, self._installed):
             return
         members = self.raft.membership_at(index)
         try:
@@ -421,7 +426,10 @@ class NodeDriver(Generic[R]):
         if self.failed is not None or self._closed:
             return
         rlog = self.raft.log
-        if snap.index <= rlog.snapshot_index or rlog.term(snap.index) != snap.term:
+        if (
+            snap.index <= max(rlog.snapshot_index, self._installed)
+            or rlog.term(snap.index) != snap.term
+        ):
             return  # the leader's snapshot replaced the log meanwhile
         try:
             self._log.mark_snapshot(snap)

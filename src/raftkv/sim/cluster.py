@@ -1,9 +1,10 @@
 """The deterministic simulator: a cluster of Raft nodes on a virtual clock.
 
-Each node is the production NodeDriver (raftkv.driver) over simulated ports: a SimLogStore
-whose appends survive a crash only once synced (or by luck, a random prefix of them), a
+Each node is the production NodeDriver (raftkv.driver) over simulated ports: the real
+LogStorage (WAL, snapshot files, recovery) on a SimFs that loses unsynced writes on a crash, a
 network with partitions, loss, duplication and reordering, a scheduler that completes syncs
-and snapshot writes after a random latency, and ticks from a per-node drifting clock.
+and snapshot writes after a random latency, and ticks from a per-node drifting clock. After
+a crash the real recovery runs, and must bring back everything that was synced.
 Everything is driven from one event queue ordered by (time, sequence number), and every random
 choice comes from random.Random instances seeded from the run's seed, so a seed replays
 exactly.
@@ -38,25 +39,34 @@ from raftkv.kv.results import Result
 from raftkv.kv.store import KvStore
 from raftkv.sim.disk import SimDisk
 from raftkv.sim.faults import Fault, FaultKind, PartitionShape
+from raftkv.sim.fs import SimFs
 from raftkv.sim.invariants import SafetyChecker
 from raftkv.sim.network import Network
-from raftkv.sim.storage import SimLogStore
+from raftkv.sim.storage import (
+    SEGMENT_BYTES,
+    STORAGE_DIR,
+    SimLogStore,
+    StorageOpener,
+    lost_by_recovery,
+    recovered_disk,
+)
 from raftkv.sim.workload import ClientOp, OpKind, Workload
+from raftkv.storage import LogStorage
 
 NodeFactory = Callable[..., RaftNode]
 DriverFactory = Callable[..., NodeDriver[Result]]
-StoreFactory = Callable[[SimDisk], SimLogStore]
 
 
 @dataclass(slots=True)
 class SimNode:
     id: NodeId
-    disk: SimDisk = field(default_factory=SimDisk)
+    fs: SimFs = field(default_factory=SimFs)
+    disk: SimDisk = field(default_factory=SimDisk)  # what was synced: the checker's view
+    store: SimLogStore | None = None
     driver: NodeDriver[Result] | None = None
     incarnation: int = 0
     clock_rate: float = 1.0  # this node's tick period is tick_ms * clock_rate (clock drift)
     paused_until: float = 0.0  # a paused node queues its input and does nothing else
-    store: SimLogStore = field(init=False)
 
     @property
     def raft(self) -> RaftNode | None:
@@ -210,7 +220,7 @@ class Simulation:
         fsync_ms: tuple[float, float] = (0.2, 2.0),
         node_factory: NodeFactory = RaftNode,
         driver_factory: DriverFactory = NodeDriver,
-        store_factory: StoreFactory = SimLogStore,
+        open_storage: StorageOpener = LogStorage.open,
         lease_reads: bool = True,
         clock_drift: float = 0.05,
         check_promises: bool = True,
@@ -226,8 +236,7 @@ class Simulation:
             nid: SimNode(nid, clock_rate=self.rng.uniform(1 - clock_drift, 1 + clock_drift))
             for nid in self.ids
         }
-        for node in self.nodes.values():
-            node.store = store_factory(node.disk)
+        self._open_storage = open_storage
         self.network = Network(random.Random(f"net-{seed}"), self.ids)
         self.workload = Workload(
             random.Random(f"load-{seed}"), clients=clients, lease_reads=lease_reads
@@ -291,16 +300,32 @@ class Simulation:
     # --- node lifecycle ------------------------------------------------------------------
 
     def _start(self, node: SimNode) -> None:
+        """Start a node from what its disk holds, through the real recovery."""
         node.incarnation += 1
-        disk = node.disk
-        hs, snap = disk.hard_state, disk.snapshot
+        try:
+            storage, rec = self._open_storage(
+                STORAGE_DIR,
+                fs=node.fs,
+                node_id=node.id,
+                segment_bytes=SEGMENT_BYTES,
+                clock=lambda: self.now / 1000.0,
+            )
+        except DiskError as e:
+            self.checker.fail(f"{node.id} cannot restart: {e}")
+            return
+        lost = lost_by_recovery(node.disk, rec)
+        if lost is not None:
+            self.checker.fail(f"durability: recovery on {node.id} lost what was synced: {lost}")
+        node.disk = recovered_disk(rec)
+        node.store = SimLogStore(storage, node.disk)
+        hs, snap = rec.hard_state, rec.snapshot
         raft = self._factory(
             node.id,
             self.ids,
             self.config,
             random.Random(f"node-{self.seed}-{node.id}-{node.incarnation}"),
             hard_state=hs,
-            entries=disk.entries,
+            entries=rec.entries,
             snapshot=snap,
         )
         kv = KvStore.restore(snap.data) if snap is not None else KvStore()
@@ -321,14 +346,16 @@ class Simulation:
         incarnation = node.incarnation
         first = self.now + self.rng.uniform(0, self.tick_ms)
         self.at(first, lambda: self._tick(node, incarnation))
-        self.log(f"{node.id} started (term {hs.term}, {len(disk.entries)} entries on disk)")
+        self.log(f"{node.id} started (term {hs.term}, {len(rec.entries)} entries on disk)")
 
     def crash(self, node: SimNode) -> None:
+        """Power loss: the node stops, its disk keeps what was synced and maybe more."""
         if node.driver is None:
             return
-        kept = node.store.crash(self.rng)
-        self.log(f"{node.id} CRASH ({kept} unsynced appends survived)")
+        node.fs.crash(self.rng)
+        self.log(f"{node.id} CRASH")
         node.driver = None
+        node.store = None
         self.checker.forget(node.id)
 
     def restart(self, node: SimNode) -> None:
@@ -536,12 +563,14 @@ class Simulation:
         if not self._crash_points:
             return 0.0
         rate = self._crash_points[-1].rate
-        durable = node.disk.hard_state
-        for hard, _ in node.store.pending:
+        durable, store = node.disk.hard_state, node.store
+        if store is None:
+            return 0.0
+        for hard, _ in store.pending:
             if hard is not None and (hard.term, hard.vote) != (durable.term, durable.vote):
                 return min(1.0, rate * 5)
         raft = node.raft
-        if raft is not None and raft.role is Role.LEADER and any(e for _, e in node.store.pending):
+        if raft is not None and raft.role is Role.LEADER and any(e for _, e in store.pending):
             return min(1.0, rate * 3)
         return rate
 

@@ -14,9 +14,10 @@ from raftkv.core.config import Config
 from raftkv.core.raft import RaftNode
 from raftkv.core.types import Role
 from raftkv.driver.driver import NodeDriver
-from raftkv.sim.cluster import DriverFactory, NodeFactory, Simulation, StoreFactory
+from raftkv.sim.cluster import DriverFactory, NodeFactory, Simulation
 from raftkv.sim.faults import ALL_FAULTS, FaultKind, schedule
-from raftkv.sim.storage import SimLogStore
+from raftkv.sim.storage import StorageOpener
+from raftkv.storage import LogStorage
 
 SIM_RAFT_CONFIG = Config(election_ticks=10, heartbeat_ticks=2, max_inflight=16)
 CHECK_STEPS = 2_000_000  # linearizability search budget
@@ -68,7 +69,7 @@ def run_seed(
     *,
     node_factory: NodeFactory = RaftNode,
     driver_factory: DriverFactory = NodeDriver,
-    store_factory: StoreFactory = SimLogStore,
+    open_storage: StorageOpener = LogStorage.open,
     trace: bool = False,
 ) -> SeedResult:
     faults = schedule(random.Random(f"faults-{seed}"), settings.faults, settings.fault_ms)
@@ -93,7 +94,7 @@ def run_seed(
         clients=settings.clients,
         node_factory=node_factory,
         driver_factory=driver_factory,
-        store_factory=store_factory,
+        open_storage=open_storage,
         lease_reads=settings.lease_reads and config.check_quorum,
         check_promises=settings.check_promises,
         compact_every=compact_every,

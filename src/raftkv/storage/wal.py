@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ import msgspec
 from raftkv.core.types import Entry, HardState, Snapshot
 from raftkv.errors import CorruptionError, DiskError, DiskFull
 from raftkv.storage import fsutil
+from raftkv.storage.fs import OS, File, FileSystem
 from raftkv.storage.record import HEADER_SIZE, Record, RecordType, frame
 from raftkv.storage.replay import Replayer
 from raftkv.storage.schema import (
@@ -121,7 +121,9 @@ class LogStorage:
         keep: int,
         who: str,
         clock: Callable[[], float],
+        fs: FileSystem,
     ) -> None:
+        self.fs = fs
         self.directory = directory
         self.stats = StorageStats()
         self._who = who
@@ -130,15 +132,15 @@ class LogStorage:
         self._segment_bytes = segment_bytes
         self._reserve = min(max(segment_bytes // 64, ROOM_RESERVE_MIN), ROOM_RESERVE_MAX)
         self._sync = sync
-        self._snapshots = SnapshotStore(directory, keep, sync, self.stats, who)
+        self._snapshots = SnapshotStore(directory, keep, sync, self.stats, who, fs)
         self._segments: list[_Segment] = []
-        self._fd: int | None = None
+        self._file: File | None = None
         self._offset = 0  # where the next record goes in the current segment
         self._zeroed = 0  # the current segment's blocks below this hold written bytes
         self._file_end = 0  # size of the current segment file
         self._segment_has_data = False  # current segment holds more than its header
         self._unsynced = False  # records were written to the current segment since its sync
-        self._spare: tuple[int, int] | None = None  # (fd, size) of the reserved next segment
+        self._spare: tuple[File, int] | None = None  # (file, size) of the reserved next segment
         self._no_room: DiskFull | None = None  # the last failed reservation ...
         self._retry_at = 0.0  # ... and when the next one may be tried (clock time)
         self._retry_delay = ALLOC_RETRY_MIN_S
@@ -161,25 +163,27 @@ class LogStorage:
         sync: bool = True,
         keep_snapshots: int = DEFAULT_KEEP_SNAPSHOTS,
         clock: Callable[[], float] = time.monotonic,
+        fs: FileSystem = OS,
     ) -> tuple[LogStorage, Recovered]:
         """Open (creating if new) and recover. Raises CorruptionError when the data cannot be
         trusted, DiskFull when there is no room for the first segment, DiskError when the
         disk fails; messages start with "node <node_id>". sync=False skips every fsync: for
-        tests only. clock (seconds) times the retries of failed reservations."""
+        tests only. clock (seconds) times the retries of failed reservations. fs: the file
+        system (the simulator's, in the simulator)."""
         if segment_bytes < MIN_SEGMENT_BYTES:
             raise ValueError(f"segment_bytes must be at least {MIN_SEGMENT_BYTES}")
         directory = Path(directory)
         who = f"node {node_id}" if node_id else "storage"
         try:
-            fsutil.ensure_dir(directory)
-            lock = fsutil.DirLock(directory)
+            fsutil.ensure_dir(directory, fs)
+            lock = fsutil.DirLock(directory, fs)
         except OSError as exc:
             raise DiskError(
                 f"{who}: cannot open storage at {directory}: {exc}", str(directory)
             ) from exc
         except DiskError as exc:
             raise DiskError(f"{who}: {exc}", str(directory)) from exc
-        storage = cls(directory, lock, segment_bytes, sync, keep_snapshots, who, clock)
+        storage = cls(directory, lock, segment_bytes, sync, keep_snapshots, who, clock, fs)
         try:
             recovered = storage._recover()
         except OSError as exc:
@@ -199,7 +203,7 @@ class LogStorage:
     def _recover(self) -> Recovered:
         self._remove_tmp_files()
         snapshot = self._snapshots.load_newest()
-        found = list_segments(self.directory)
+        found = list_segments(self.fs, self.directory)
         if not found:
             if snapshot is not None:
                 raise CorruptionError(
@@ -214,7 +218,7 @@ class LogStorage:
         replayer = Replayer(snapshot)
         scanned: ScannedSegment | None = None
         for k, (seq, path) in enumerate(found):
-            scanned = scan_segment(path, path.read_bytes(), is_last=k == len(found) - 1)
+            scanned = scan_segment(path, self.fs.read_bytes(path), is_last=k == len(found) - 1)
             header = self._replay(replayer, seq, scanned)
             self._segments.append(_Segment(seq, path, header.prev_index, header.base_index))
         assert scanned is not None
@@ -225,16 +229,16 @@ class LogStorage:
         self._base_term = snapshot.term if snapshot else 0
         self._last_index = entries[-1].index if entries else self._base_index
         self._terms.append(entries)
-        self._fd = os.open(scanned.path, os.O_RDWR)
+        self._file = self.fs.open(scanned.path)
         self._offset = self._zeroed = scanned.end
-        self._file_end = os.fstat(self._fd).st_size
+        self._file_end = self._file.size()
         self._segment_has_data = len(scanned.records) > 1
 
         torn_report = None
         if scanned.torn is not None:
             torn = scanned.torn
             # Zero the discarded bytes so nothing stale ever sits after a future record.
-            fsutil.write_all(self._fd, bytes(torn.garbage_end - torn.offset), torn.offset)
+            fsutil.write_all(self._file, bytes(torn.garbage_end - torn.offset), torn.offset)
             self._unsynced = True
             self._datasync()
             torn_report = (
@@ -270,11 +274,11 @@ class LogStorage:
         return header
 
     def _remove_tmp_files(self) -> None:
-        tmp = [p for p in self.directory.iterdir() if p.name.endswith(".tmp")]
+        tmp = [self.directory / n for n in self.fs.listdir(self.directory) if n.endswith(".tmp")]
         for path in tmp:
-            path.unlink()
+            self.fs.unlink(path)
         if tmp and self._sync:
-            fsutil.fsync_dir(self.directory)
+            self.fs.fsync_dir(self.directory)
             self.stats.fsyncs += 1
 
     # --- the write path ---------------------------------------------------------------
@@ -411,8 +415,8 @@ class LogStorage:
         older snapshot files that install_snapshot gives up when it must."""
         self._check_usable()
         older = self._snapshots.list()[:-1]
-        free = fsutil.free_bytes(self.directory)
-        if nbytes + self._reserve > free + sum(path.stat().st_size for _, path in older):
+        free = self.fs.free_bytes(self.directory)
+        if nbytes + self._reserve > free + sum(self.fs.file_size(path) for _, path in older):
             self.stats.room_refusals += 1
             raise DiskFull(
                 f"{self._who}: no room for a snapshot of {fsutil.mib(nbytes)} in "
@@ -434,22 +438,22 @@ class LogStorage:
         try:
             # Oldest first, each unlink made durable, so what remains is always a suffix.
             for segment in self._segments[:drop]:
-                segment.path.unlink()
+                self.fs.unlink(segment.path)
                 self.stats.segments_removed += 1
                 if self._sync:
-                    fsutil.fsync_dir(self.directory)
+                    self.fs.fsync_dir(self.directory)
                     self.stats.fsyncs += 1
         except OSError as exc:
             raise self._fail("compact", exc) from exc
         finally:
-            self._segments = [s for s in self._segments if s.path.exists()]
+            self._segments = [s for s in self._segments if self.fs.exists(s.path)]
 
     def _append(self, rtype: RecordType, payload: msgspec.Struct) -> None:
         """Write one record at the tail (rolling to a new segment first if this one is full),
         not yet durable: a full segment is synced before the next one starts, so only the last
         segment may hold unsynced records. Raises DiskFull if its space cannot be reserved
         (nothing written), OSError otherwise; callers mark the storage failed on OSError."""
-        assert self._fd is not None
+        assert self._file is not None
         record = frame(rtype, ENCODER.encode(payload))
         if self._spare is None and self._offset > self._segment_bytes // 2:
             with contextlib.suppress(DiskFull):  # remembered: retried later, or by check_room
@@ -460,7 +464,7 @@ class LogStorage:
             self._start_segment(self._segments[-1].seq + 1, _SEGMENT_HEAD + len(record))
         if self._offset + len(record) > self._file_end:
             self._reserve_current(self._offset + len(record))  # a record bigger than a segment
-        fsutil.write_all(self._fd, record, self._offset)
+        fsutil.write_all(self._file, record, self._offset)
         self._offset += len(record)
         self._segment_has_data = True
         self._unsynced = True
@@ -474,13 +478,13 @@ class LogStorage:
         also commit the filesystem's journal (the extent became written). With zeros already
         written there, most syncs flush data only: ~20-25% less time per fdatasync measured
         on this ext4 disk with 3 processes syncing at once. The zeros go out with the same sync."""
-        assert self._fd is not None
+        assert self._file is not None
         if not self._sync or self._offset + ZERO_AHEAD_BYTES // 4 <= self._zeroed:
             return
         start = max(self._zeroed, self._offset)
         end = min(self._file_end, self._offset + ZERO_AHEAD_BYTES)
         if end > start:
-            fsutil.write_all(self._fd, bytes(end - start), start)
+            fsutil.write_all(self._file, bytes(end - start), start)
             self.stats.zero_fill_bytes += end - start
         self._zeroed = max(end, self._offset)
 
@@ -490,7 +494,7 @@ class LogStorage:
         if self._spare is None or self._spare[1] < size:
             self._prepare_spare(max(size, self._segment_bytes))
         assert self._spare is not None
-        fd = self._spare[0]
+        f = self._spare[0]
         self._spare = None
         path = self.directory / segment_name(seq)
         header = SegmentHeader(
@@ -498,15 +502,15 @@ class LogStorage:
         )
         try:
             offset = install_segment(
-                fd, self.directory / SPARE_NAME, path, ENCODER.encode(header), self._sync
+                self.fs, f, self.directory / SPARE_NAME, path, ENCODER.encode(header), self._sync
             )
-            file_end = os.fstat(fd).st_size
+            file_end = f.size()
         except BaseException:
-            os.close(fd)
+            f.close()
             raise
-        if self._fd is not None:
-            os.close(self._fd)
-        self._fd, self._offset, self._segment_has_data = fd, offset, False
+        if self._file is not None:
+            self._file.close()
+        self._file, self._offset, self._segment_has_data = f, offset, False
         self._zeroed, self._file_end = offset, file_end
         self._segments.append(_Segment(seq, path, self._last_index, self._base_index))
         self.stats.segments_created += 1
@@ -520,9 +524,9 @@ class LogStorage:
         size = max(size, self._segment_bytes)
         try:
             if self._spare is None:
-                self._spare = (allocate(self.directory / SPARE_NAME, size), size)
+                self._spare = (allocate(self.fs, self.directory / SPARE_NAME, size), size)
             else:
-                fsutil.preallocate(self._spare[0], size)
+                self._spare[0].allocate(size)
                 self._spare = (self._spare[0], size)
         except OSError as exc:
             if not fsutil.no_space(exc):
@@ -534,15 +538,15 @@ class LogStorage:
     def _reserve_current(self, end: int) -> None:
         """Reserve the current segment's space up to end (it holds a record bigger than the
         segment size, or a batch that check_room expects there)."""
-        assert self._fd is not None
+        assert self._file is not None
         self._check_retry()
         try:
-            fsutil.preallocate(self._fd, end)
+            self._file.allocate(end)
         except OSError as exc:
             if not fsutil.no_space(exc):
                 raise
             raise self._no_room_for(self._segments[-1].path, end, exc) from exc
-        self._file_end = max(self._file_end, os.fstat(self._fd).st_size)
+        self._file_end = max(self._file_end, self._file.size())
         self._room_again()
 
     def _check_retry(self) -> None:
@@ -552,7 +556,7 @@ class LogStorage:
     def _no_room_for(self, segment: Path, size: int, exc: OSError) -> DiskFull:
         """Remember a failed reservation (retried after a backoff) and describe it."""
         self.stats.allocation_failures += 1
-        free = fsutil.free_bytes(self.directory)
+        free = self.fs.free_bytes(self.directory)
         self._no_room = DiskFull(
             f"{self._who}: cannot preallocate WAL segment {segment} ({fsutil.mib(size)}): "
             f"{exc.strerror or exc} ({fsutil.mib(free)} free); free space, or use smaller "
@@ -567,8 +571,8 @@ class LogStorage:
         self._no_room, self._retry_delay = None, ALLOC_RETRY_MIN_S
 
     def _datasync(self) -> None:
-        if self._sync and self._fd is not None and self._unsynced:
-            fsutil.datasync(self._fd)
+        if self._sync and self._file is not None and self._unsynced:
+            self._file.datasync()
             self.stats.fsyncs += 1
         self._unsynced = False
 
@@ -584,7 +588,7 @@ class LogStorage:
     def _check_usable(self) -> None:
         if self._failed is not None:
             raise DiskError(f"storage failed earlier: {self._failed}", self._failed.path)
-        if self._fd is None:
+        if self._file is None:
             raise DiskError(f"{self._who}: storage at {self.directory} is closed")
 
     # --- queries ----------------------------------------------------------------------
@@ -617,13 +621,13 @@ class LogStorage:
         Idempotent; never raises."""
         if self._spare is not None:
             with contextlib.suppress(OSError):
-                os.close(self._spare[0])
-                (self.directory / SPARE_NAME).unlink()
+                self._spare[0].close()
+                self.fs.unlink(self.directory / SPARE_NAME)
             self._spare = None
-        if self._fd is not None:
+        if self._file is not None:
             with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
+                self._file.close()
+            self._file = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None
