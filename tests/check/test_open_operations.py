@@ -91,6 +91,24 @@ def test_a_read_only_a_lost_write_explains_is_linearizable_in_few_steps(lost: in
     _assert_witness(ops, REGISTER)
 
 
+class SetModel(Model[frozenset[str]]):
+    """A set of letters: add and remove commute unless they touch the same letter."""
+
+    def init(self) -> frozenset[str]:
+        return frozenset()
+
+    def step(
+        self, state: frozenset[str], input: object, output: object
+    ) -> tuple[bool, frozenset[str]]:
+        assert isinstance(input, tuple)
+        kind, letter = input
+        if kind == "add":
+            return True, state | {letter}
+        if kind == "remove":
+            return True, state - {letter}
+        return output is UNKNOWN_OUTPUT or output == state, state
+
+
 # --- each rule that keeps an open operation back, on a case where it must not -------------------
 
 
@@ -118,6 +136,18 @@ def test_open_operations_that_only_a_chain_of_them_makes_visible() -> None:
     _assert_witness(ops, REGISTER)
 
 
+def test_open_operations_that_commute_are_kept_in_one_order() -> None:
+    """add y and add z commute: only one order of the pair is skipped, not both."""
+    ops = [
+        Operation(0, ("add", "y"), U, 0),
+        Operation(1, ("add", "z"), U, 1),
+        Operation(2, ("read", ""), frozenset("yz"), 2, 3),
+    ]
+    assert check(ops, SetModel()).verdict is Verdict.OK
+    _assert_witness(ops, SetModel())
+    assert check(ops[1:], SetModel()).verdict is Verdict.ILLEGAL
+
+
 def test_equal_open_operations_are_each_available_once() -> None:
     reads = [Operation(3, READ, v, 10 + 2 * n, 11 + 2 * n) for n, v in enumerate([1, 2, 1])]
     write2 = Operation(2, _write(2), None, 0, 11)
@@ -125,6 +155,9 @@ def test_equal_open_operations_are_each_available_once() -> None:
     assert check(twice, REGISTER).verdict is Verdict.OK
     _assert_witness(twice, REGISTER)
     assert check([twice[0], write2, *reads], REGISTER).verdict is Verdict.ILLEGAL
+    # Equal ones are taken in call order: the one called too late must not stand in.
+    early_and_late = [twice[0], Operation(1, READ, 1, 5, 6), Operation(2, _write(1), U, 20)]
+    assert check(early_and_late, REGISTER).verdict is Verdict.OK
 
 
 def test_a_node_reached_with_fewer_open_operations_is_not_covered_by_one_with_more() -> None:
@@ -197,24 +230,6 @@ def _reference(ops: Sequence[Operation], model: Model[Any]) -> bool:
         return False
 
     return extend(0, model.init())
-
-
-class SetModel(Model[frozenset[str]]):
-    """A set of letters: add and remove commute unless they touch the same letter."""
-
-    def init(self) -> frozenset[str]:
-        return frozenset()
-
-    def step(
-        self, state: frozenset[str], input: object, output: object
-    ) -> tuple[bool, frozenset[str]]:
-        assert isinstance(input, tuple)
-        kind, letter = input
-        if kind == "add":
-            return True, state | {letter}
-        if kind == "remove":
-            return True, state - {letter}
-        return output is UNKNOWN_OUTPUT or output == state, state
 
 
 _MODELS: dict[str, Model[Any]] = {

@@ -27,6 +27,16 @@ ILLEGAL = _Illegal()
 _MISSING = object()
 
 
+class _Scan:
+    """The classes found worth taking at one (state, window, guard), and the next to examine."""
+
+    __slots__ = ("found", "next")
+
+    def __init__(self) -> None:
+        self.found: list[int] = []
+        self.next = 0
+
+
 class OpenRules:
     """Memoized moves for the open classes of one partition (class ids are small ints, in
     the order kept when two of them commute)."""
@@ -39,6 +49,7 @@ class OpenRules:
         "_inputs",
         "_op_inputs",
         "_op_outputs",
+        "_scans",
         "_seen_definite",
         "_seen_open",
         "_step",
@@ -62,6 +73,7 @@ class OpenRules:
         self._seen_open: dict[tuple[int, Any, int], bool] = {}
         self._followers: dict[tuple[int, Any], bool] = {}
         self._effects_from: dict[Any, frozenset[tuple[int, Any]]] = {}
+        self._scans: dict[tuple[Any, tuple[int, ...], tuple[int, Any] | None], _Scan] = {}
 
     def after(self, g: int, s: Any) -> Any:
         """The state after class g from s (ILLEGAL if the model refuses it)."""
@@ -92,6 +104,28 @@ class OpenRules:
             if observed:
                 return a
         return a if self.has_follower(g, s) else ILLEGAL
+
+    def nth_worth(
+        self, s: Any, window: tuple[int, ...], guard: tuple[int, Any] | None, j: int
+    ) -> int | None:
+        """The j-th class (in class order) worth taking from s before this window under this
+        guard, or None if there are no more. Each (s, window, guard) is scanned once, lazily."""
+        scan = self._scans.get((s, window, guard))
+        if scan is None:
+            scan = self._scans[s, window, guard] = _Scan()
+        found, classes = scan.found, self._classes
+        while j >= len(found) and scan.next < len(classes):
+            g = classes[scan.next]
+            scan.next += 1
+            if self.worth(g, s, window, guard) is not ILLEGAL:
+                found.append(g)
+        return found[j] if j < len(found) else None
+
+    def index_of(
+        self, s: Any, window: tuple[int, ...], guard: tuple[int, Any] | None, g: int
+    ) -> int:
+        """The position of class g among those nth_worth gave for (s, window, guard)."""
+        return self._scans[s, window, guard].found.index(g)
 
     def seen_by_definite(self, g: int, s: Any, i: int) -> bool:
         """Definite operation i right after class g taken from s: legal there, and observes g."""

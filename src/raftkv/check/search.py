@@ -6,18 +6,18 @@ linearized between its call and its return.
 
 The definite operations form a doubly linked list of call and return entries in time order
 (calls before returns at equal times). From a node the search tries, in order: each definite
-call before the first return in the list (Lowe's candidates), then each open operation called
-by that return that is worth taking. A legal step to a node not covered by one already explored
-is pushed (a definite call and its return are lifted out of the list) and the search restarts
-from the head; when the candidates run out it backtracks. The history is linearizable when the
-list empties (the open operations left go at the end, where an unknown output is always
-legal), and not linearizable when a backtrack finds the stack empty.
+call before the first return in the list (Lowe's candidates), then, class by class, the open
+operations worth taking that were called by that return. A legal step to a node not covered by
+one already explored is pushed (a definite call and its return are lifted out of the list) and
+the search restarts from the head; when the candidates run out it backtracks. The history is
+linearizable when the list empties (the open operations left go at the end, where an unknown
+output is always legal), and not linearizable when a backtrack finds the stack empty.
 
-Open operations are placed only where something observes them. In any linearization, let open
-o, taken from state s, be directly followed by x. If x is legal from s and leaves the same state
-with or without o before it, o can go to the end instead (x hid it); if x then o leaves the
-same state as o then x, they can swap (x did not see o), which moves o later when x is definite
-and orders them by class when x is open too. Open operations with equal inputs (a class) are
+Open operations are placed only where something observes them. In any linearization, let open o,
+taken from state s, be directly followed by x. If x is legal from s and leaves the same state
+with or without o before it, o can go to the end instead (x hid it); if x then o leaves the same
+state as o then x, they can swap (x did not see o), which moves o later when x is definite and
+orders them by class when x is open too. Open operations with equal inputs (a class) are
 interchangeable, so they can be taken in call order. None of these moves changes another
 operation's state or breaks real-time order, and they cannot go on for ever, so a history is
 linearizable iff it has a linearization none of them applies to. The search only builds those:
@@ -28,13 +28,15 @@ definite step a move would remove. Those skips depend on the last step when it w
 class, the state before it) is part of the cache key.
 
 Nodes are (definite set, state, guard) plus the set of open operations taken. A node is covered
-by an explored one with the same definite set and state, the same guard or none, and a subset
-of the open operations: whatever the larger set can still do, the smaller one can too, with
+by an explored one with the same definite set and state, the same guard or none, and a subset of
+the open operations: whatever the larger set can still do, the smaller one can too, with
 earlier-called members of the same classes.
 
-A step is a definite candidate tried, an open operation taken, or a backtrack; open operations
-passed over cost none. The search is resumable: run(budget) does at most `budget` steps and
-returns None if it has not decided yet, so a driver can interleave many partitions.
+Which open classes are worth taking depends only on (state, definite candidates, guard): each
+such triple is examined once (OpenRules.nth_worth). A step is a definite candidate tried, an
+open operation taken, or a backtrack; open operations passed over cost none. The search is
+resumable: run(budget) does at most `budget` steps and returns None if it has not decided yet,
+so a driver can interleave many partitions.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from typing import Any
 
 from raftkv.check.history import UNKNOWN_OUTPUT, Operation
 from raftkv.check.model import Model
-from raftkv.check.open_ops import ILLEGAL, OpenRules
+from raftkv.check.open_ops import OpenRules
 
 
 class SearchVerdict(enum.Enum):
@@ -59,12 +61,18 @@ def _is_open(op: Operation) -> bool:
     return op.is_open and op.output is UNKNOWN_OUTPUT
 
 
+def _covers(seen: list[int], obits: int) -> bool:
+    """Does one of the explored open sets `seen` lie within obits?"""
+    return any(not other & ~obits for other in seen)
+
+
 class Search:
     """The search state of one partition. Entry 0 is the head, the last entry the tail sentinel.
 
-    Open operations are numbered k = 0, 1, ... in call order. Stack frames are (code, state
-    before, entry): code >= 1 is the call entry of a definite operation; code < 0 is -(k + 1)
-    for open operation k, with the list's first return when it was taken.
+    Open operations are numbered k = 0, 1, ... in call order; a class is named by its first k.
+    Stack frames are (code, state before, entry): code >= 1 is the call entry of a definite
+    operation; code < 0 is -(k + 1) for open operation k, with the list's first return when it
+    was taken.
     """
 
     __slots__ = (
@@ -73,6 +81,7 @@ class Search:
         "_entry",
         "_inputs",
         "_is_call",
+        "_members",
         "_model",
         "_next",
         "_next_open",
@@ -89,7 +98,6 @@ class Search:
         "_state",
         "_tail",
         "_time",
-        "_twin",
         "best_prefix",
         "ops",
         "steps",
@@ -125,23 +133,21 @@ class Search:
         opens = [i for i, op in enumerate(self.ops) if _is_open(op)]
         self._open_op = sorted(opens, key=lambda i: (self.ops[i].call, i))  # k -> op index
         self._open_call = [self.ops[i].call for i in self._open_op]
-        # A class is the open operations with one input; rank: its first k. twin: the previous
-        # k of the class, which must be taken first (-1 for the first).
+        # A class is the open operations with one input, taken in call order; its id (rank)
+        # is its first k, and members lists its k's.
         self._rank: list[int] = []
-        self._twin: list[int] = []
+        self._members: dict[int, list[int]] = {}
         first: dict[object, int] = {}
-        last: dict[object, int] = {}
         for k, i in enumerate(self._open_op):
-            key = self.ops[i].input
-            self._rank.append(first.setdefault(key, k))
-            self._twin.append(last.get(key, -1))
-            last[key] = k
+            g = first.setdefault(self.ops[i].input, k)
+            self._rank.append(g)
+            self._members.setdefault(g, []).append(k)
         self._inputs = [op.input for op in self.ops]
         self._outputs = [op.output for op in self.ops]
-        classes = {g: self.ops[self._open_op[g]].input for g in sorted(set(self._rank))}
+        classes = {g: self.ops[self._open_op[g]].input for g in self._members}
         self._rules = OpenRules(model, classes, self._inputs, self._outputs)
         self._entry = self._next[0]
-        self._next_open = -1  # -1: walking the list at _entry; else the next open k to try
+        self._next_open = -1  # -1: walking the list at _entry; else the next worth class (j)
         self._state: Any = model.init()
         self._bits = 0  # bit i set <=> definite ops[i] is linearized
         self._obits = 0  # bit k set <=> open operation k is linearized
@@ -156,18 +162,19 @@ class Search:
         """Search for at most `budget` more steps; the verdict, or None if still undecided."""
         if self.verdict is not None:
             return self.verdict
-        nxt, prv, is_call, op_of, ret_of = (
+        nxt, prv, is_call, op_of, ret_of, time = (
             self._next,
             self._prev,
             self._is_call,
             self._op_of,
             self._ret_of,
+            self._time,
         )
+        first_open_call = self._open_call[0] if self._open_call else math.inf
         inputs, outputs, stack = self._inputs, self._outputs, self._stack
-        n_open = len(self._open_op)
         step = self._model.step
         tail = self._tail
-        entry, k, state = self._entry, self._next_open, self._state
+        entry, j, state = self._entry, self._next_open, self._state
         bits, obits = self._bits, self._obits
         best = len(self.best_prefix)
         steps = 0
@@ -176,7 +183,7 @@ class Search:
             if steps >= budget:
                 break
             steps += 1
-            if k < 0 and is_call[entry]:  # a definite candidate
+            if j < 0 and is_call[entry]:  # a definite candidate
                 i = op_of[entry]
                 legal, new_state = step(state, inputs[i], outputs[i])
                 if legal and (not stack or stack[-1][0] > 0 or self._seen(i)):
@@ -199,14 +206,16 @@ class Search:
                 entry = nxt[entry]
                 continue
             # entry is the list's first return: the open operations called by then.
-            k, new_state = self._next_open_worth(max(k, 0), state, entry, bits, obits)
-            if k < n_open:
-                stack.append((-(k + 1), state, entry))
+            taken = -1
+            if first_open_call <= time[entry]:
+                j, taken, new_state = self._next_open_worth(max(j, 0), state, entry, bits, obits)
+            if taken >= 0:
+                stack.append((-(taken + 1), state, entry))
                 if len(stack) > best:
                     best = len(stack)
                     self.best_prefix = self._prefix()
-                state, obits = new_state, obits | (1 << k)
-                entry, k = nxt[0], -1
+                state, obits = new_state, obits | (1 << taken)
+                entry, j = nxt[0], -1
                 continue
             # No candidate left: backtrack.
             if not stack:
@@ -214,11 +223,10 @@ class Search:
                 break
             code, state, r = stack.pop()
             if code < 0:
-                k = -code - 1
-                obits ^= 1 << k
-                entry, k = r, k + 1
+                obits ^= 1 << (-code - 1)
+                entry, j = r, self._resume_after(-code - 1, state, r)
                 continue
-            entry, k = code, -1
+            entry, j = code, -1
             bits ^= 1 << op_of[entry]
             r = ret_of[entry]
             nxt[prv[r]] = r
@@ -228,7 +236,7 @@ class Search:
             entry = nxt[entry]
         else:
             verdict = SearchVerdict.OK
-        self._entry, self._next_open, self._state = entry, k, state
+        self._entry, self._next_open, self._state = entry, j, state
         self._bits, self._obits = bits, obits
         self.steps += steps
         self.verdict = verdict
@@ -242,10 +250,11 @@ class Search:
         """False if an explored node covers (key, obits) (or (unguarded, obits)); else record it
         and return True."""
         cache = self._cache
-        for probe in (key, unguarded):
-            if probe is not None and any((seen & ~obits) == 0 for seen in cache.get(probe, ())):
-                return False
         seen = cache.get(key)
+        if seen is not None and _covers(seen, obits):
+            return False
+        if unguarded is not None and (other := cache.get(unguarded)) and _covers(other, obits):
+            return False
         if seen is None:
             cache[key] = [obits]
         else:
@@ -254,26 +263,27 @@ class Search:
         return True
 
     def _next_open_worth(
-        self, k: int, state: Any, first_return: int, bits: int, obits: int
-    ) -> tuple[int, Any]:
-        """From open operation k on, the first one called by the first return that is worth
-        taking (OpenRules.worth) and leads to an uncovered node: (its k, the state after it), or
-        (the number of open operations, None). Passed over: those taken, and those whose class
-        has an earlier member not taken yet."""
-        n_open, call, twin, rank = len(self._open_op), self._open_call, self._twin, self._rank
+        self, j: int, state: Any, first_return: int, bits: int, obits: int
+    ) -> tuple[int, int, Any]:
+        """From the j-th class worth taking here (OpenRules.nth_worth) on, the first whose next
+        member not taken yet was called by the first return and leads to an uncovered node:
+        (j, that member's k, the state after it), or (j, -1, None) if none."""
+        rules, call = self._rules, self._open_call
         bound = self._time[first_return]
-        if k >= n_open or call[k] > bound:
-            return n_open, None
-        window, guard, worth = self._window(first_return), self._guard(), self._rules.worth
-        while k < n_open and call[k] <= bound:
-            if not (obits >> k & 1 or (twin[k] >= 0 and not obits >> twin[k] & 1)):
-                after = worth(rank[k], state, window, guard)
-                if after is not ILLEGAL and self._visit(
-                    (bits, after, (rank[k], state)), (bits, after, None), obits | (1 << k)
-                ):
-                    return k, after
-            k += 1
-        return n_open, None
+        window, guard = tuple(self._window(first_return)), self._guard()
+        while (g := rules.nth_worth(state, window, guard, j)) is not None:
+            k = next((m for m in self._members[g] if not obits >> m & 1), -1)
+            if k >= 0 and call[k] <= bound:
+                after = rules.after(g, state)
+                if self._visit((bits, after, (g, state)), (bits, after, None), obits | (1 << k)):
+                    return j, k, after
+            j += 1
+        return j, -1, None
+
+    def _resume_after(self, k: int, state: Any, first_return: int) -> int:
+        """Open operation k was just backtracked: the position of the next class to try."""
+        window, guard = tuple(self._window(first_return)), self._guard()
+        return self._rules.index_of(state, window, guard, self._rank[k]) + 1
 
     def _seen(self, i: int) -> bool:
         """The top of the stack is open: does definite ops[i], legal next, observe it?"""
