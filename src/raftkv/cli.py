@@ -298,7 +298,8 @@ def add_serve(sub: Subparsers) -> None:
         type=_nonnegative_int,
         default=10_000,
         metavar="N",
-        help="snapshot the store and compact the log every N applied entries (10000; 0: off)",
+        help="snapshot the store and compact the log once N entries were applied since the "
+        "last snapshot (10000; 0: never snapshot, the log grows without bound)",
     )
     p.add_argument(
         "--snapshot-bytes",
@@ -306,6 +307,15 @@ def add_serve(sub: Subparsers) -> None:
         default=64 * 1024 * 1024,
         metavar="B",
         help="... or once the entries applied since the last snapshot hold B bytes (64 MiB)",
+    )
+    p.add_argument(
+        "--snapshot-log-ratio",
+        type=float,
+        default=1.0,
+        metavar="R",
+        help="... and, for a store over 4 MiB, only once those entries hold R times what the "
+        "last snapshot has beyond 4 MiB, so a large store is not rewritten every N entries "
+        "(1.0; 0: by N and B alone)",
     )
     p.add_argument(
         "--wal-segment-mb",
@@ -347,6 +357,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             fsync=not args.no_fsync,
             snapshot_entries=args.snapshot_entries,
             snapshot_bytes=args.snapshot_bytes,
+            snapshot_log_ratio=args.snapshot_log_ratio,
             wal_segment_mb=args.wal_segment_mb,
             security=security_from_args(args),
             **size_limits_from_args(args),
