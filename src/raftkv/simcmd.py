@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 
-from raftkv.sim.faults import parse_faults
+from raftkv.sim.faults import FaultKind, parse_faults
 from raftkv.sim.runner import SeedResult, SimSettings, run_seed
 
 
@@ -45,8 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument(
         "--faults",
         default="all",
-        help="all, none, or a comma list of: partition, loss, duplicate, delay, flap, crash, "
-        "pause, crash-point",
+        help="all, none, or a comma list of: " + ", ".join(k.value for k in FaultKind),
     )
     p.add_argument("--clients", type=int, default=4, help="concurrent clients (default 4)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
