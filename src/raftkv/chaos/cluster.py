@@ -19,7 +19,6 @@ import asyncio
 import atexit
 import contextlib
 import ctypes
-import os
 import secrets
 import shutil
 import signal
@@ -37,6 +36,7 @@ from raftkv.chaos.proxy import LinkProxy
 from raftkv.devcluster.ports import free_ports
 from raftkv.devcluster.topology import NodeSpec
 from raftkv.errors import RaftkvError
+from raftkv.nodeconfig import ServeConfig, serve_command, serve_env
 
 HOST = "127.0.0.1"
 CALL_TIMEOUT_S = 1.0
@@ -185,34 +185,21 @@ class ChaosCluster:
 
     def command(self, node: NodeProcess) -> list[str]:
         t = self.timing
-        cmd = [
-            sys.executable,
-            "-m",
-            "raftkv.cli",
-            "serve",
-            "--id",
-            node.spec.id,
-            "--data-dir",
-            str(node.data_dir),
-            "--listen",
-            node.spec.raft_address,
-            "--http",
-            f"{node.spec.host}:{node.spec.http_port}",
-            "--peers",
-            self.peers_spec(node.spec.id),
-            "--cluster-id",
-            self.cluster_id,
-            "--allow-fault-injection",
-            "--tick-ms",
-            str(t.tick_ms),
-            "--election-ticks",
-            str(t.election_ticks),
-            "--request-timeout",
-            str(t.request_timeout_s),
-        ]
-        if not self.fsync:
-            cmd.append("--no-fsync")
-        return cmd
+        return serve_command(
+            ServeConfig(
+                id=node.spec.id,
+                data_dir=node.data_dir,
+                listen=node.spec.raft_address,
+                http=f"{node.spec.host}:{node.spec.http_port}",
+                peers=tuple(self.peers_spec(node.spec.id).split(",")),
+                cluster_id=self.cluster_id,
+                allow_fault_injection=True,
+                tick_ms=t.tick_ms,
+                election_ticks=t.election_ticks,
+                request_timeout=t.request_timeout_s,
+                fsync=self.fsync,
+            )
+        )
 
     async def start(self, leader_timeout: float = 20.0) -> str:
         """Start every node; return the first leader's id."""
@@ -249,7 +236,7 @@ class ChaosCluster:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches the harness, which cleans up
                 close_fds=True,
-                env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                env=serve_env(),
                 preexec_fn=_die_with_parent(),  # noqa: PLW1509 (prctl only; async-signal-safe)
             )
         _LIVE.add(node.proc)
