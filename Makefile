@@ -28,7 +28,9 @@ test: lint typecheck unit
 sim-long: $(STAMP)
 	$(BIN)/raftkv sim --seeds 0..4999 --nodes 5 --faults all
 
-# A long fault campaign on real processes (5 nodes, every fault family); not part of `make test`.
+# A long fault campaign on real processes (5 nodes, every fault family: network, processes, and
+# power cuts, torn writes, disk and clock faults, which need Debian's fuse3 and faketime, as
+# .ci/run installs them); not part of `make test`, which runs a short slice of each family.
 chaos: $(STAMP)
 	$(BIN)/raftkv chaos --nodes 5 --duration 240 --faults all --seed 1 --out chaos-report
 

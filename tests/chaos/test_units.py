@@ -16,6 +16,7 @@ from raftkv.chaos import ALL_FAULTS, FAMILIES, expand_faults
 from raftkv.chaos import partitions as shapes
 from raftkv.chaos.checks import check_linearizable, find_lost_writes
 from raftkv.chaos.history import FINAL_CLIENT, OpRecord, outcome_counts, to_operations
+from raftkv.chaos.host import NodeClock, classify_exit
 from raftkv.chaos.nemesis import FaultEvent
 from raftkv.chaos.proxy import LinkProxy
 from raftkv.chaos.report import (
@@ -244,3 +245,45 @@ def test_every_fault_family_has_a_plot_colour() -> None:
     from raftkv.chaos.plot import FAMILY_COLORS  # noqa: PLC0415
 
     assert set(FAMILY_COLORS) == set(FAMILIES)
+
+
+# --- machine-level faults: exit judgement and the fake clock's arithmetic ---------------------
+
+
+def test_a_disk_failure_exit_after_a_disk_fault_is_a_fail_stop() -> None:
+    log = (
+        "2026-01-01 00:00:00,000 CRITICAL raftkv.node: n2: DISK FAILURE, node stops "
+        "acknowledging and shuts down: save failed: [Errno 5] Input/output error\n"
+        "2026-01-01 00:00:00,100 CRITICAL raftkv.server: n2: save failed: [Errno 5] "
+        "Input/output error\n"
+    )
+    e = classify_exit("n2", 1, log, disk_fault=True, served=True)
+    assert (e.kind, e.accepted) == ("fail-stop", True)
+    assert "Input/output error" in e.message
+    # The same exit with no disk fault injected is a finding.
+    assert classify_exit("n2", 1, log, disk_fault=False, served=True).kind == "crash"
+
+
+def test_a_clear_refusal_to_start_is_accepted_and_a_traceback_is_not() -> None:
+    refusal = (
+        "2026-01-01 00:00:00,000 CRITICAL raftkv.server: n1: wal-0000000001.log: bad "
+        "checksum at offset 4096 (CorruptionError)\n"
+    )
+    e = classify_exit("n1", 1, refusal, disk_fault=False, served=False)
+    assert (e.kind, e.accepted) == ("refused-start", True)
+    crash = "Traceback (most recent call last):\n  ...\nValueError: boom\n"
+    assert classify_exit("n1", 1, crash, disk_fault=True, served=False).kind == "crash"
+    assert classify_exit("n1", 1, "", disk_fault=True, served=False).kind == "crash"
+    assert classify_exit("n1", -11, refusal, disk_fault=True, served=False).kind == "crash"
+
+
+def test_a_fake_clock_rate_change_keeps_the_clock_continuous(tmp_path: Path) -> None:
+    clock = NodeClock(tmp_path / "faketime")
+    clock.reset()
+    clock.spawned_at -= 10.0  # the process started 10 s ago
+    clock.set_rate(2.0)  # libfaketime would put it at 20 s: the offset takes 10 s back
+    assert clock.offset_s == pytest.approx(-10.0, abs=0.01)
+    assert (tmp_path / "faketime").read_text().startswith("-10.0")
+    assert (tmp_path / "faketime").read_text().strip().endswith("x2.000000")
+    clock.jump(5.0)
+    assert clock.offset_s == pytest.approx(-5.0, abs=0.01)

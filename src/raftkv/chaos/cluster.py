@@ -11,6 +11,11 @@ Invariants:
 - A node is SIGCONTed before it is killed (a stopped process holds its ports until it runs).
 - Fault injection and status calls never block on a paused or dead node for longer than a
   short per-call timeout.
+- With disk=True each node's data directory is a faultfs mount (raftkv.faultfs) over
+  ROOT/<id>/backing, mounted before the node first starts and unmounted after it is killed
+  for good; with clock=True each node runs under libfaketime (raftkv.chaos.host).
+- Every exit the harness did not cause is recorded and judged (host.classify_exit) when the
+  node is restarted or the cluster closes.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import asyncio
 import atexit
 import contextlib
 import ctypes
+import dataclasses
 import secrets
 import shutil
 import signal
@@ -32,10 +38,12 @@ from typing import Any
 
 import aiohttp
 
+from raftkv.chaos.host import NodeClock, NodeExit, classify_exit, find_libfaketime
 from raftkv.chaos.proxy import LinkProxy
 from raftkv.devcluster.ports import free_ports
 from raftkv.devcluster.topology import NodeSpec
 from raftkv.errors import RaftkvError
+from raftkv.faultfs import FaultMount
 from raftkv.nodeconfig import ServeConfig, serve_command, serve_env
 
 HOST = "127.0.0.1"
@@ -64,6 +72,12 @@ class NodeProcess:
     proc: subprocess.Popen[bytes] | None = None
     paused: bool = False
     starts: int = 0
+    fs: FaultMount | None = None  # its data directory's file system (disk faults)
+    clock: NodeClock | None = None  # its libfaketime clock (clock faults)
+    disk_fault: bool = False  # a disk fault was injected since its last start
+    served: bool = False  # it answered a status call since its last start
+    log_offset: int = 0  # where its log's current start begins
+    exits: list[NodeExit] = field(default_factory=list)
 
     @property
     def alive(self) -> bool:
@@ -135,6 +149,9 @@ class ChaosCluster:
     keep_data: bool = False
     fsync: bool = True
     proxy: bool = False  # route Raft traffic through relays, for one-way partitions
+    disk: bool = False  # data directories on faultfs mounts (power cuts, disk faults)
+    clock: bool = False  # nodes under libfaketime (clock faults)
+    snapshot_entries: int | None = None  # --snapshot-entries for every node (None: default)
     nodes: dict[str, NodeProcess] = field(init=False)
     cluster_id: str = field(init=False)
     _http: aiohttp.ClientSession | None = field(init=False, default=None)
@@ -146,11 +163,26 @@ class ChaosCluster:
         ports = free_ports(2 * self.size, HOST)
         self.cluster_id = f"chaos-{secrets.token_hex(4)}"
         self.nodes = {}
+        self._faketime = find_libfaketime() if self.clock else None
+        if self.clock and self._faketime is None:
+            raise ClusterError("clock faults need libfaketime: apt-get install faketime")
         for i in range(self.size):
             spec = NodeSpec(f"n{i + 1}", ports[2 * i], ports[2 * i + 1], HOST)
-            self.nodes[spec.id] = NodeProcess(
-                spec, self.root / spec.id, self.log_dir / f"{spec.id}.log"
+            home = self.root / spec.id
+            node = NodeProcess(
+                spec, home / "data" if self.disk else home, self.log_dir / f"{spec.id}.log"
             )
+            if self.disk:
+                node.fs = FaultMount(
+                    node.data_dir,
+                    home / "backing",
+                    home / "faultfs.sock",
+                    seed=i,
+                    log=self.log_dir / f"{spec.id}.faultfs.log",
+                )
+            if self.clock:
+                node.clock = NodeClock(home / "faketime")
+            self.nodes[spec.id] = node
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -185,21 +217,22 @@ class ChaosCluster:
 
     def command(self, node: NodeProcess) -> list[str]:
         t = self.timing
-        return serve_command(
-            ServeConfig(
-                id=node.spec.id,
-                data_dir=node.data_dir,
-                listen=node.spec.raft_address,
-                http=f"{node.spec.host}:{node.spec.http_port}",
-                peers=tuple(self.peers_spec(node.spec.id).split(",")),
-                cluster_id=self.cluster_id,
-                allow_fault_injection=True,
-                tick_ms=t.tick_ms,
-                election_ticks=t.election_ticks,
-                request_timeout=t.request_timeout_s,
-                fsync=self.fsync,
-            )
+        cfg = ServeConfig(
+            id=node.spec.id,
+            data_dir=node.data_dir,
+            listen=node.spec.raft_address,
+            http=f"{node.spec.host}:{node.spec.http_port}",
+            peers=tuple(self.peers_spec(node.spec.id).split(",")),
+            cluster_id=self.cluster_id,
+            allow_fault_injection=True,
+            tick_ms=t.tick_ms,
+            election_ticks=t.election_ticks,
+            request_timeout=t.request_timeout_s,
+            fsync=self.fsync,
         )
+        if self.snapshot_entries is not None:
+            cfg = dataclasses.replace(cfg, snapshot_entries=self.snapshot_entries)
+        return serve_command(cfg)
 
     async def start(self, leader_timeout: float = 20.0) -> str:
         """Start every node; return the first leader's id."""
@@ -208,6 +241,10 @@ class ChaosCluster:
         if self.proxy and self._proxy is None:
             self._proxy = LinkProxy({i: n.spec.raft_port for i, n in self.nodes.items()})
             await self._proxy.start()
+        for node in self.nodes.values():
+            if node.fs is not None and node.fs.proc is None:
+                node.data_dir.parent.mkdir(parents=True, exist_ok=True)
+                await asyncio.to_thread(node.fs.start)
         for node_id in self.nodes:
             self.spawn(node_id)
         leader = await self.wait_for_leader(leader_timeout)
@@ -225,10 +262,16 @@ class ChaosCluster:
         node = self.nodes[node_id]
         if node.alive:
             raise ClusterError(f"{node_id} is already running (pid {node.pid_text})")
+        self._judge_exit(node)
         node.data_dir.mkdir(parents=True, exist_ok=True)
+        env = serve_env()
+        if node.clock is not None and self._faketime is not None:
+            node.clock.reset()
+            env.update(node.clock.env(self._faketime))
         with node.log_path.open("ab") as log:
             log.write(f"=== chaos: start {node.starts + 1} of {node_id} ===\n".encode())
             log.flush()
+            node.log_offset = log.tell()
             node.proc = subprocess.Popen(
                 self.command(node),
                 stdin=subprocess.DEVNULL,
@@ -236,15 +279,54 @@ class ChaosCluster:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches the harness, which cleans up
                 close_fds=True,
-                env=serve_env(),
+                env=env,
                 preexec_fn=_die_with_parent(),  # noqa: PLW1509 (prctl only; async-signal-safe)
             )
         _LIVE.add(node.proc)
         node.paused = False
         node.starts += 1
+        node.disk_fault = node.served = False
 
-    def kill(self, node_id: str) -> None:
-        """kill -9 (after SIGCONT if paused) and reap."""
+    def _judge_exit(self, node: NodeProcess) -> None:
+        """Record the previous process's exit unless we killed it (SIGKILL)."""
+        proc = node.proc
+        if proc is None or proc.poll() is None or proc.returncode == -signal.SIGKILL:
+            return
+        _LIVE.discard(proc)
+        with node.log_path.open("rb") as f:
+            f.seek(node.log_offset)
+            tail = f.read().decode("utf-8", "replace")
+        node.exits.append(
+            classify_exit(
+                node.spec.id,
+                proc.returncode,
+                tail,
+                disk_fault=node.disk_fault,
+                served=node.served,
+            )
+        )
+        node.proc = None
+
+    def mark_disk_fault(self, node_id: str) -> None:
+        """A disk fault was injected on node_id: a fail-stop exit is now expected of it."""
+        self.nodes[node_id].disk_fault = True
+
+    def fs(self, node_id: str) -> FaultMount:
+        fs = self.nodes[node_id].fs
+        if fs is None:
+            raise ClusterError("disk faults need the cluster started with disk=True")
+        return fs
+
+    def clock_of(self, node_id: str) -> NodeClock:
+        clock = self.nodes[node_id].clock
+        if clock is None:
+            raise ClusterError("clock faults need the cluster started with clock=True")
+        return clock
+
+    def kill(self, node_id: str, *, reap: bool = True) -> None:
+        """kill -9 (after SIGCONT if paused) and reap. reap=False only sends the signal: a
+        process killed inside a stalled faultfs fsync cannot finish exiting (closing its files
+        needs the file system) until the stall ends."""
         node = self.nodes[node_id]
         proc = node.proc
         if proc is None:
@@ -256,6 +338,8 @@ class ChaosCluster:
             if node.paused:
                 proc.send_signal(signal.SIGCONT)
             proc.send_signal(signal.SIGKILL)
+        if not reap:
+            return
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=10)
             _LIVE.discard(proc)
@@ -281,18 +365,36 @@ class ChaosCluster:
     def dead(self) -> list[str]:
         return [i for i, n in self.nodes.items() if not n.alive]
 
+    def exits(self) -> list[NodeExit]:
+        """Every exit we did not cause, judged (see host.classify_exit), oldest first."""
+        for node in self.nodes.values():
+            self._judge_exit(node)
+        return [e for node in self.nodes.values() for e in node.exits]
+
     def crashed(self) -> list[str]:
-        """Nodes that exited on their own (not killed by us): always a finding."""
-        out = []
-        for node_id, node in self.nodes.items():
-            code = None if node.proc is None else node.proc.poll()
-            if code is not None and code != -signal.SIGKILL:
-                out.append(f"{node_id} exited with status {code}")
-        return out
+        """Exits that are findings: a crash, not a fail-stop or a clear refusal to start."""
+        return [
+            f"{e.node} exited with status {e.code}: {e.message}"
+            for e in self.exits()
+            if not e.accepted
+        ]
+
+    def refusing(self) -> list[str]:
+        """Nodes down now whose last start ended in a clear refusal to start."""
+        for node in self.nodes.values():
+            self._judge_exit(node)  # an exit since the last look
+        return [
+            i
+            for i, n in self.nodes.items()
+            if not n.alive and n.exits and n.exits[-1].kind == "refused-start"
+        ]
 
     async def close(self) -> None:
         for node_id in self.nodes:
             self.kill(node_id)
+        for node in self.nodes.values():
+            if node.fs is not None:
+                await asyncio.to_thread(node.fs.stop)
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -319,7 +421,9 @@ class ChaosCluster:
             ) as resp:
                 if resp.status != 200:
                     return None
-                return Status.from_json(await resp.json())
+                status = Status.from_json(await resp.json())
+                self.nodes[node_id].served = True
+                return status
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError):
             return None
 

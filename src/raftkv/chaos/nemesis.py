@@ -6,7 +6,7 @@ starts (e.g. "the leader" is whoever leads at that moment) and records what it d
 FaultEvent. Network faults use the nodes' fault hooks (POST /v1/debug/net), which drop a
 blocked peer's traffic both ways, except one-way partitions, which cut relays
 (raftkv.chaos.proxy). Process faults use signals: SIGKILL and a restart on the same data,
-SIGSTOP and SIGCONT.
+SIGSTOP and SIGCONT. Power cuts, torn writes, disk and clock faults are in hostfaults.py.
 
 Invariant: when a fault's heal() returns, every node runs (restarted or continued) and no
 network fault is left on any node.
@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from raftkv.chaos import partitions
+from raftkv.chaos import hostfaults, partitions
 from raftkv.chaos.cluster import ChaosCluster
 
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -37,6 +37,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "pause": ("pause-leader", "pause-node"),
     "delay": ("delay-leader", "delay-all"),
     "lossy": ("loss-all", "duplicate-all"),
+    **hostfaults.FAMILIES,
 }
 ALL_FAULTS: tuple[str, ...] = tuple(f for fs in FAMILIES.values() for f in fs)
 
@@ -121,6 +122,9 @@ class Nemesis:
         self.rng = random.Random(seed)
         self.events: list[FaultEvent] = []
         self._bag: list[str] = []  # the faults still due in this round
+        self._host = hostfaults.HostFaults(
+            cluster, self.rng, self._leader_or_any, self._heal_all, config.kill_all_down_s
+        )
 
     def next_fault(self) -> str:
         """Faults come in rounds: each enabled fault once per round, in a random order."""
@@ -159,6 +163,10 @@ class Nemesis:
         return event
 
     async def _start(self, name: str, event: FaultEvent, length: float) -> Heal:
+        host = self._host.starters().get(name)
+        if host is not None:
+            heal, event.nodes, event.detail = await host(name, length)
+            return heal
         starters: dict[str, Callable[[FaultEvent, float], Awaitable[Heal]]] = {
             "partition-leader": self._partition_leader,
             "partition-half": self._partition_half,

@@ -16,6 +16,10 @@ FAMILY_COLORS = {
     "pause": "#8172b2",
     "delay": "#ccb974",
     "lossy": "#64b5cd",
+    "power": "#dd8452",
+    "torn": "#937860",
+    "disk": "#da8bc3",
+    "clock": "#55a868",
 }
 OUTCOME_STYLE = {  # outcome -> (colour, marker, label)
     Outcome.OK: ("#2ca02c", ".", "ok"),

@@ -143,7 +143,9 @@ def report_json(result: ChaosResult) -> dict[str, Any]:
             else round(result.leader_after_heal_s, 3),
             "convergence": result.convergence.to_json(),
             "crashed_nodes": result.crashed,
+            "node_exits": [e.to_json() for e in result.exits],
         },
+        "disks": result.disks,
     }
 
 
@@ -172,6 +174,15 @@ def summary_markdown(doc: dict[str, Any]) -> str:
         f"- replicas converged: {conv['converged']} (applied index {conv['applied_index']}, "
         f"after {conv['seconds']} s)",
         f"- nodes that crashed on their own: {len(checks['crashed_nodes'])}",
+        *(
+            f"- {e['node']} exited ({e['kind']}, status {e['code']}): {e['message']}"
+            for e in checks["node_exits"]
+        ),
+        *(
+            f"- {node}'s disk (faultfs): {d['power_cuts']} power cuts, {d['torn']} torn writes, "
+            f"{d['fsync_failures']} fsync errors, {d['enospc']} ENOSPC, {d['fsyncs']} fsyncs"
+            for node, d in doc["disks"].items()
+        ),
         "",
         "## Operations",
         "",

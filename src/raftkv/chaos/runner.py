@@ -26,12 +26,17 @@ from raftkv.chaos.checks import (
 )
 from raftkv.chaos.cluster import ChaosCluster, NodeTiming
 from raftkv.chaos.history import FINAL_CLIENT, OpRecord
+from raftkv.chaos.host import NodeExit
+from raftkv.chaos.hostfaults import CLOCK_FAULTS, DISK_FAULTS
 from raftkv.chaos.nemesis import FaultEvent, Nemesis, NemesisConfig
 from raftkv.chaos.workload import Workload, WorkloadConfig, monotonic_clock
 from raftkv.check import Outcome
 from raftkv.client import AsyncClient, RetryPolicy
 
 FINAL_READ_TIMEOUT_S = 10.0
+# With disk-full among the faults, nodes snapshot this often, so that a full disk is met within
+# a fault's few seconds (writes inside a preallocated WAL segment need no new space).
+DISK_FULL_SNAPSHOT_ENTRIES = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +54,9 @@ class ChaosConfig:
     leader_bound_s: float = 10.0
     converge_bound_s: float = 15.0
     keep_data: bool = False
-    fsync: bool = True
+    fsync: bool = True  # False: nodes never fsync (tests only: proves a power cut loses data)
+    disk: bool = False  # data dirs on faultfs even without disk faults (implied by them)
+    snapshot_entries: int | None = None  # --snapshot-entries for the nodes (None: see above)
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
@@ -72,6 +79,8 @@ class ChaosResult:
     convergence: Convergence = field(default_factory=Convergence)
     linearizability: LinearizabilityResult | None = None
     crashed: list[str] = field(default_factory=list)
+    exits: list[NodeExit] = field(default_factory=list)
+    disks: dict[str, dict[str, int]] = field(default_factory=dict)  # faultfs counters
     problems: list[str] = field(default_factory=list)
     wall_s: float = 0.0
 
@@ -87,6 +96,9 @@ async def run_campaign(config: ChaosConfig) -> ChaosResult:
     out.mkdir(parents=True, exist_ok=True)
     result = ChaosResult(config)
     data_root = Path(tempfile.mkdtemp(prefix="raftkv-chaos-"))
+    snapshot_entries = config.snapshot_entries
+    if snapshot_entries is None and "disk-full" in config.faults:
+        snapshot_entries = DISK_FULL_SNAPSHOT_ENTRIES
     cluster = ChaosCluster(
         config.nodes,
         root=data_root,
@@ -95,12 +107,17 @@ async def run_campaign(config: ChaosConfig) -> ChaosResult:
         keep_data=config.keep_data,
         fsync=config.fsync,
         proxy="partition-oneway" in config.faults,
+        disk=config.disk or bool(DISK_FAULTS.intersection(config.faults)),
+        clock=bool(CLOCK_FAULTS.intersection(config.faults)),
+        snapshot_entries=snapshot_entries,
     )
     result.cluster_id = cluster.cluster_id
     async with cluster:
         await cluster.start()
         await _exercise(cluster, config, result)
+        result.exits = cluster.exits()
         result.crashed = cluster.crashed()
+        result.disks = await _disk_counters(cluster)
     result.linearizability = check_linearizable(result.records, config.check_steps)
     result.acked_checked, result.lost = find_lost_writes(result.records, result.finals)
     result.problems = _problems(result)
@@ -151,6 +168,16 @@ async def _exercise(cluster: ChaosCluster, config: ChaosConfig, result: ChaosRes
     result.convergence = await check_convergence(
         cluster, workload.keys.used, result.finals, final_applied, config.converge_bound_s
     )
+
+
+async def _disk_counters(cluster: ChaosCluster) -> dict[str, dict[str, int]]:
+    keys = ("power_cuts", "torn", "fsync_failures", "enospc", "fsyncs", "writes")
+    out: dict[str, dict[str, int]] = {}
+    for node_id, node in cluster.nodes.items():
+        if node.fs is not None:
+            status = await node.fs.command_async({"cmd": "status"})
+            out[node_id] = {k: int(status[k]) for k in keys}
+    return out
 
 
 async def _final_reads(

@@ -8,6 +8,7 @@
     bench.py     bench                                  sim.py      sim
     cluster.py   cluster up|join|remove|down            chaos.py    chaos
     certs.py     certs init|client                      demo.py     demo
+    faultfs.py   faultfs (a FUSE file system for power-cut tests)
 
 A command module builds its parser and sets `func` (Namespace -> exit code). COMMANDS lists
 the modules in --help order; they are imported when the parser is built.
@@ -53,6 +54,7 @@ def commands() -> list[AddParser | str]:
         "raftkv.cli.snapshot:add_parser",
         "raftkv.cli.sim:add_parser",
         "raftkv.cli.chaos:add_parser",
+        "raftkv.cli.faultfs:add_parser",
         "raftkv.cli.certs:add_parser",
     ]
 

@@ -166,7 +166,8 @@ class AddressBook:
         }
 
     def save(self) -> None:
-        """Write members.json atomically (tmp + fsync + rename). DiskError on failure."""
+        """Write members.json atomically (tmp + fsync + rename + directory fsync). DiskError on
+        failure."""
         if self._path is None:
             return
         text = json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n"
