@@ -212,7 +212,7 @@ class AsyncClient:
         *,
         timeout: float | None = None,
     ) -> TxnResult:
-        """An etcd-style transaction in the server's JSON form (see runtime/txn_json.py)."""
+        """An etcd-style transaction in the server's JSON form (docs/http.md#transactions)."""
         body = json.dumps(
             {"compare": list(compare), "success": list(success), "failure": list(failure)}
         ).encode()

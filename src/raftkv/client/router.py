@@ -192,10 +192,15 @@ class Router:
 
     def all_refused(self) -> bool:
         """Every endpoint has refused connections for policy.refused_grace seconds."""
+        left = self._refused_left()
+        return left is not None and left <= 0
+
+    def _refused_left(self) -> float | None:
+        """Seconds until all_refused() (None: some endpoint does not refuse, or no grace)."""
         grace = self.policy.refused_grace
         if grace is None or not all(e in self._refused for e in self.endpoints):
-            return False
-        return time.monotonic() - max(self._refused[e] for e in self.endpoints) >= grace
+            return None
+        return grace - (time.monotonic() - max(self._refused[e] for e in self.endpoints))
 
     # --- the retry loop -------------------------------------------------------------------
 
@@ -303,7 +308,11 @@ class Router:
                 self._hint_leader(answer)
                 retry_after = _retry_after(answer.headers)
             tries.attempt += 1
-            await asyncio.sleep(self._pause(tries.attempt, retry_after, tries.deadline))
+            pause = self._pause(tries.attempt, retry_after, tries.deadline)
+            left = self._refused_left()
+            if left is not None:  # retry when the grace ends, to give up then if still refused
+                pause = min(pause, max(left, MIN_ATTEMPT_S))
+            await asyncio.sleep(pause)
         unknown = tries.maybe_applied and (numbered is not None or not idempotent)
         raise self._give_up(what, tries.last, unknown, tries.started)
 
