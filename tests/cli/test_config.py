@@ -12,6 +12,7 @@ import pytest
 
 from cli.nodes import status, wait_leader
 from raftkv import cli
+from raftkv.chaos.cluster import ChaosCluster
 from raftkv.cli.serve import layers_of
 from raftkv.demo.supervisor import make_plan
 from raftkv.devcluster.ports import free_ports
@@ -255,6 +256,15 @@ def test_every_launcher_starts_valid_serve_command_lines(tmp_path: Path) -> None
     plan = make_plan(tmp_path / "demo", 3, 4.0)
     demo = parse_back(plan.command(plan.nodes[1]))
     assert (demo.id, demo.slow, demo.allow_fault_injection, len(demo.peers)) == ("n2", 4.0, True, 3)
+    chaos = ChaosCluster(3, tmp_path / "chaos", tmp_path / "logs", fsync=False, snapshot_entries=9)
+    cfg = parse_back(chaos.command(chaos.nodes["n3"]))
+    assert (cfg.id, cfg.fsync, cfg.snapshot_entries, cfg.allow_fault_injection) == (
+        "n3",
+        False,
+        9,
+        True,
+    )
+    assert cfg.cluster_id == chaos.cluster_id and len(cfg.peers) == 3
 
 
 def test_launched_nodes_get_no_serve_variables_of_the_shell() -> None:
