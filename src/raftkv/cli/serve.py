@@ -63,7 +63,7 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def _add_option(group: Any, opt: Option) -> None:
-    """One setting as a flag; absent flags leave no attribute (the other layers decide)."""
+    """One setting as a flag; an absent flag leaves no attribute (the other layers decide)."""
     if opt.meta.hidden:
         help_text = argparse.SUPPRESS
     elif opt.required:
@@ -81,24 +81,10 @@ def _add_option(group: Any, opt: Option) -> None:
             help=help_text,
         )
         return
+    # The text as given: resolve() checks it like a value from the environment or the file.
     group.add_argument(
-        opt.flag,
-        dest=opt.name,
-        type=_flag_type(opt),
-        default=argparse.SUPPRESS,
-        metavar=opt.meta.metavar,
-        help=help_text,
+        opt.flag, dest=opt.name, default=argparse.SUPPRESS, metavar=opt.meta.metavar, help=help_text
     )
-
-
-def _flag_type(opt: Option) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            return opt.kind.from_text(text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-
-    return parse
 
 
 def layers_of(args: argparse.Namespace, env: dict[str, str] | None = None) -> Layers:

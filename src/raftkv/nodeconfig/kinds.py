@@ -78,10 +78,11 @@ class FilePath:
 
 @dataclass(frozen=True, slots=True)
 class Int:
-    """An integer in lo..hi (hi None: no upper bound)."""
+    """An integer in lo..hi (hi None: no upper bound); unit, if any, is named in messages."""
 
     lo: int
     hi: int | None = None
+    unit: str = ""
 
     def from_text(self, text: str) -> int:
         try:
@@ -99,7 +100,8 @@ class Int:
         if self.hi is None and value < self.lo:
             raise ValueError(f"must be >= {self.lo}, got {value}")
         if self.hi is not None and not self.lo <= value <= self.hi:
-            raise ValueError(f"must be in {self.lo}..{self.hi}, got {value}")
+            unit = f" ({self.unit})" if self.unit else ""
+            raise ValueError(f"must be in {self.lo}..{self.hi}{unit}, got {value}")
         return value
 
     def to_text(self, value: Any) -> str:

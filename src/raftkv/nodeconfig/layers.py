@@ -30,7 +30,7 @@ from raftkv.client.credentials import (
 from raftkv.client.endpoints import ENV_VAR as ENDPOINTS_ENV
 from raftkv.errors import BadRequest
 from raftkv.nodeconfig.kinds import FilePath
-from raftkv.nodeconfig.options import ENV_PREFIX, OPTIONS, Option, ServeConfig
+from raftkv.nodeconfig.options import BY_NAME, ENV_PREFIX, OPTIONS, Option, ServeConfig
 
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 CLIENT_ENV = frozenset(
@@ -90,8 +90,10 @@ def config_path(flag: Path | None, env: Mapping[str, str]) -> Path | None:
 
 
 def resolve(flags: Mapping[str, Any], env: Mapping[str, str], config_file: Path | None) -> Layers:
-    """flags: the settings given on the command line, already parsed (name -> value)."""
+    """flags: the settings given on the command line (name -> the text given, or a bool for
+    a boolean flag), checked here like the other layers' values."""
     errors: list[str] = []
+    from_flags = read_flags(flags, errors)
     from_file = read_file(config_file, errors) if config_file is not None else {}
     from_env = read_env(env, errors)
     if errors:
@@ -101,8 +103,9 @@ def resolve(flags: Mapping[str, Any], env: Mapping[str, str], config_file: Path 
     origins: dict[str, Origin] = {}
     missing: list[str] = []
     for opt in OPTIONS:
-        if opt.name in flags:
-            values[opt.name], origins[opt.name] = flags[opt.name], Origin(Source.FLAG, opt.flag)
+        if opt.name in from_flags:
+            value = from_flags[opt.name]
+            values[opt.name], origins[opt.name] = value, Origin(Source.FLAG, opt.flag)
         elif opt.name in from_env:
             values[opt.name], origins[opt.name] = from_env[opt.name], Origin(Source.ENV, opt.env)
         elif opt.name in from_file:
@@ -113,6 +116,21 @@ def resolve(flags: Mapping[str, Any], env: Mapping[str, str], config_file: Path 
         else:
             values[opt.name], origins[opt.name] = opt.default, Origin(Source.DEFAULT)
     return Layers(values, origins, tuple(missing), config_file)
+
+
+def read_flags(flags: Mapping[str, Any], errors: list[str]) -> dict[str, Any]:
+    """The settings given as flags; a problem is appended to errors."""
+    out: dict[str, Any] = {}
+    for name, given in flags.items():
+        opt = BY_NAME[name]
+        if not isinstance(given, str):  # a boolean flag: argparse made it a bool
+            out[name] = given
+            continue
+        try:
+            out[name] = opt.kind.from_text(given)
+        except ValueError as e:
+            errors.append(f"{opt.name} ({opt.flag}) {e}")
+    return out
 
 
 def read_env(env: Mapping[str, str], errors: list[str]) -> dict[str, Any]:

@@ -123,12 +123,12 @@ class ServeConfig:
     )
     listen: str = field(
         metadata=_meta(
-            Text(lambda t: parse_hostport(t, "listen")), "Raft peer address", metavar="HOST:PORT"
+            Text(lambda t: parse_hostport(t, "address")), "Raft peer address", metavar="HOST:PORT"
         )
     )
     http: str = field(
         metadata=_meta(
-            Text(lambda t: parse_hostport(t, "http")), "HTTP API address", metavar="HOST:PORT"
+            Text(lambda t: parse_hostport(t, "address")), "HTTP API address", metavar="HOST:PORT"
         )
     )
     peers: tuple[str, ...] = field(
@@ -214,7 +214,7 @@ class ServeConfig:
     wal_segment_mb: int = field(
         default=_node_default("wal_segment_mb"),
         metadata=_meta(
-            Int(MIN_WAL_SEGMENT_MB, MAX_WAL_SEGMENT_MB),
+            Int(MIN_WAL_SEGMENT_MB, MAX_WAL_SEGMENT_MB, "MiB"),
             "WAL segment size in MiB, reserved whole on disk (a new node needs N MiB free to "
             "start, so use less on a small volume)",
             metavar="N",
