@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.nodes import InProcess
+from cmdline.nodes import InProcess, one_node
 from raftkv.devcluster.ports import free_ports
 
 
@@ -101,8 +101,6 @@ def test_a_real_node_among_the_endpoints_is_still_used(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    from cli.nodes import one_node  # noqa: PLC0415
-
     with one_node(tmp_path) as node:
         kv = InProcess(capsysbinary, monkeypatch, f"{web},{node}")
         assert kv("put", "x", "1")[0] == 0  # discovery finds the leader; the web server idles

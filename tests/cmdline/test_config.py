@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.nodes import status, wait_leader
+from cmdline.nodes import status, wait_leader
 from raftkv import cli
 from raftkv.chaos.cluster import ChaosCluster
 from raftkv.cli.serve import layers_of

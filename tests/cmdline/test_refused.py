@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from cli.nodes import InProcess
 from client.fake_server import FakeNode, Store, closed_port_url, fake_cluster_in_thread
+from cmdline.nodes import InProcess
 from raftkv.cli.common import REFUSED_GRACE_S
 from raftkv.client import AsyncClient, RetryPolicy, Unavailable
 

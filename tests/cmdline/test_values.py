@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.nodes import InProcess, one_node, raftkv
+from cmdline.nodes import InProcess, one_node, raftkv
 
 
 @pytest.fixture(scope="module")

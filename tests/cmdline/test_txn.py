@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.nodes import InProcess, one_node
+from cmdline.nodes import InProcess, one_node
 
 
 @pytest.fixture(scope="module")
