@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo sim-long chaos bench bench-memory fuzz clean
+.PHONY: test lint typecheck unit demo sim-long chaos bench bench-memory bench-checker fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,6 +43,11 @@ bench: $(STAMP)
 # RSS per node under a 10-minute write load (log compaction): bench/MEMORY.md, bench/memory.png.
 bench-memory: $(STAMP)
 	bench/compare --memory
+
+# The linearizability checker on histories with many operations that never returned (a Knossos
+# cas-register history, simulated power cuts): bench/CHECKER.md, at most 60 s per history.
+bench-checker: $(STAMP)
+	$(BIN)/python bench/checker_bench.py --out bench/CHECKER.md
 
 # Fuzz a live node (HTTP requests and peer frames) with many more examples than `make test`.
 fuzz: $(STAMP)

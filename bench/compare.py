@@ -4,7 +4,8 @@
 
 Starts a 3-node raftkv cluster (fsync on), a 3-member etcd 3.4 (../shared/bench/etcd_cluster.sh)
 and a 3-node PySyncObj behind HTTP (../shared/bench/pysyncobj_http.py, no batching, no fsync), all
-on 127.0.0.1, then runs ../shared/bench/kvload.py against each system's leader for three loads:
+on 127.0.0.1, then runs ../shared/bench/kvload.py against each system's leader for three loads
+(those three tools are not in this repository: --shared DIR says where they are):
 
     writes64  PUT, 64 clients          put1  PUT, 1 client          reads64  linearizable GET, 64
 
@@ -946,7 +947,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     kvload_py = shared / "kvload.py"
     for f in (kvload_py, shared / "etcd_cluster.sh", shared / "pysyncobj_http.py"):
         if not f.exists():
-            print(f"compare: {f} is missing (see --shared)", file=sys.stderr)
+            print(
+                f"compare: {f} is missing: pass --shared DIR, the folder that holds kvload.py, "
+                "etcd_cluster.sh and pysyncobj_http.py (they are not in this repository)",
+                file=sys.stderr,
+            )
             return 2
     if args.memory:
         from memory import run_memory  # noqa: PLC0415 (bench/memory.py, beside this file)

@@ -46,6 +46,10 @@ class NoQuorum(CallerError):
     """The leader cannot reach a quorum; nothing can be committed or read now."""
 
 
+class NodeStopped(CallerError):
+    """The node is shutting down (or has stopped); try another node."""
+
+
 class Timeout(CallerError):
     """The request timed out. For a write the outcome is unknown: it may have committed."""
 

@@ -21,27 +21,18 @@ from raftkv.check.models import (
 )
 from raftkv.check.porcupine import parse_jepsen_log, parse_kv_log
 
-# The repo is cloned with shared/ beside it: <repo>/../shared.
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "porcupine"
-pytestmark = pytest.mark.skipif(
-    not DATA.is_dir(), reason=f"Porcupine test data not found at {DATA} (expected <repo>/../shared)"
-)
+# Porcupine's histories, kept in the repository (tests/data/README.md: source and license).
+DATA = Path(__file__).resolve().parents[1] / "data" / "porcupine"
 
 
 def _expected() -> list[tuple[str, str]]:
-    tsv = DATA / "expected.tsv"
-    if not tsv.is_file():
-        return []
-    rows = [line.split("\t") for line in tsv.read_text().splitlines()]
+    rows = [line.split("\t") for line in (DATA / "expected.tsv").read_text().splitlines()]
     return [(row[0], row[1]) for row in rows if row and not row[0].startswith("#")]
 
 
 def _table() -> dict[str, list[str]]:
     """EXPECTED.md's per-file table: file -> its cells."""
-    doc = DATA / "EXPECTED.md"
-    if not doc.is_file():
-        return {}
-    rows = [line.strip("|").split("|") for line in doc.read_text().splitlines()]
+    rows = [line.strip("|").split("|") for line in (DATA / "EXPECTED.md").read_text().splitlines()]
     return {cells[0].strip(): [c.strip() for c in cells] for cells in rows if len(cells) >= 10}
 
 
@@ -138,7 +129,7 @@ def test_mishandling_info_ops_flips_linearizable_histories(how: str, flips: set[
     assert flipped == flips
 
 
-# --- parser unit tests (inline logs, no data files needed) -----------------------------------
+# --- parser unit tests (inline logs) ----------------------------------------------------------
 
 _JEPSEN_LOG = (
     "INFO  jepsen.util - 1\t:invoke\t:write\t3\n"

@@ -76,17 +76,17 @@ class Harness:
         self.cut.clear()
 
     def process(self, node: NodeId) -> list[Message]:
-        """Run one node's Ready (persist, apply, advance) and return what it sends."""
+        """Run one node's Readys (each write durable at once) and return what it sends."""
         raft = self.nodes[node]
         out: list[Message] = []
         while raft.has_ready():
             rd = raft.ready()
             self.readies[node].append(rd)
-            self.disks[node].persist(rd.hard_state, rd.entries, rd.snapshot)
-            out += [*rd.messages, *rd.messages_after_persist]
+            out += rd.messages
+            if rd.persist is not None:
+                out += persist_now(self.disks[node], raft, rd)
             self.applied[node] += rd.committed
             self.reads[node] += rd.read_states
-            raft.advance(rd)
         return out
 
     def drain(self, max_rounds: int = 1000) -> None:
@@ -132,3 +132,13 @@ class Harness:
 
     def sent_of(self, kind: type[Message]) -> list[Message]:
         return [m for m in self.sent if isinstance(m, kind)]
+
+
+def persist_now(disk: SimDisk, raft: RaftNode, rd: Ready) -> list[Message]:
+    """Make rd's write durable at once, acknowledge it, and return what waited on it."""
+    persist = rd.persist
+    assert persist is not None
+    disk.persist(persist.hard_state, persist.entries, persist.snapshot)
+    if persist.ack is not None:
+        raft.persisted(persist.ack)
+    return list(persist.after_sync)

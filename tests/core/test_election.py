@@ -8,6 +8,7 @@ import pytest
 
 from raftkv.core.config import Config
 from raftkv.core.messages import (
+    AppendEntries,
     AppendEntriesResponse,
     HeartbeatResponse,
     RequestVote,
@@ -50,9 +51,10 @@ def test_vote_is_durable_before_the_request_leaves() -> None:
     node = _node(config=Config(pre_vote=False))
     node.campaign()
     rd = node.ready()
-    assert rd.hard_state == HardState(term=1, vote="a", commit=0)
+    assert rd.persist is not None and rd.persist.must_sync
+    assert rd.persist.hard_state == HardState(term=1, vote="a", commit=0)
     assert rd.messages == ()
-    assert {type(m) for m in rd.messages_after_persist} == {RequestVote}
+    assert {type(m) for m in rd.persist.after_sync} == {RequestVote}
 
 
 def test_one_vote_per_term() -> None:
@@ -60,22 +62,17 @@ def test_one_vote_per_term() -> None:
     node.step(RequestVote(2, "a", "c", 0, 0))
     node.step(RequestVote(2, "b", "c", 0, 0))
     rd = node.ready()
-    grants = {
-        m.dst: m.granted for m in rd.messages_after_persist if isinstance(m, RequestVoteResponse)
-    }
+    assert rd.persist is not None
+    grants = {m.dst: m.granted for m in rd.persist.after_sync if isinstance(m, RequestVoteResponse)}
     assert grants == {"a": True, "b": False}
-    assert rd.hard_state is not None and rd.hard_state.vote == "a"
+    assert rd.persist.hard_state is not None and rd.persist.hard_state.vote == "a"
 
 
 def test_repeated_request_from_the_same_candidate_is_granted_again() -> None:
     node = _node("c")
     node.step(RequestVote(2, "a", "c", 0, 0))
     node.step(RequestVote(2, "a", "c", 0, 0))
-    rd = node.ready()
-    assert [m.granted for m in rd.messages_after_persist if isinstance(m, RequestVoteResponse)] == [
-        True,
-        True,
-    ]
+    assert _vote_replies(node) == [True, True]
 
 
 @pytest.mark.parametrize(
@@ -93,9 +90,7 @@ def test_election_restriction(cand_last_index: int, cand_last_term: int, granted
     for _ in range(CONFIG.election_ticks):  # a restarted node votes only after this
         node.tick()
     node.step(RequestVote(5, "a", "c", cand_last_index, cand_last_term))
-    rd = node.ready()
-    resp = [m for m in rd.messages_after_persist if isinstance(m, RequestVoteResponse)]
-    assert [m.granted for m in resp] == [granted]
+    assert _vote_replies(node) == [granted]
     assert node.term == 5  # a higher term is adopted even when the vote is refused
 
 
@@ -112,10 +107,7 @@ def test_restart_keeps_term_and_vote_so_no_second_vote() -> None:
     c = h.restart("c")
     assert (c.term, c.vote) == (3, "a")
     c.step(RequestVote(3, "b", "c", 0, 0))
-    rd = c.ready()
-    assert [m.granted for m in rd.messages_after_persist if isinstance(m, RequestVoteResponse)] == [
-        False
-    ]
+    assert _vote_replies(c) == [False]
 
 
 def test_pre_vote_keeps_a_rejoining_node_from_deposing_the_leader() -> None:
@@ -172,14 +164,13 @@ def test_follower_refuses_proposals_with_leader_hint() -> None:
     assert err.value.leader == "a"
 
 
-def test_node_api_is_locked_between_ready_and_advance() -> None:
-    node = _node()
-    node.campaign()
+def test_messages_wait_for_the_sync_of_a_new_term() -> None:
+    """A node that adopts a higher term says nothing in it before the term is durable."""
+    node = _node("c")
+    node.step(AppendEntries(4, "a", "c", 0, 0, (), 0))
     rd = node.ready()
-    with pytest.raises(RuntimeError):
-        node.tick()
-    node.advance(rd)
-    node.tick()
+    assert rd.messages == () and rd.persist is not None and rd.persist.must_sync
+    assert [type(m) for m in rd.persist.after_sync] == [AppendEntriesResponse]
 
 
 def test_responses_from_outside_the_configuration_are_ignored() -> None:
@@ -189,3 +180,11 @@ def test_responses_from_outside_the_configuration_are_ignored() -> None:
     a.step(HeartbeatResponse(1, "stranger", "a", 5))
     assert a.role is Role.LEADER and "stranger" not in a.progress
     assert not a.has_ready()
+
+
+def _vote_replies(node: RaftNode) -> list[bool]:
+    """The grants in node's next Ready: votes leave only once the vote is durable."""
+    rd = node.ready()
+    assert not any(isinstance(m, RequestVoteResponse) for m in rd.messages)
+    assert rd.persist is not None
+    return [m.granted for m in rd.persist.after_sync if isinstance(m, RequestVoteResponse)]

@@ -25,7 +25,6 @@ def test_read_index_needs_a_quorum_round() -> None:
     assert rd.read_states == ()
     # The leader's own ack plus one follower's make a quorum of 3: one heartbeat suffices.
     assert len([m for m in rd.messages if isinstance(m, Heartbeat)]) == 1
-    a.advance(rd)
     for msg in rd.messages:
         h.nodes[msg.dst].step(msg)
     h.drain()
@@ -48,7 +47,6 @@ def test_reads_arriving_while_a_round_is_in_flight_wait_for_it_then_share_the_ne
     a = h.nodes["a"]
     a.read_index(1)
     first = a.ready()
-    a.advance(first)
     beats = [m for m in first.messages if isinstance(m, Heartbeat)]
     assert len(beats) == 1
     peer = beats[0].dst
@@ -63,7 +61,6 @@ def test_reads_arriving_while_a_round_is_in_flight_wait_for_it_then_share_the_ne
     second = [m for m in rd.messages if isinstance(m, Heartbeat)]
     assert [m.dst for m in second] == [peer]  # the waiting reads' round goes out now
     assert second[0].read_seq == beats[0].read_seq + 1
-    a.advance(rd)
     for msg in rd.messages:
         h.nodes[msg.dst].step(msg)
     h.drain()
@@ -74,7 +71,7 @@ def test_reads_behind_a_lost_round_are_served_by_the_next_heartbeat_tick() -> No
     h = _leader()
     a = h.nodes["a"]
     a.read_index(1)
-    a.advance(a.ready())  # round 1's heartbeats are lost
+    a.ready()  # round 1's heartbeats are lost
     a.read_index(2)
     assert not a.has_ready()
     h.tick("a", CONFIG.heartbeat_ticks)  # the periodic round carries both reads
@@ -88,7 +85,6 @@ def test_a_read_round_goes_to_the_fewest_followers_that_make_a_quorum() -> None:
     a.read_index(1)
     rd = a.ready()
     assert len([m for m in rd.messages if isinstance(m, Heartbeat)]) == 2  # 3 of 5 with a
-    a.advance(rd)
     for msg in rd.messages:
         h.nodes[msg.dst].step(msg)
     h.drain()
@@ -105,7 +101,7 @@ def test_reads_whose_chosen_follower_went_silent_are_confirmed_by_the_next_tick(
     silent = next(m.dst for m in rd.messages if isinstance(m, Heartbeat))
     other = ({"b", "c"} - {silent}).pop()
     h.isolate(silent)
-    a.advance(rd)  # the heartbeat to the chosen follower is lost
+    # the heartbeat to the chosen follower is lost
     h.drain()
     assert h.reads["a"] == []
     h.tick("a")  # everyone gets the periodic round; the other follower's ack confirms it
@@ -134,7 +130,6 @@ def test_the_follower_serving_a_read_gets_the_commit_index_with_the_read_state()
     a.read_index(9, lease=True, for_peer="b")  # a lease read is confirmed at once, same rule
     rd = a.ready()
     assert [(m.dst, m.commit) for m in rd.messages if isinstance(m, Heartbeat)] == [("b", 2)]
-    a.advance(rd)
 
 
 def test_an_aborted_read_sends_its_follower_nothing() -> None:
@@ -197,7 +192,6 @@ def test_lease_read_is_immediate_after_a_quorum_round() -> None:
     rd = a.ready()
     assert rd.read_states == (ReadState(3, a.log.committed),)
     assert not any(isinstance(m, Heartbeat) for m in rd.messages)
-    a.advance(rd)
 
 
 def test_lease_expires_without_acknowledgements() -> None:

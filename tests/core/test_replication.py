@@ -10,7 +10,7 @@ from raftkv.core.messages import AppendEntries, AppendEntriesResponse
 from raftkv.core.raft import RaftNode
 from raftkv.core.types import Entry, EntryKind, HardState
 
-from .harness import CONFIG, Harness
+from .harness import CONFIG, Harness, persist_now
 
 
 def test_proposal_commits_and_applies_everywhere_in_order() -> None:
@@ -52,15 +52,15 @@ def test_new_leader_appends_a_noop_in_its_term() -> None:
 
 def test_leader_sends_appends_before_its_own_fsync_but_counts_itself_after() -> None:
     """Dissertation 10.2.1: the leader replicates in parallel with its own disk write, but its
-    own copy counts towards a majority only once it is durable (advance)."""
+    own copy counts towards a majority only once it is durable (persisted)."""
     h = Harness()
     a = h.elect("a")
     a.propose(b"x")
     rd = a.ready()
-    assert rd.entries and any(isinstance(m, AppendEntries) and m.entries for m in rd.messages)
+    assert rd.persist is not None and rd.persist.entries and rd.persist.must_sync
+    assert any(isinstance(m, AppendEntries) and m.entries for m in rd.messages)
     assert a.progress["a"].match == 1, "not counted before the persist"
-    h.disks["a"].persist(rd.hard_state, rd.entries)
-    a.advance(rd)
+    persist_now(h.disks["a"], a, rd)
     assert a.progress["a"].match == 2
 
 
@@ -225,9 +225,9 @@ def test_follower_acks_only_after_persisting() -> None:
         if m.dst == "b":
             b.step(m)
     rd = b.ready()
-    assert rd.entries and not any(isinstance(m, AppendEntriesResponse) for m in rd.messages)
-    assert any(isinstance(m, AppendEntriesResponse) for m in rd.messages_after_persist)
-    b.advance(rd)
+    assert rd.persist is not None and rd.persist.entries
+    assert not any(isinstance(m, AppendEntriesResponse) for m in rd.messages)
+    assert any(isinstance(m, AppendEntriesResponse) for m in rd.persist.after_sync)
 
 
 def test_restart_recovers_log_and_reapplies_committed_entries() -> None:

@@ -52,8 +52,10 @@ def test_lagging_follower_receives_the_snapshot_and_catches_up() -> None:
     c = h.nodes["c"]
     installs = [m for m in h.sent if isinstance(m, InstallSnapshot) and m.dst == "c"]
     assert len(installs) == 1 and installs[0].data == snap.data
-    installed = [rd.snapshot for rd in h.readies["c"] if rd.snapshot is not None]
-    assert installed == [Snapshot(6, 1, snap.data, snap.voters)]
+    written = [rd.persist.snapshot for rd in h.readies["c"] if rd.persist and rd.persist.snapshot]
+    assert written == [Snapshot(6, 1, snap.data, snap.voters)]
+    restored = [rd.restore for rd in h.readies["c"] if rd.restore is not None]
+    assert restored == written, "the state machine restarts from it once it is durable"
     assert c.log.snapshot_index == 6 and c.log.last_index() == a.log.last_index()
     assert c.log.committed == a.log.committed and c.log.entry(7).data == b"after"
     assert h.disks["c"].snapshot is not None and h.disks["c"].has(7, 1)
@@ -68,8 +70,7 @@ def test_snapshot_already_covered_by_commit_changes_nothing() -> None:
     before = list(b.log.entries)
     b.step(InstallSnapshot(1, "a", "b", 1, 1, ("a", "b", "c"), b"old"))
     rd = b.ready()
-    assert rd.snapshot is None and b.log.entries == before
-    b.advance(rd)
+    assert rd.persist is not None and rd.persist.snapshot is None and b.log.entries == before
 
 
 def test_snapshot_matching_our_log_keeps_the_suffix() -> None:
@@ -78,9 +79,8 @@ def test_snapshot_matching_our_log_keeps_the_suffix() -> None:
     b = h.restart("b")
     b.step(InstallSnapshot(1, "a", "b", 2, 1, ("a", "b", "c"), b"s"))
     rd = b.ready()
-    assert rd.snapshot is None, "nothing to install: our log holds (2, 1)"
+    assert rd.persist is not None and rd.persist.snapshot is None, "our log holds (2, 1)"
     assert b.log.committed == 2 and b.log.last_index() == 3
-    b.advance(rd)
 
 
 def test_restart_from_a_snapshot() -> None:

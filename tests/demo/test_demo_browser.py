@@ -7,6 +7,7 @@ network also refreshes docs/demo-screenshot.png (the README's picture).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -36,7 +37,7 @@ sync_api = pytest.importorskip(
 )
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Browser, Page
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -58,17 +59,30 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
 
 
 @pytest.fixture(scope="module")
-def page(demo: Demo) -> Iterator[Page]:
+def browser() -> Iterator[Browser]:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
-        pg = browser.new_page(viewport={"width": 1440, "height": 960})
-        errors: list[str] = []
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.goto(demo.url)
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+        yield b
+        b.close()
+
+
+@contextlib.contextmanager
+def open_page(browser: Browser, demo: Demo, width: int = 1440, height: int = 960) -> Iterator[Page]:
+    """A fresh page (its own narrator and feed) on the demo; no JavaScript error allowed."""
+    pg = browser.new_page(viewport={"width": width, "height": height})
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(demo.url)
+    yield pg
+    pg.close()
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+@pytest.fixture(scope="module")
+def page(browser: Browser, demo: Demo) -> Iterator[Page]:
+    with open_page(browser, demo) as pg:
         yield pg
-        browser.close()
-        assert not errors, f"JavaScript errors: {errors}"
 
 
 def shot(page: Page, name: str) -> None:
@@ -106,6 +120,9 @@ CONVERGED = """([absent]) => {
   return cards.length === 3 && logs.every((l) => l === logs[0]) && !logs[0].includes(absent)
     && !logs[0].includes(':false') && cards.every((c) => c.dataset.up === 'true');
 }"""
+
+
+NO_ENTRY = "(no such entry)"  # CONVERGED's "absent" text when no entry must be gone
 
 
 def entry_on(page: Page, node: str, text: str, committed: bool) -> bool:
@@ -197,3 +214,146 @@ def test_commit_cut_read_heal_and_crash(page: Page) -> None:
     wait_js(page, ON_ALL, ["SET X=42"], timeout=30_000)
     wait_js(page, CONVERGED, ["SET X=77"])
     shot(page, "05-restarted.png")
+
+
+# --- issue #17: what a new user tripped on --------------------------------------------------
+
+
+def test_legend_says_yellow_is_not_known_committed_here_yet(page: Page) -> None:
+    """A follower's entry stays yellow until the leader's next message tells it the commit
+    index, so yellow cannot mean "no majority yet"."""
+    legend = page.inner_text(".legend")
+    assert "not known committed here yet" in legend
+    assert "no majority" not in legend
+
+
+# Elements sticking out to the right of the viewport, unless a box inside the page scrolls or
+# clips them sideways (the comparison table scrolls inside its own box; that is intended).
+OVERFLOWING = """() => {
+  const vw = document.documentElement.clientWidth;
+  const clipped = (e) => {
+    for (let a = e.parentElement; a && a !== document.body; a = a.parentElement) {
+      if (getComputedStyle(a).overflowX !== 'visible') return true;
+    }
+    return false;
+  };
+  return [...document.body.querySelectorAll('*')]
+    .filter((e) => {
+      const r = e.getBoundingClientRect();
+      return r.width > 0 && r.right > vw + 0.5;
+    })
+    .filter((e) => !clipped(e))
+    .map((e) => `${e.tagName.toLowerCase()}.${e.getAttribute('class') || ''}#${e.id}`
+      + ` right=${Math.round(e.getBoundingClientRect().right)}`);
+}"""
+
+
+def assert_fits(pg: Page, width: int, when: str) -> None:
+    scroll_width = pg.evaluate("() => document.documentElement.scrollWidth")
+    assert scroll_width <= width, f"{when}: the page scrolls sideways ({scroll_width} px)"
+    assert pg.evaluate(OVERFLOWING) == [], f"{when}: wider than the {width} px viewport"
+
+
+def test_nothing_is_wider_than_a_390px_phone(browser: Browser, demo: Demo) -> None:
+    with open_page(browser, demo, 390, 844) as pg:
+        leader = wait_js(pg, LEADER)
+        wait_js(pg, "() => document.querySelectorAll('.card .entry').length > 0")
+        pg.wait_for_timeout(300)
+        assert_fits(pg, 390, "three nodes, one leader")
+        # The longest card head: a cut-off follower, "pre-candidate" with its "isolated" badge.
+        victim = next(n for n in ("n1", "n2", "n3") if n != leader)
+        pg.click(f'.card[data-node="{victim}"] [data-action="isolate"]')
+        wait_js(
+            pg,
+            f"""() => document.querySelector('.card[data-node="{victim}"]')
+                .dataset.role === 'pre-candidate'""",
+        )
+        shot(pg, "06-phone-390.png")
+        assert_fits(pg, 390, f"{victim} isolated, pre-candidate")
+        pg.click("#heal")
+        wait_js(pg, CONVERGED, [NO_ENTRY])
+
+
+def test_client_panel_is_as_wide_as_the_control_column(browser: Browser, demo: Demo) -> None:
+    box = """(sel) => { const r = document.querySelector(sel).getBoundingClientRect();
+                        return [r.left, r.right]; }"""
+    panels = """() => [...document.querySelectorAll('#controls fieldset')].map((f) => {
+                  const r = f.getBoundingClientRect();
+                  return [f.querySelector('legend').textContent, r.left, r.right]; })"""
+    with open_page(browser, demo) as pg:
+        wait_js(pg, LEADER)
+        for width, height in ((1440, 960), (1000, 800), (390, 844)):
+            pg.set_viewport_size({"width": width, "height": height})
+            pg.wait_for_timeout(200)
+            left, right = pg.evaluate(box, "#controls")
+            for name, f_left, f_right in pg.evaluate(panels):
+                assert (round(f_left), round(f_right)) == (round(left), round(right)), (
+                    f"{width} px: the {name} panel spans {f_left:.0f}-{f_right:.0f}, "
+                    f"the control column {left:.0f}-{right:.0f}"
+                )
+            if width <= 1100:  # one column: the controls line up with the cluster above them
+                s_left, s_right = pg.evaluate(box, ".stage-wrap")
+                assert (round(left), round(right)) == (round(s_left), round(s_right)), width
+
+
+FEED = """() => [...document.querySelectorAll('#feed li')].map(
+  (li) => [Number(li.dataset.ts), li.textContent])"""
+
+
+def test_no_network_cut_line_after_the_heal(browser: Browser, demo: Demo) -> None:
+    """The narrator collects the drops of a cut for a moment before saying them; a heal in that
+    moment must not leave the cut's line after "network healed" in the event log. Pausing the
+    display makes the moment certain: on resume the queued drops and the heal arrive at once."""
+    with open_page(browser, demo) as pg:
+        wait_js(pg, LEADER)
+        pg.click("#pause")
+        pg.click("#isolate-leader")
+        wait_js(pg, "() => document.querySelector('#net-result').dataset.outcome === 'ok'")
+        pg.wait_for_timeout(1500)  # heartbeats to the other two are dropped meanwhile
+        pg.click("#heal")
+        wait_js(pg, "() => document.querySelector('#net-result').textContent.includes('healed')")
+        pg.click("#pause")  # resume: the queued events are narrated now
+        pg.wait_for_timeout(1500)  # longer than the narrator's drop-collecting moment
+        feed = pg.evaluate(FEED)  # newest first
+        texts = [text for _, text in feed]
+        healed = [i for i, t in enumerate(texts) if "network healed" in t]
+        cut = [i for i, t in enumerate(texts) if "(network cut)" in t]
+        assert len(healed) == 1, texts
+        assert cut, f"the cut was never narrated: {texts}"
+        assert min(cut) > healed[0], f"a network-cut line comes after the heal: {texts}"
+        stamps = [ts for ts, _ in feed]
+        assert stamps == sorted(stamps, reverse=True), f"the log is not in time order: {feed}"
+        wait_js(pg, CONVERGED, [NO_ENTRY])
+
+
+def test_results_from_before_the_heal_are_marked(browser: Browser, demo: Demo) -> None:
+    outcome = "(sel) => document.querySelector(sel).dataset.outcome"
+    with open_page(browser, demo) as pg:
+        leader = wait_js(pg, LEADER)
+        send(pg, "31")
+        wait_js(pg, "() => document.querySelector('#client-result').dataset.outcome === 'ok'")
+        pg.click("#isolate-leader")
+        wait_js(pg, "() => document.querySelector('#net-result').dataset.outcome === 'ok'")
+        pg.select_option("#via", leader)
+        pg.click("#read")
+        wait_js(
+            pg,
+            "() => document.querySelector('#read-result').dataset.outcome === 'error'",
+            timeout=15_000,
+        )
+        before = {sel: pg.inner_text(sel) for sel in ("#client-result", "#read-result")}
+        pg.click("#heal")
+        for sel, text in before.items():
+            wait_js(
+                pg, f"() => document.querySelector('{sel}').dataset.stale === 'true'", timeout=5_000
+            )
+            assert pg.inner_text(sel) == f"Before the network healed: {text}"
+        assert pg.evaluate(outcome, "#read-result") == "error"  # still says what happened
+        shot(pg, "07-stale-after-heal.png")
+        # A new answer is not stale.
+        wait_js(pg, CONVERGED, [NO_ENTRY])
+        send(pg, "32", via="auto")
+        wait_js(pg, "() => document.querySelector('#client-result').textContent.includes('X=32')")
+        wait_js(pg, "() => document.querySelector('#client-result').dataset.outcome === 'ok'")
+        assert pg.get_attribute("#client-result", "data-stale") is None
+        assert pg.get_attribute("#read-result", "data-stale") == "true"

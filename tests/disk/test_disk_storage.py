@@ -101,7 +101,7 @@ def test_a_snapshot_that_does_not_fit_changes_nothing(volume: Volume) -> None:
     filler = fill(vol, leave=256 * 1024)
     free = free_bytes(vol)
     with pytest.raises(DiskFull) as info:
-        storage.save_snapshot(Snapshot(5, 1, b"s" * 2 * MIB))
+        storage.install_snapshot(Snapshot(5, 1, b"s" * 2 * MIB))
     snap_path = vol / "raft" / "snap-00000000000000000005.snap"
     assert str(info.value).startswith(f"node n1: cannot write snapshot {snap_path} (2.0 MiB)")
     assert storage.failed is None
@@ -110,7 +110,7 @@ def test_a_snapshot_that_does_not_fit_changes_nothing(volume: Volume) -> None:
     storage.save(HardState(1, "n1", 6), make(6, 6, size=1000))  # the WAL goes on
 
     filler.unlink()
-    storage.save_snapshot(Snapshot(5, 1, b"s" * 2 * MIB))
+    storage.install_snapshot(Snapshot(5, 1, b"s" * 2 * MIB))
     storage.close()
     storage, recovered = LogStorage.open(vol / "raft", segment_bytes=MIB)
     storage.close()
@@ -123,10 +123,10 @@ def test_a_full_disk_gives_up_older_snapshot_files_for_a_new_one(volume: Volume)
     directory = vol / "raft"
     storage, _ = LogStorage.open(directory, segment_bytes=MIB, keep_snapshots=3)
     storage.save(None, make(1, 3))
-    storage.save_snapshot(Snapshot(1, 1, b"a" * 3 * MIB))
-    storage.save_snapshot(Snapshot(2, 1, b"b" * 3 * MIB))
+    storage.install_snapshot(Snapshot(1, 1, b"a" * 3 * MIB))
+    storage.install_snapshot(Snapshot(2, 1, b"b" * 3 * MIB))
     fill(vol, leave=MIB)
-    storage.save_snapshot(Snapshot(3, 1, b"c" * 3 * MIB))  # fits once snap 1 is gone
+    storage.install_snapshot(Snapshot(3, 1, b"c" * 3 * MIB))  # fits once snap 1 is gone
     assert sorted(p.name for p in directory.glob("*.snap*")) == [
         "snap-00000000000000000002.snap",
         "snap-00000000000000000003.snap",
@@ -161,8 +161,8 @@ def test_the_next_segment_is_reserved_ahead_and_then_used(tmp_path: Path) -> Non
 def test_a_corrupt_newest_snapshot_is_refused_naming_node_and_file(tmp_path: Path) -> None:
     storage, _ = LogStorage.open(tmp_path)
     storage.save(None, make(1, 4))
-    storage.save_snapshot(Snapshot(2, 1, b"older"))
-    storage.save_snapshot(Snapshot(4, 1, b"newest"))
+    storage.install_snapshot(Snapshot(2, 1, b"older"))
+    storage.install_snapshot(Snapshot(4, 1, b"newest"))
     storage.close()
     newest = tmp_path / "snap-00000000000000000004.snap"
     data = bytearray(newest.read_bytes())

@@ -4,7 +4,6 @@ the retry policy of snapshots that cannot be written."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -14,7 +13,6 @@ from raftkv import cli
 from raftkv.core.types import Entry, Snapshot
 from raftkv.embed.options import NodeOptions
 from raftkv.errors import BadRequest, DiskError, DiskFull
-from raftkv.runtime.compaction import SNAPSHOT_RETRY_MIN_S, SnapshotRetry
 from raftkv.runtime.http_errors import from_exception
 from raftkv.runtime.settings import NodeSettings, PeerAddress
 from raftkv.storage import LogStorage
@@ -59,26 +57,22 @@ def test_serve_rejects_a_bad_segment_size(
     assert code == 2 and "--wal-segment-mb) must be in 1..1024 (MiB), got 4096" in err
 
 
-def test_snapshot_retry_backs_off_and_never_fails_the_storage(volume: Volume) -> None:
-    """The one retry policy of the KV server's and the embedded node's snapshots."""
+def test_a_snapshot_file_that_does_not_fit_changes_nothing(volume: Volume) -> None:
+    """Out of space, writing our own snapshot's file raises DiskFull and the storage keeps
+    working (the driver then retries after a backoff: tests/driver); once space is freed the
+    same snapshot is written and marked."""
     vol = volume("vol", 8)
-    now = [0.0]
-    retry = SnapshotRetry("n1", clock=lambda: now[0])
     storage, _ = LogStorage.open(vol / "raft", node_id="n1", segment_bytes=1024 * 1024)
     try:
         storage.save(None, [Entry(1, 1, data=b"x")])
         filler = fill(vol)
         snap = Snapshot(1, 1, b"s" * 64 * 1024)
-        assert not asyncio.run(retry.save(storage, snap))
-        assert storage.failed is None and retry.waiting()
-        now[0] += SNAPSHOT_RETRY_MIN_S
-        assert not retry.waiting()
-        assert not asyncio.run(retry.save(storage, snap))  # still full: the wait doubles
-        now[0] += SNAPSHOT_RETRY_MIN_S
-        assert retry.waiting()
-        now[0] += SNAPSHOT_RETRY_MIN_S
+        with pytest.raises(DiskFull):
+            storage.write_snapshot_file(snap)
+        assert storage.failed is None and storage.first_index() == 1
         filler.unlink()
-        assert asyncio.run(retry.save(storage, snap))
-        assert storage.stats.snapshot_failures == 2 and storage.first_index() == 2
+        storage.write_snapshot_file(snap)
+        storage.mark_snapshot(snap)
+        assert storage.stats.snapshot_failures == 1 and storage.first_index() == 2
     finally:
         storage.close()

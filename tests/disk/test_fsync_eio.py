@@ -42,7 +42,7 @@ def test_fsync_eio_stops_the_node_which_restarts_and_catches_up(tmp_path: Path) 
         out = n3.output()
         assert "wal-" in (control / "failed").read_text()
         assert "DISK FAILURE, node stops acknowledging" in out, out
-        assert "node n3: save failed on" in out and "Input/output error" in out, out
+        assert "node n3: sync failed on" in out and "Input/output error" in out, out
         assert not (control / "retries").exists(), (control / "retries").read_text()
 
         n3.start(peers)  # the disk is "fixed": the plain binary on the same data

@@ -163,7 +163,10 @@ def test_restart_recovers_from_snapshot_and_log(tmp_path: Path) -> None:
         async with Node(counter, node_id="n1", peers=peers, data_dir=tmp_path, options=options):
             for _ in range(12):
                 await counter.add(2)
-            assert counter.attached_node.status().snapshot_index >= 10
+            node = counter.attached_node  # snapshots are written off the loop: wait for them
+            await eventually(
+                lambda: asyncio.sleep(0, node.status().snapshot_index >= 10), what="a snapshot"
+            )
         again = Counter()
         async with Node(again, node_id="n1", peers=peers, data_dir=tmp_path, options=options):
             assert await again.get() == 24
@@ -184,7 +187,9 @@ def test_a_lagging_follower_catches_up_from_a_snapshot(tmp_path: Path) -> None:
             mine = counters[nodes.index(leader)]
             for _ in range(25):
                 await mine.add(1)
-            assert leader.status().snapshot_index >= 20
+            await eventually(
+                lambda: asyncio.sleep(0, leader.status().snapshot_index >= 20), what="snapshots"
+            )
             behind.faults.isolate = False
             lagging = counters[nodes.index(behind)]
             await eventually(

@@ -23,7 +23,7 @@ def test_everything_saved_survives_a_power_cut(fs: FaultMount) -> None:
     storage, _ = LogStorage.open(d, segment_bytes=64 * 1024)  # several segments
     for i in range(1, 301):
         storage.save(HardState(1, "n1", i - 1), entries(i, i))
-    storage.save_snapshot(Snapshot(100, 1, b"state at 100", ("n1",)))
+    storage.install_snapshot(Snapshot(100, 1, b"state at 100", ("n1",)))
     storage.compact(100)
     fs.power_cut()
     storage.close()

@@ -208,10 +208,10 @@ def test_disk_failure_stops_the_node(tmp_path: Path, monkeypatch: pytest.MonkeyP
             status, _ = await c.put("n1", "ok", b"1")
             assert status == 200
 
-            def broken_save(*_: object, **__: object) -> None:
+            def broken_sync(*_: object, **__: object) -> None:
                 raise DiskError("injected: fdatasync failed (EIO)")
 
-            monkeypatch.setattr(LogStorage, "save", broken_save)
+            monkeypatch.setattr(LogStorage, "sync", broken_sync)
             status, body = await c.put("n1", "doomed", b"2")
             assert status == 503 and body["error"] == "disk_error", body
             with pytest.raises(DiskError):

@@ -7,11 +7,18 @@ raftkv.sim.scenarios.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 from raftkv.core.config import Config
-from raftkv.core.messages import AppendEntriesResponse, InstallSnapshot, RequestVote
+from raftkv.core.messages import AppendEntriesResponse, RequestVote
 from raftkv.core.raft import RaftNode
-from raftkv.core.types import HardState
-from raftkv.sim.cluster import NodeFactory
+from raftkv.core.ready import Persist, Stable
+from raftkv.core.types import Entry, EntryKind, HardState
+from raftkv.driver.driver import NodeDriver
+from raftkv.errors import ProposalDropped
+from raftkv.kv.results import Result
+from raftkv.sim.cluster import DriverFactory, NodeFactory
 from raftkv.sim.faults import parse_faults
 from raftkv.sim.runner import SimSettings, run_seed
 from raftkv.sim.scenarios import (
@@ -19,6 +26,8 @@ from raftkv.sim.scenarios import (
     stale_lease_after_restart,
     stale_lease_with_mixed_timeouts,
 )
+from raftkv.sim.storage import StorageOpener
+from raftkv.storage import LogStorage
 
 
 class CommitsEarlierTermByCounting(RaftNode):
@@ -52,9 +61,9 @@ class DropsSnapshotData(RaftNode):
     """A follower takes the leader's snapshot as its log start but never restores the state
     machine from it."""
 
-    def _on_install_snapshot(self, msg: InstallSnapshot) -> None:
-        super()._on_install_snapshot(msg)
-        self._received_snapshot = None
+    def _installed(self, ack: Stable) -> None:
+        super()._installed(ack)
+        self._restore = None
 
 
 class VotesRightAfterRestart(RaftNode):
@@ -76,12 +85,108 @@ class NeverCampaigns(RaftNode):
         return
 
 
-def first_caught(factory: NodeFactory, settings: SimSettings, seeds: range) -> list[str]:
+# --- planted bugs in the driver's rules (raftkv.driver) and in storage ----------------------
+
+
+class SendsBeforeSync(NodeDriver[Result]):
+    """Sends votes and acknowledgements as soon as their write is issued, not once durable."""
+
+    def _write(self, persist: Persist) -> None:
+        if persist.after_sync:
+            self._transport.send(persist.after_sync)
+            persist = dataclasses.replace(persist, after_sync=())
+        super()._write(persist)
+
+
+class AppliesOnWrite(NodeDriver[Result]):
+    """Applies entries as they are written to the log, before they are committed (and
+    answers their writers once they do commit)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.early: dict[int, Result | None] = {}
+
+    def _write(self, persist: Persist) -> None:
+        super()._write(persist)
+        for entry in persist.entries:
+            if entry.index == self.machine.applied_index + 1:
+                result = None
+                if entry.kind is EntryKind.NORMAL:
+                    result = self.machine.apply(entry.index, entry.data)
+                else:
+                    self.machine.apply_noop(entry.index)
+                self.early[entry.index] = result
+                self._observer.applied((entry,))
+
+    def _apply(self, entries: tuple[Entry, ...]) -> None:
+        for entry in entries:
+            if entry.index > self.machine.applied_index:
+                continue
+            result = self.early.pop(entry.index, None)
+            waiter = self._writes.pop(entry.index, None)
+            if waiter is not None and not waiter[1].done():
+                if waiter[0] == entry.term and result is not None:
+                    waiter[1].set_result((result, entry.index))
+                else:
+                    waiter[1].set_exception(ProposalDropped("overwritten"))
+        fresh = tuple(e for e in entries if e.index > self.machine.applied_index)
+        if fresh:
+            super()._apply(fresh)
+
+
+class IgnoresMustSync(NodeDriver[Result]):
+    """Treats every write as one that may wait (as if only the commit index had moved)."""
+
+    def _must_sync(self, persist: Persist) -> bool:
+        return False
+
+
+class SkipsFdatasync(LogStorage):
+    """The real WAL with its fdatasync left out (an fsync that lies): writes between the
+    WAL's write and a real sync are taken as durable, and a crash loses them."""
+
+    def _datasync(self) -> None:
+        self._unsynced = False
+
+
+def first_caught(
+    factory: NodeFactory,
+    settings: SimSettings,
+    seeds: range,
+    *,
+    driver: DriverFactory = NodeDriver,
+    storage: StorageOpener = LogStorage.open,
+) -> list[str]:
     for seed in seeds:
-        result = run_seed(seed, settings, node_factory=factory)
+        result = run_seed(
+            seed, settings, node_factory=factory, driver_factory=driver, open_storage=storage
+        )
         if result.violations:
             return result.violations
     return []
+
+
+def test_sending_before_the_sync_is_caught() -> None:
+    violations = first_caught(RaftNode, SimSettings(nodes=5), range(3), driver=SendsBeforeSync)
+    assert any("durability" in v for v in violations), violations
+
+
+def test_applying_before_commit_is_caught() -> None:
+    violations = first_caught(RaftNode, SimSettings(nodes=5), range(20), driver=AppliesOnWrite)
+    assert any("state machine safety" in v or "linearizable" in v for v in violations), violations
+
+
+def test_ignoring_must_sync_is_caught() -> None:
+    violations = first_caught(RaftNode, SimSettings(nodes=5), range(3), driver=IgnoresMustSync)
+    assert any("durability" in v for v in violations), violations
+
+
+def test_a_crash_between_the_wal_write_and_its_sync_is_caught() -> None:
+    """The real WAL on the simulated file system: without its fdatasync, what it reported
+    durable is lost in a crash, and recovery comes back without it."""
+    settings = SimSettings(nodes=5, faults=parse_faults("crash,crash-point"))
+    violations = first_caught(RaftNode, settings, range(10), storage=SkipsFdatasync.open)
+    assert any("recovery on" in v and "lost what was synced" in v for v in violations), violations
 
 
 def test_commit_by_counting_an_earlier_term_entry_is_caught() -> None:

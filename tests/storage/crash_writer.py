@@ -30,7 +30,7 @@ def main() -> None:
         out.flush()
         index = storage.last_index() - 5
         if index >= run_start and rng.random() < 0.01:
-            storage.save_snapshot(Snapshot(index, term, b"upto:%d" % index))
+            storage.install_snapshot(Snapshot(index, term, b"upto:%d" % index))
             storage.compact(index)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from raftkv.core.types import Entry
+from raftkv.storage.fs import OS
 from raftkv.storage.record import Record
 from raftkv.storage.segment import list_segments, scan_segment
 
@@ -21,7 +22,7 @@ def make(lo: int, hi: int, term: int = 1, size: int = 0) -> list[Entry]:
 
 
 def segments(directory: Path) -> list[Path]:
-    return [path for _, path in list_segments(directory)]
+    return [path for _, path in list_segments(OS, directory)]
 
 
 def records(path: Path) -> list[Record]:

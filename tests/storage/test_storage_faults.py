@@ -21,7 +21,7 @@ def _assert_refuses_everything(storage: LogStorage) -> None:
     with pytest.raises(DiskError, match="failed earlier"):
         storage.save(HardState(9, "x", 0), [])
     with pytest.raises(DiskError, match="failed earlier"):
-        storage.save_snapshot(Snapshot(1, 1, b""))
+        storage.install_snapshot(Snapshot(1, 1, b""))
     with pytest.raises(DiskError, match="failed earlier"):
         storage.compact(0)
     assert storage.failed is not None
@@ -39,7 +39,9 @@ def test_fdatasync_eio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         storage.save(HardState(1, "a", 3), make(4, 4))
     monkeypatch.undo()  # the disk "recovers": the storage must still refuse (fsync state is lost)
     _assert_refuses_everything(storage)
-    assert storage.last_index() == 3  # the failed batch was never counted as stored
+    # The batch was appended (last_index counts appends), but its sync failed: nothing is
+    # acknowledged from here on, and what recovery finds below is all that may be trusted.
+    assert storage.last_index() == 4
     storage.close()
     storage, recovered = LogStorage.open(tmp_path)
     storage.close()
@@ -148,13 +150,13 @@ def test_snapshot_write_failure_changes_nothing(
 
     monkeypatch.setattr(os, "fsync", broken)
     with pytest.raises(DiskError, match=r"node n1: cannot write snapshot .*snap-0+3\.snap"):
-        storage.save_snapshot(Snapshot(3, 1, b"state"))
+        storage.install_snapshot(Snapshot(3, 1, b"state"))
     monkeypatch.undo()
     assert len(failed_fds) == 1  # the failed fsync was not retried
     assert storage.failed is None  # the log was not touched: it keeps working
     assert not list(tmp_path.glob("*.tmp"))
     storage.save(None, make(6, 6))
-    storage.save_snapshot(Snapshot(3, 1, b"state"))  # a later attempt writes a new file
+    storage.install_snapshot(Snapshot(3, 1, b"state"))  # a later attempt writes a new file
     storage.close()
     storage, recovered = LogStorage.open(tmp_path)
     storage.close()

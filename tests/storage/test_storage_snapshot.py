@@ -24,7 +24,7 @@ def test_snapshot_save_and_load(tmp_path: Path) -> None:
     storage, _ = LogStorage.open(tmp_path)
     storage.save(HardState(2, "n1", 8), make(1, 10, term=2))
     snap = Snapshot(8, 2, b"state machine image", ("n1", "n2", "n3"))
-    storage.save_snapshot(snap)
+    storage.install_snapshot(snap)
     assert (storage.first_index(), storage.last_index()) == (9, 10)
     storage.close()
     storage, recovered = LogStorage.open(tmp_path)
@@ -41,7 +41,7 @@ def test_keep_last_n_snapshots(tmp_path: Path) -> None:
     storage, _ = LogStorage.open(tmp_path, keep_snapshots=3)
     storage.save(None, make(1, 50))
     for index in (10, 20, 30, 40, 50):
-        storage.save_snapshot(Snapshot(index, 1, b"upto %d" % index))
+        storage.install_snapshot(Snapshot(index, 1, b"upto %d" % index))
     storage.close()
     assert _snapshot_files(tmp_path) == [
         "snap-00000000000000000030.snap",
@@ -60,7 +60,7 @@ def test_keep_last_n_snapshots(tmp_path: Path) -> None:
 def test_corrupt_snapshot_file_is_detected(tmp_path: Path, offset: int) -> None:
     storage, _ = LogStorage.open(tmp_path)
     storage.save(None, make(1, 5))
-    storage.save_snapshot(Snapshot(4, 1, b"x" * 100))
+    storage.install_snapshot(Snapshot(4, 1, b"x" * 100))
     storage.close()
     [name] = _snapshot_files(tmp_path)
     flip(tmp_path / name, offset if offset >= 0 else (tmp_path / name).stat().st_size - 1)
@@ -73,7 +73,7 @@ def test_corrupt_snapshot_file_is_detected(tmp_path: Path, offset: int) -> None:
 def test_truncated_snapshot_file_is_detected(tmp_path: Path) -> None:
     storage, _ = LogStorage.open(tmp_path)
     storage.save(None, make(1, 5))
-    storage.save_snapshot(Snapshot(4, 1, b"x" * 100))
+    storage.install_snapshot(Snapshot(4, 1, b"x" * 100))
     storage.close()
     [name] = _snapshot_files(tmp_path)
     path = tmp_path / name
@@ -86,7 +86,7 @@ def test_snapshot_beyond_the_log_resets_it(tmp_path: Path) -> None:
     # A follower installing the leader's snapshot: nothing of its own log at that point.
     storage, _ = LogStorage.open(tmp_path)
     storage.save(HardState(1, None, 0), make(1, 10, term=1))
-    storage.save_snapshot(Snapshot(20, 3, b"leader state"))
+    storage.install_snapshot(Snapshot(20, 3, b"leader state"))
     assert (storage.first_index(), storage.last_index()) == (21, 20)
     storage.save(HardState(3, None, 20), make(21, 22, term=3))
     storage.close()
@@ -99,7 +99,7 @@ def test_snapshot_beyond_the_log_resets_it(tmp_path: Path) -> None:
 def test_snapshot_with_conflicting_term_discards_the_log(tmp_path: Path) -> None:
     storage, _ = LogStorage.open(tmp_path)
     storage.save(None, make(1, 10, term=1))
-    storage.save_snapshot(Snapshot(5, 2, b"other history"))
+    storage.install_snapshot(Snapshot(5, 2, b"other history"))
     assert storage.last_index() == 5
     storage.save(None, make(6, 6, term=2))
     storage.close()
@@ -123,7 +123,7 @@ def test_crash_between_snapshot_file_and_wal_mark(
 
     monkeypatch.setattr(_Impl, "_append", crash_on_mark)
     with pytest.raises(DiskError):
-        storage.save_snapshot(Snapshot(6, term, b"s"))
+        storage.install_snapshot(Snapshot(6, term, b"s"))
     monkeypatch.undo()
     storage.close()
     # The snapshot file is durable, so recovery finishes applying it (and records that).
@@ -141,7 +141,7 @@ def test_crash_between_snapshot_file_and_wal_mark(
 def test_snapshot_file_missing_for_wal_mark(tmp_path: Path) -> None:
     storage, _ = LogStorage.open(tmp_path)
     storage.save(None, make(1, 10))
-    storage.save_snapshot(Snapshot(5, 1, b"s"))
+    storage.install_snapshot(Snapshot(5, 1, b"s"))
     storage.close()
     for path in tmp_path.glob("snap-*.snap"):
         path.unlink()
@@ -157,7 +157,7 @@ def test_compaction_drops_old_segments_and_keeps_everything_needed(tmp_path: Pat
     before = segments(tmp_path)
     with pytest.raises(ValueError, match="newest snapshot"):
         storage.compact(150)
-    storage.save_snapshot(Snapshot(150, 7, b"upto 150"))
+    storage.install_snapshot(Snapshot(150, 7, b"upto 150"))
     storage.compact(150)
     after = segments(tmp_path)
     assert len(after) < len(before) / 3
@@ -176,7 +176,7 @@ def test_compaction_keeps_segments_with_entries_at_or_after_the_snapshot(tmp_pat
     storage, _ = LogStorage.open(tmp_path, segment_bytes=1024)
     for i in range(1, 101):
         storage.save(None, make(i, i, size=60))
-    storage.save_snapshot(Snapshot(100, 1, b"all"))
+    storage.install_snapshot(Snapshot(100, 1, b"all"))
     storage.compact(100)
     assert len(segments(tmp_path)) <= 2  # only the one holding 100 (if any) and the current
     storage.close()
@@ -190,7 +190,7 @@ def test_missing_segments_not_covered_by_the_snapshot(tmp_path: Path) -> None:
     storage, _ = LogStorage.open(tmp_path, segment_bytes=1024)
     for i in range(1, 101):
         storage.save(None, make(i, i, size=60))
-    storage.save_snapshot(Snapshot(10, 1, b"early"))
+    storage.install_snapshot(Snapshot(10, 1, b"early"))
     storage.close()
     for path in segments(tmp_path)[:-2]:
         path.unlink()  # an operator "freeing space" by hand

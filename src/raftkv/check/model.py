@@ -30,7 +30,11 @@ class Model(Protocol[S]):
         ...
 
     def step(self, state: S, input: object, output: object) -> tuple[bool, S]:
-        """(legal, next state). Must be pure: same arguments, same answer, no mutation."""
+        """(legal, next state). Must be pure: same arguments, same answer, no mutation.
+
+        With output UNKNOWN_OUTPUT it must be legal in every state: an operation that never
+        returned may take effect anywhere, so the checker leaves the ones nothing observes to
+        the end (and raises ValueError if the model refuses one there)."""
         ...
 
     def partition_key(self, input: object) -> Hashable | None:

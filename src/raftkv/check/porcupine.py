@@ -1,4 +1,4 @@
-"""Parsers for Porcupine's test data (../shared/testdata/porcupine, see EXPECTED.md there).
+"""Parsers for Porcupine's test data (tests/data/porcupine, see EXPECTED.md there).
 
 Both formats are event logs: the line index is the time, and a completion line is matched to
 the open call of the same process id. Lines matching no pattern are ignored (notably Jepsen's

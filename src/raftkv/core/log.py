@@ -1,7 +1,9 @@
-"""The in-memory Raft log of one node, with its commit, apply and stable (persisted) marks.
+"""The in-memory Raft log of one node, with its commit, apply, written and stable marks.
 
-Invariants: snapshot_index <= applied <= committed <= last_index; stable <= last_index;
-entries[i].index == snapshot_index + 1 + i; committed entries are never truncated.
+Invariants: snapshot_index <= applied <= committed <= last_index; applied <= stable;
+snapshot_index <= stable <= written <= last_index; entries[i].index == snapshot_index + 1 + i;
+committed entries are never truncated. `written`: entries through it were handed to storage;
+`stable`: entries through it are known durable (storage acknowledged them).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class RaftLog:
         self.committed = max(min(committed, self.last_index()), snapshot_index)
         self.applied = max(min(applied, self.committed), snapshot_index)
         # Everything given at construction came from storage, so it is already stable.
-        self.stable = self.last_index()
+        self.stable = self.written = self.last_index()
 
     # --- queries ----------------------------------------------------------------------
 
@@ -82,9 +84,9 @@ class RaftLog:
             out.append(entry)
         return out
 
-    def unstable(self) -> list[Entry]:
-        """Entries not yet known to be on disk."""
-        return self.entries[self.stable - self.snapshot_index :]
+    def unwritten(self) -> list[Entry]:
+        """Entries not yet handed to storage."""
+        return self.entries[self.written - self.snapshot_index :]
 
     def find_conflict_by_term(self, index: int, term: int) -> int:
         """The largest index <= index whose term is <= term (fast log backtracking)."""
@@ -124,6 +126,7 @@ class RaftLog:
                     )
                 del self.entries[entry.index - self.snapshot_index - 1 :]
                 self.stable = min(self.stable, entry.index - 1)
+                self.written = min(self.written, entry.index - 1)
                 truncated_from = entry.index
             self.append(entries[offset:])
             break
@@ -138,8 +141,13 @@ class RaftLog:
         self.committed = index
         return True
 
+    def written_to(self, index: int) -> None:
+        """Entries through index were handed to storage."""
+        self.written = max(self.written, min(index, self.last_index()))
+
     def stable_to(self, index: int, term: int) -> None:
-        """Entries through (index, term) are on disk, unless the log changed since."""
+        """Entries through (index, term) are on disk, unless the log changed since (then a
+        later write, acknowledged later, covers what replaced them)."""
         if self.term(index) == term and index > self.stable:
             self.stable = index
 
@@ -154,16 +162,25 @@ class RaftLog:
         del self.entries[: index - self.snapshot_index]
         self.snapshot_index, self.snapshot_term = index, term
         self.stable = max(self.stable, index)
+        self.written = max(self.written, index)
 
     def reset_to_snapshot(self, index: int, term: int) -> None:
-        """Replace the whole log by a snapshot from the leader (nothing of ours matches it)."""
+        """Replace the whole log by a snapshot from the leader (nothing of ours matches it).
+        Called once the snapshot is durable: everything the log now holds is stable."""
         if index <= self.committed:
             raise LogInvariantError(f"snapshot {index} is not beyond commit {self.committed}")
         self.entries = []
         self.snapshot_index, self.snapshot_term = index, term
-        self.committed = self.applied = self.stable = index
+        self.committed = self.applied = self.stable = self.written = index
 
     def applied_to(self, index: int) -> None:
-        if not self.applied <= index <= self.committed:
-            raise LogInvariantError(f"applied {index} outside [{self.applied}, {self.committed}]")
+        if not self.applied <= index <= min(self.committed, self.stable):
+            raise LogInvariantError(
+                f"applied {index} outside [{self.applied}, min({self.committed}, {self.stable})]"
+            )
         self.applied = index
+
+    def applicable(self, limit: int) -> list[Entry]:
+        """Committed entries that are durable here and not applied yet (at most limit)."""
+        hi = min(self.committed, self.stable, self.applied + limit)
+        return [self.entry(i) for i in range(self.applied + 1, hi + 1)]

@@ -1,8 +1,9 @@
 """The Raft state machine of one node: pure, single-threaded, driven by tick/step/propose.
 
-Nothing here does IO or reads a clock. Effects leave as a Ready (see ready.py); the shell
-persists, sends, applies, then calls advance(). Between ready() and advance() the shell must
-not call anything else on the node.
+Nothing here does IO or reads a clock. Effects leave as a Ready (see ready.py), which the
+driver carries out; storage writes are asynchronous: the driver hands each write's
+acknowledgement back through persisted() once it is durable, and only then does the core
+count those entries as stored here (for commit, and for apply).
 
 Beyond the paper: pre-vote and check-quorum (dissertation 9.6), leader stickiness, fast
 log backtracking, pipelined replication with flow control, ReadIndex reads batched per
@@ -42,7 +43,7 @@ from raftkv.core.messages import (
     TimeoutNow,
 )
 from raftkv.core.progress import Progress, ProgressState
-from raftkv.core.ready import Ready
+from raftkv.core.ready import Persist, Ready, Stable
 from raftkv.core.types import (
     Entry,
     EntryKind,
@@ -167,8 +168,12 @@ class RaftNode:
         self._events: list[TraceEvent] = []
         self._prev_hard = HardState(self.term, self.vote, self.log.committed)
         self._prev_soft = SoftState(None, Role.FOLLOWER)
-        self._outstanding: Ready | None = None
-        self._received_snapshot: Snapshot | None = None  # to hand out in the next Ready
+        # The leader's snapshot: to hand to storage (_install), then being written
+        # (_installing: appends are dropped meanwhile, the log is unchanged until it is
+        # durable), then durable and to hand to the state machine (_restore).
+        self._install: Snapshot | None = None
+        self._installing: Snapshot | None = None
+        self._restore: Snapshot | None = None
         self._refresh_membership()
         self._reset_election_timer()
 
@@ -193,7 +198,6 @@ class RaftNode:
     def propose_conf_change(self, change: ConfChange) -> tuple[int, int]:
         """Propose one single-server membership change. Only one may be pending at a time, and
         only once this leader has committed an entry of its own term (dissertation 4.1)."""
-        self._guard()
         if self.role is not Role.LEADER:
             raise NotLeader(f"{self.id} is not the leader", self.leader)
         if self._conf_index > self.log.committed:
@@ -214,7 +218,6 @@ class RaftNode:
 
     def tick(self) -> None:
         """Advance logical time by one tick."""
-        self._guard()
         self._ticks += 1
         if self.role is Role.LEADER:
             self._tick_leader()
@@ -227,7 +230,6 @@ class RaftNode:
 
     def campaign(self, *, transfer: bool = False) -> None:
         """Start an election now (a pre-vote first, unless this is a leadership transfer)."""
-        self._guard()
         if self.role is Role.LEADER or self.id not in self.voters:
             return
         if self.config.pre_vote and not transfer:
@@ -238,7 +240,6 @@ class RaftNode:
     def propose(self, data: bytes, kind: EntryKind = EntryKind.NORMAL) -> tuple[int, int]:
         """Append a command to the leader's log. Returns (term, index): the proposal
         succeeded iff the entry applied at that index has that term."""
-        self._guard()
         if self.role is not Role.LEADER:
             raise NotLeader(f"{self.id} is not the leader", self.leader)
         if self._transferee is not None:
@@ -249,7 +250,6 @@ class RaftNode:
 
     def propose_many(self, datas: Iterable[bytes]) -> list[tuple[int, int]]:
         """Append several commands at once (one replication round for all of them)."""
-        self._guard()
         if self.role is not Role.LEADER:
             raise NotLeader(f"{self.id} is not the leader", self.leader)
         if self._transferee is not None:
@@ -267,7 +267,6 @@ class RaftNode:
         for_peer: the follower that will serve the read (it waits to apply index). Followers
         learn a new commit index only from the next append or heartbeat, so with the read
         state that peer gets a heartbeat carrying our commit index at once."""
-        self._guard()
         if self.role is not Role.LEADER:
             raise NotLeader(f"{self.id} is not the leader", self.leader)
         if for_peer is not None and for_peer != self.id:
@@ -287,7 +286,6 @@ class RaftNode:
 
     def transfer_leadership(self, target: NodeId) -> None:
         """Hand leadership to target once its log is caught up (TimeoutNow)."""
-        self._guard()
         if self.role is not Role.LEADER:
             raise NotLeader(f"{self.id} is not the leader", self.leader)
         if target not in self.voters:
@@ -305,7 +303,6 @@ class RaftNode:
     def compact(self, snapshot: Snapshot) -> None:
         """The shell took (and made durable) a state machine snapshot at snapshot.index, which
         must be applied already: drop the log up to it and send it to followers that lag."""
-        self._guard()
         self._base_membership = self.membership_at(snapshot.index)
         self.log.compact_to(snapshot.index, snapshot.term)
         self._snapshot = snapshot
@@ -316,7 +313,6 @@ class RaftNode:
 
     def step(self, msg: Message) -> None:
         """Handle one message from a peer."""
-        self._guard()
         if msg.dst != self.id or msg.src == self.id:
             return  # misrouted
         # Messages from outside our configuration are still heard: a follower whose log holds
@@ -348,64 +344,88 @@ class RaftNode:
                 self._on_install_snapshot(msg)
 
     def has_ready(self) -> bool:
+        rlog = self.log
         return bool(
             self._msgs
             or self._msgs_after_persist
             or self._read_states
             or self._events
             or self._reads_due()
-            or self.log.unstable()
-            or self.log.committed > self.log.applied
-            or self._received_snapshot is not None
+            or rlog.written < rlog.last_index()
+            or min(rlog.committed, rlog.stable) > rlog.applied
+            or self._install is not None
+            or self._restore is not None
             or self._hard_state() != self._prev_hard
             or self._soft_state() != self._prev_soft
         )
 
     def ready(self) -> Ready:
-        """Collect everything to do. The caller must call advance(ready) before anything else."""
-        self._guard()
+        """Hand out everything to do, and take it as done: messages as sent, writes as
+        issued (acknowledged later through persisted()), committed entries as applied."""
         if self._reads_due():
             self._broadcast_heartbeat(self._read_round_peers())
-        hard = self._hard_state()
+        rlog = self.log
+        restore, self._restore = self._restore, None
+        committed = tuple(rlog.applicable(self.config.max_apply_entries))
+        if committed:
+            rlog.applied_to(committed[-1].index)
+        persist = self._take_persist()  # first: a new vote holds back every message
         soft = self._soft_state()
-        hi = min(self.log.committed, self.log.applied + self.config.max_apply_entries)
-        committed = tuple(self.log.entry(i) for i in range(self.log.applied + 1, hi + 1))
-        msgs_after = self._msgs_after_persist
-        msgs_now = self._msgs
-        if hard.term != self._prev_hard.term or hard.vote != self._prev_hard.vote:
-            # Nothing may leave before a new term or vote is durable.
-            msgs_after = msgs_now + msgs_after
-            msgs_now = []
         rd = Ready(
-            hard_state=hard if hard != self._prev_hard else None,
-            entries=tuple(self.log.unstable()),
-            messages=tuple(msgs_now),
-            messages_after_persist=tuple(msgs_after),
+            messages=tuple(self._msgs),
+            persist=persist,
             committed=committed,
             read_states=tuple(self._read_states),
             soft_state=soft if soft != self._prev_soft else None,
             events=tuple(self._events),
-            snapshot=self._received_snapshot,
+            restore=restore,
         )
-        self._received_snapshot = None
-        self._msgs, self._msgs_after_persist = [], []
-        self._read_states, self._events = [], []
-        self._prev_hard, self._prev_soft = hard, soft
-        self._outstanding = rd
+        self._msgs, self._read_states, self._events = [], [], []
+        self._prev_soft = soft
         return rd
 
-    def advance(self, rd: Ready) -> None:
-        """The shell has persisted, sent and applied everything in rd."""
-        if rd is not self._outstanding:
-            raise RuntimeError("advance() must be given the Ready returned by ready()")
-        self._outstanding = None
-        if rd.entries:
-            last = rd.entries[-1]
-            self.log.stable_to(last.index, last.term)
-            if self.role is Role.LEADER:
-                self._self_progress_update()
-        if rd.committed:
-            self.log.applied_to(rd.committed[-1].index)
+    def _take_persist(self) -> Persist | None:
+        """The next storage write, with the messages that must wait until it is durable."""
+        hard = self._hard_state()
+        snapshot, self._install = self._install, None
+        if snapshot is not None:
+            # It replaces the whole log: entries of ours not written yet never will be.
+            self._installing = snapshot
+            self.log.written_to(self.log.last_index())
+        entries = tuple(self.log.unwritten())
+        new_vote = (hard.term, hard.vote) != (self._prev_hard.term, self._prev_hard.vote)
+        after = self._msgs_after_persist
+        if new_vote:
+            # Nothing may leave before a new term or vote is durable.
+            after, self._msgs = self._msgs + after, []
+        self._msgs_after_persist = []
+        changed = hard if hard != self._prev_hard else None
+        self._prev_hard = hard
+        if changed is None and not entries and snapshot is None and not after:
+            return None
+        ack: Stable | None = None
+        if entries:
+            self.log.written_to(entries[-1].index)
+            ack = Stable(entries[-1].index, entries[-1].term)
+        elif snapshot is not None:
+            ack = Stable(snapshot.index, snapshot.term, snapshot=True)
+        return Persist(
+            hard_state=changed,
+            entries=entries,
+            snapshot=snapshot,
+            must_sync=bool(entries) or snapshot is not None or new_vote,
+            after_sync=tuple(after),
+            ack=ack,
+        )
+
+    def persisted(self, ack: Stable) -> None:
+        """A write handed out in a Ready is durable (writes are acknowledged in order)."""
+        if ack.snapshot:
+            self._installed(ack)
+        else:
+            self.log.stable_to(ack.index, ack.term)
+        if self.role is Role.LEADER:
+            self._self_progress_update()
 
     def status(self) -> Status:
         peers = {
@@ -893,6 +913,8 @@ class RaftNode:
 
     def _on_append(self, msg: AppendEntries) -> None:
         self._follow(msg.src)
+        if self._installing is not None or self._install is not None:
+            return  # the log is being replaced by a snapshot; the leader will resend
         if msg.prev_log_index < self.log.committed:
             # Everything up to our commit index already matches the leader's log.
             self._reply_append(msg.src, True, self.log.committed)
@@ -929,6 +951,8 @@ class RaftNode:
 
     def _on_install_snapshot(self, msg: InstallSnapshot) -> None:
         self._follow(msg.src)
+        if self._installing is not None or self._install is not None:
+            return  # one install at a time; the leader resends once this one is acknowledged
         if msg.index <= self.log.committed:
             self._reply_append(msg.src, True, self.log.committed)  # nothing new in it
             return
@@ -936,17 +960,26 @@ class RaftNode:
             # Our log already holds the snapshot's last entry: just commit up to it.
             self.log.commit_to(msg.index)
             self._event(EventKind.COMMITTED, index=msg.index)
-        else:
-            self.log.reset_to_snapshot(msg.index, msg.snapshot_term)
-            self._snapshot = Snapshot(
-                msg.index, msg.snapshot_term, msg.data, msg.voters, msg.learners
-            )
-            if msg.voters:
-                self._base_membership = Membership.of(msg.voters, msg.learners)
-            self._refresh_membership()
-            self._received_snapshot = self._snapshot
-            self._event(EventKind.SNAPSHOT_INSTALLED, index=msg.index)
+            self._reply_append(msg.src, True, msg.index)
+            return
+        # Nothing of our log matches it: it replaces the log once durable (_installed).
+        self._install = Snapshot(msg.index, msg.snapshot_term, msg.data, msg.voters, msg.learners)
         self._reply_append(msg.src, True, msg.index)
+
+    def _installed(self, ack: Stable) -> None:
+        """The leader's snapshot is durable: our log (unchanged while it was written, since
+        appends were dropped) now starts after it, and the state machine restarts from it."""
+        snap, self._installing = self._installing, None
+        if snap is None or (snap.index, snap.term) != (ack.index, ack.term):
+            raise AssertionError(f"acknowledged snapshot {ack} was not being installed")
+        if snap.index <= self.log.committed:
+            return  # heartbeats can only commit entries the leader knows match: never here
+        self.log.reset_to_snapshot(snap.index, snap.term)
+        self._snapshot = self._restore = snap
+        if snap.voters:
+            self._base_membership = Membership.of(snap.voters, snap.learners)
+        self._refresh_membership()
+        self._event(EventKind.SNAPSHOT_INSTALLED, index=snap.index)
 
     def _reply_append(self, leader: NodeId, success: bool, index: int) -> None:
         self._send(
@@ -1005,7 +1038,3 @@ class RaftNode:
 
     def _soft_state(self) -> SoftState:
         return SoftState(self.leader, self.role)
-
-    def _guard(self) -> None:
-        if self._outstanding is not None:
-            raise RuntimeError("advance() the outstanding Ready before using the node again")

@@ -36,6 +36,7 @@ from raftkv.core.config import Config
 from raftkv.core.membership import ConfChange, ConfChangeKind
 from raftkv.core.raft import RaftNode
 from raftkv.core.types import NodeId
+from raftkv.driver import SnapshotPolicy
 from raftkv.embed.codec import Decoder, encode
 from raftkv.embed.errors import CommandFailed
 from raftkv.embed.events import EventBus, EventStream, Listener
@@ -151,7 +152,7 @@ class Node(Generic[M]):
         self._results: Decoder[Any] = Decoder(result_type, "the result")
         self._replica = Replica(machine, Decoder(command_type, "the command"), opts.sessions)
         self._bus = EventBus(node_id)
-        self._hooks = EmbedHooks(node_id, self._replica, self._bus, opts.snapshot_every)
+        self._hooks = EmbedHooks(node_id, self._bus)
         # The session of this Node's commands (exactly-once retries), opened through the log.
         self._sessions = SessionKeeper(self._open_session)
         self._runtime: RaftRuntime[Replica, Outcome] | None = None
@@ -239,6 +240,7 @@ class Node(Generic[M]):
             hub=hub,
             metrics=metrics,
             hooks=self._hooks,
+            policy=SnapshotPolicy(opts.snapshot_every, 0, opts.snapshot_log_ratio),
         )
         self._runtime = runtime
         stack.callback(self._bus.close)

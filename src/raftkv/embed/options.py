@@ -34,7 +34,10 @@ class NodeOptions:
     forward: bool = True  # followers forward apply/read to the leader (else: NotLeader)
     apply_timeout_s: float = 10.0  # default deadline of apply() and read(), retries included
     attempt_timeout_s: float = 3.0  # one attempt; then it is retried (exactly once: sessions)
-    snapshot_every: int = 10_000  # applied entries between snapshots (0: never compact)
+    # Snapshot once snapshot_every entries were applied since the last snapshot (0: never
+    # compact) and they hold snapshot_log_ratio times that snapshot's size (0: by count only).
+    snapshot_every: int = 10_000
+    snapshot_log_ratio: float = 1.0
     wal_segment_mb: int = DEFAULT_WAL_SEGMENT_MB  # reserved whole on disk: less on small volumes
     sessions: SessionLimits = field(default_factory=SessionLimits)
     peer_queue_size: int = 4096
@@ -42,8 +45,8 @@ class NodeOptions:
     def __post_init__(self) -> None:
         if not self.apply_timeout_s > 0 or not self.attempt_timeout_s > 0:
             raise BadRequest("apply_timeout_s and attempt_timeout_s must be > 0")
-        if self.snapshot_every < 0:
-            raise BadRequest("snapshot_every must be >= 0")
+        if self.snapshot_every < 0 or self.snapshot_log_ratio < 0:
+            raise BadRequest("snapshot_every and snapshot_log_ratio must be >= 0")
         check_wal_segment_mb(self.wal_segment_mb)
         s = self.sessions
         if min(s.max_sessions, s.ttl_entries, s.max_results) < 1:

@@ -1,4 +1,4 @@
-"""Replica: the user's state machine as the Ready loop sees it (runtime.node.Applier).
+"""Replica: the user's state machine as the driver sees it (raftkv.driver.StateMachine).
 
 It decodes each committed entry, opens sessions, answers retried commands from the session
 table (the KV store's, kv/sessions.py) and refuses those of unknown sessions, runs the user's
@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from raftkv.core.types import Snapshot
 from raftkv.embed.codec import Decoder
 from raftkv.embed.machine import AnyMachine
 from raftkv.embed.protocol import (
@@ -44,6 +45,14 @@ class ReplicaSnapshot(msgspec.Struct, frozen=True, array_like=True):
 _SNAPSHOT_DECODER = msgspec.msgpack.Decoder(ReplicaSnapshot)
 
 
+class _ReplicaView:
+    def __init__(self, snap: ReplicaSnapshot) -> None:
+        self._snap = snap
+
+    def encode(self) -> bytes:
+        return ENCODER.encode(self._snap)
+
+
 class Replica:
     def __init__(
         self, machine: AnyMachine, commands: Decoder[Any], limits: SessionLimits | None = None
@@ -54,7 +63,7 @@ class Replica:
         self._sessions: SessionTable[Outcome] = SessionTable(limits)
         self._applied = 0
 
-    # --- the runtime's Applier protocol -------------------------------------------------
+    # --- the driver's StateMachine protocol --------------------------------------------
 
     @property
     def applied_index(self) -> int:
@@ -89,6 +98,18 @@ class Replica:
         return outcome
 
     # --- snapshots ----------------------------------------------------------------------
+
+    def snapshot_view(self) -> _ReplicaView:
+        """The application's snapshot() runs now, at exactly this index; the rest of the
+        encoding may happen later (raftkv.driver.StateMachine)."""
+        return _ReplicaView(
+            ReplicaSnapshot(
+                SNAPSHOT_VERSION, self._applied, self._sessions.records(), self.machine.snapshot()
+            )
+        )
+
+    def install_snapshot(self, snapshot: Snapshot) -> None:
+        self.restore(snapshot.data, snapshot.index)
 
     def snapshot(self) -> bytes:
         return ENCODER.encode(

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import msgspec
 
+from raftkv.core.types import Snapshot
 from raftkv.errors import BadRequest, TooLarge
 from raftkv.kv.commands import (
     Cas,
@@ -41,7 +42,7 @@ from raftkv.kv.results import (
     Status,
 )
 from raftkv.kv.sessions import Cached, Refused, SessionLimits, SessionTable
-from raftkv.kv.snapshot import SnapshotState, decode_snapshot, encode_snapshot
+from raftkv.kv.snapshot import SnapshotState, SnapshotView, decode_snapshot, encode_snapshot
 
 _Ordered = TypeVar("_Ordered", bytes, int)
 
@@ -255,6 +256,16 @@ class KvStore:
                 sessions=self._sessions.records(),
             )
         )
+
+    def snapshot_view(self) -> SnapshotView:
+        """The state as of now, cheaply: its encode() gives what snapshot() would have."""
+        return SnapshotView(
+            self._revision, self._applied_index, self._data, self._sessions.records()
+        )
+
+    def install_snapshot(self, snapshot: Snapshot) -> None:
+        """Become the store in the leader's snapshot (raftkv.driver.StateMachine)."""
+        self.load(snapshot.data)
 
     @classmethod
     def restore(cls, data: bytes, config: KvConfig | None = None) -> KvStore:

@@ -32,6 +32,7 @@ def node_settings(cfg: ServeConfig) -> NodeSettings:
         fsync=cfg.fsync,
         snapshot_entries=cfg.snapshot_entries,
         snapshot_bytes=cfg.snapshot_bytes,
+        snapshot_log_ratio=cfg.snapshot_log_ratio,
         wal_segment_mb=cfg.wal_segment_mb,
         max_key_size=cfg.max_key_size,
         max_value_size=cfg.max_value_size,

@@ -137,10 +137,12 @@ class Float:
             if not value > 0:
                 raise ValueError(f"must be > 0, got {value:g}")
             return value
-        if (self.lo is not None and value < self.lo) or (self.hi is not None and value > self.hi):
-            lo = "" if self.lo is None else f"{self.lo:g}"
-            hi = "" if self.hi is None else f"{self.hi:g}"
-            raise ValueError(f"must be in {lo}..{hi}, got {value:g}")
+        if self.hi is None and self.lo is not None and value < self.lo:
+            raise ValueError(f"must be >= {self.lo:g}, got {value:g}")
+        if self.lo is None and self.hi is not None and value > self.hi:
+            raise ValueError(f"must be <= {self.hi:g}, got {value:g}")
+        if self.lo is not None and self.hi is not None and not self.lo <= value <= self.hi:
+            raise ValueError(f"must be in {self.lo:g}..{self.hi:g}, got {value:g}")
         return value
 
     def to_text(self, value: Any) -> str:

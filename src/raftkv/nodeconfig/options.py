@@ -197,7 +197,8 @@ class ServeConfig:
         default=_node_default("snapshot_entries"),
         metadata=_meta(
             Int(0),
-            "snapshot the store and compact the log every N applied entries (0: off)",
+            "snapshot the store and compact the log once N entries were applied since the last "
+            "snapshot (0: never snapshot, the log grows without bound)",
             metavar="N",
             group=Group.TIMING,
         ),
@@ -206,8 +207,19 @@ class ServeConfig:
         default=_node_default("snapshot_bytes"),
         metadata=_meta(
             Int(0),
-            "... or once the entries applied since the last snapshot hold B bytes (0: off)",
+            "... or once the entries applied since the last snapshot hold B bytes",
             metavar="B",
+            group=Group.TIMING,
+        ),
+    )
+    snapshot_log_ratio: float = field(
+        default=_node_default("snapshot_log_ratio"),
+        metadata=_meta(
+            Float(0.0),
+            "... and, for a store over 4 MiB, only once those entries hold R times what the "
+            "last snapshot has beyond 4 MiB, so a large store is not rewritten every N entries "
+            "(0: by N and B alone)",
+            metavar="R",
             group=Group.TIMING,
         ),
     )

@@ -1,63 +1,64 @@
-"""The KV server's extensions of the Ready loop (runtime.node.RuntimeHooks): install snapshots
-sent by the leader, compact the log, and keep the address book in step with the configuration."""
+"""The KV server's state machine and its hooks around the driver.
+
+ServerStore is the KvStore with the address book riding along in snapshots: a node that
+catches up from a snapshot must also learn where the members added before it are (their
+CONFIG entries were compacted away). ServerHooks keeps the address book in step with the
+configuration in the log after every cycle.
+"""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 from raftkv.core.raft import RaftNode
 from raftkv.core.types import Snapshot, SoftState
-from raftkv.kv.store import KvStore
+from raftkv.kv.snapshot import SnapshotView
+from raftkv.kv.store import KvConfig, KvStore
 from raftkv.runtime.addresses import AddressBook
-from raftkv.runtime.compaction import CompactionPolicy, Compactor
 from raftkv.runtime.membership import MembershipTracker
-from raftkv.runtime.snapshot_data import decode_server_snapshot
-from raftkv.storage import LogStorage
-
-log = logging.getLogger("raftkv.node")
+from raftkv.runtime.settings import PeerAddress
+from raftkv.runtime.snapshot_data import decode_server_snapshot, encode_server_snapshot
 
 
-class KvServerHooks:
-    def __init__(
-        self,
-        node_id: str,
-        kv: KvStore,
-        book: AddressBook,
-        policy: CompactionPolicy,
-        on_removed: Callable[[int], None],
-    ) -> None:
-        self._id = node_id
+class ServerSnapshotView:
+    """The store's view plus the address book as of the same moment."""
+
+    def __init__(self, kv: SnapshotView, peers: dict[str, PeerAddress]) -> None:
         self._kv = kv
-        self._book = book
-        self.compactor = Compactor(node_id, policy)
-        self.tracker = MembershipTracker(book, on_removed)
-        self.snapshots_installed = 0
-        self._notify: Callable[[], None] | None = None
+        self._peers = peers
 
-    def set_notify(self, notify: Callable[[], None]) -> None:
-        """Called after a snapshot replaced the store (wakes watchers)."""
-        self._notify = notify
+    def encode(self) -> bytes:
+        return encode_server_snapshot(self._kv.encode(), self._peers)
+
+
+class ServerStore(KvStore):
+    def __init__(self, book: AddressBook, config: KvConfig | None = None) -> None:
+        super().__init__(config)
+        self._book = book
+
+    def snapshot_view(self) -> ServerSnapshotView:  # type: ignore[override]
+        return ServerSnapshotView(super().snapshot_view(), self._book.peers())
+
+    def install_snapshot(self, snapshot: Snapshot) -> None:
+        self.load_server_image(snapshot.data, snapshot.index)
+
+    def load_server_image(self, data: bytes, index: int) -> None:
+        """Become the store in a server snapshot taken at index, and learn its addresses."""
+        image, peers = decode_server_snapshot(data)
+        self.load(image)
+        if peers:
+            self._book.merge_snapshot(peers, index)
+
+
+class ServerHooks:
+    def __init__(self, book: AddressBook, on_removed: Callable[[int], None]) -> None:
+        self.tracker = MembershipTracker(book, on_removed)
 
     def on_soft_state(self, soft: SoftState, term: int) -> None:
         pass
 
-    def install_snapshot(self, snapshot: Snapshot) -> None:
-        kv_image, peers = decode_server_snapshot(snapshot.data)
-        self._kv.load(kv_image)
-        if peers:
-            self._book.merge_snapshot(peers, snapshot.index)
-        self.compactor.installed(snapshot.index)
-        self.snapshots_installed += 1
-        log.info(
-            "%s: installed the leader's snapshot at index %d (%d bytes)",
-            self._id,
-            snapshot.index,
-            len(snapshot.data),
-        )
-        if self._notify is not None:
-            self._notify()
+    def on_snapshot_installed(self, snapshot: Snapshot) -> None:
+        pass
 
-    async def after_advance(self, raft: RaftNode, storage: LogStorage) -> None:
+    def after_cycle(self, raft: RaftNode) -> None:
         self.tracker.update(raft)
-        await self.compactor.maybe_compact(raft, self._kv, self._book, storage)

@@ -74,12 +74,14 @@ class NodeMetrics:
         )
         snapshots = Counter(
             "raftkv_snapshots",
-            "Snapshots taken here (log compaction) or installed from the leader",
+            "Snapshots taken here (log compaction), installed from the leader, or failed to "
+            "write (the log is kept and the snapshot retried)",
             ["kind"],
             registry=r,
         )
         self.snapshots_taken = snapshots.labels("taken")
         self.snapshots_installed = snapshots.labels("installed")
+        self.snapshots_failed = snapshots.labels("failed")
         self.snapshot_index = Gauge(
             "raftkv_snapshot_index",
             "Index of the newest snapshot: the log starts after it",

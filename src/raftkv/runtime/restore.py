@@ -61,7 +61,7 @@ def restore_data_dir(
     data_dir.mkdir(parents=True, exist_ok=True)
     storage, _ = LogStorage.open(data_dir / "raft")
     try:
-        storage.save_snapshot(seeded)
+        storage.install_snapshot(seeded)
         storage.save(HardState(snap.term, None, snap.index), ())
     finally:
         storage.close()

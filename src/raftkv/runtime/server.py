@@ -27,21 +27,18 @@ from aiohttp import web
 from raftkv.core.config import Config
 from raftkv.core.raft import RaftNode
 from raftkv.errors import BadRequest, DiskError, RaftkvError
-from raftkv.kv.store import KvStore
 from raftkv.runtime.addresses import MEMBERS_FILE, AddressBook
 from raftkv.runtime.admission import forward_key
 from raftkv.runtime.clock import TickClock
-from raftkv.runtime.compaction import CompactionPolicy
 from raftkv.runtime.events import EventHub
 from raftkv.runtime.faults import NetFaults
 from raftkv.runtime.forward import Forwarder
 from raftkv.runtime.http_api import HttpApi
 from raftkv.runtime.http_site import forwarder_ssl, make_site, url_scheme
-from raftkv.runtime.kvhooks import KvServerHooks
+from raftkv.runtime.kvhooks import ServerHooks, ServerStore
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.node import Inbox, RaftRuntime
 from raftkv.runtime.settings import NodeSettings, open_storage
-from raftkv.runtime.snapshot_data import decode_server_snapshot
 from raftkv.runtime.transport import PeerTransport
 from raftkv.storage import Recovered, fsutil
 
@@ -58,7 +55,7 @@ class NodeServer:
         self.settings = settings
         self.http_port = settings.http[1]
         self.raft_port = settings.listen[1]
-        self.node: RaftRuntime | None = None
+        self.node: RaftRuntime[ServerStore] | None = None
         self.book: AddressBook | None = None
         self._node_task: asyncio.Task[None] | None = None
         self._removed = asyncio.Event()  # set a grace period after our removal is applied
@@ -88,9 +85,7 @@ class NodeServer:
         hub, metrics, faults = EventHub(sid), NodeMetrics(), NetFaults()
         transport = PeerTransport(settings, inbox.add_messages, faults, hub, metrics)
         book.on_change(lambda b: transport.set_peers(b.peers()))
-        policy = CompactionPolicy(settings.snapshot_entries, settings.snapshot_bytes)
-        hooks = KvServerHooks(sid, kv, book, policy, self._on_removed)
-        node = RaftRuntime(
+        node: RaftRuntime[ServerStore] = RaftRuntime(
             raft,
             kv,
             storage,
@@ -98,9 +93,9 @@ class NodeServer:
             send=transport.send,
             hub=hub,
             metrics=metrics,
-            hooks=hooks,
+            hooks=ServerHooks(book, self._on_removed),
+            policy=settings.snapshot_policy,
         )
-        hooks.set_notify(node.notify_watchers)
         self.node = node
         forwarder = Forwarder(
             sid, settings.request_timeout_s + 1.0, forwarder_ssl(settings), forward_key(settings)
@@ -251,8 +246,10 @@ def load_address_book(settings: NodeSettings) -> AddressBook:
     return book
 
 
-def _restore(settings: NodeSettings, rec: Recovered, book: AddressBook) -> tuple[KvStore, RaftNode]:
-    """A fresh KvStore (from the snapshot, if any) and a RaftNode holding the durable log.
+def _restore(
+    settings: NodeSettings, rec: Recovered, book: AddressBook
+) -> tuple[ServerStore, RaftNode]:
+    """A fresh store (from the snapshot, if any) and a RaftNode holding the durable log.
 
     applied starts at the snapshot: the core hands the committed suffix out again in Readys,
     so the KvStore is rebuilt by the same apply path as live traffic.
@@ -263,12 +260,9 @@ def _restore(settings: NodeSettings, rec: Recovered, book: AddressBook) -> tuple
         tick_us=round(settings.tick_seconds * 1_000_000),
     )
     snap = rec.snapshot
-    kv = KvStore()
+    kv = ServerStore(book)
     if snap is not None:
-        image, peers = decode_server_snapshot(snap.data)
-        kv = KvStore.restore(image)
-        if peers:
-            book.merge_snapshot(peers, snap.index)
+        kv.load_server_image(snap.data, snap.index)
     hs = rec.hard_state
     raft = RaftNode(
         settings.node_id,

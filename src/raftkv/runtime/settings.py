@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from raftkv.driver.compaction import SnapshotPolicy
 from raftkv.errors import BadRequest
 from raftkv.kv.limits import MAX_KEY_SIZE, MAX_VALUE_SIZE
 from raftkv.security.config import SecurityConfig
@@ -58,10 +59,12 @@ class NodeSettings:
     peer_queue_size: int = 4096  # messages queued per peer before the oldest are dropped
     fsync: bool = True  # False skips every fsync: for tests that do not test durability
     fast_http: bool = True  # serve plain PUT/GET /v1/kv on the leader without aiohttp
-    # Log compaction: snapshot the store every snapshot_entries applied entries, or once the
-    # entries applied since the last snapshot hold snapshot_bytes (0 turns either off).
+    # Log compaction (raftkv.driver.compaction): snapshot once snapshot_entries entries (0:
+    # never snapshot) or snapshot_bytes of them were applied since the last snapshot, and
+    # they hold snapshot_log_ratio times that snapshot's size.
     snapshot_entries: int = 10_000
     snapshot_bytes: int = 64 * 1024 * 1024
+    snapshot_log_ratio: float = 1.0
     # WAL segment size: each segment's space is reserved (preallocated) whole, so a new node
     # needs this much free space to start. Smaller suits small volumes (docs/storage.md).
     wal_segment_mb: int = DEFAULT_WAL_SEGMENT_MB
@@ -97,9 +100,12 @@ class NodeSettings:
             raise BadRequest(f"max_value_size must be in 0..{MAX_VALUE_SIZE}")
         if self.peer_queue_size < 1:
             raise BadRequest("peer_queue_size must be >= 1")
-        if self.snapshot_entries < 0 or self.snapshot_bytes < 0:
-            raise BadRequest("snapshot_entries and snapshot_bytes must be >= 0")
+        self.snapshot_policy.validate()
         check_wal_segment_mb(self.wal_segment_mb)
+
+    @property
+    def snapshot_policy(self) -> SnapshotPolicy:
+        return SnapshotPolicy(self.snapshot_entries, self.snapshot_bytes, self.snapshot_log_ratio)
 
     @property
     def tick_seconds(self) -> float:

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from raftkv.runtime.addresses import AddressBook
-from raftkv.runtime.compaction import take_snapshot
 from raftkv.runtime.node import RaftRuntime
 from raftkv.storage.snapshot import encode_snapshot
 
@@ -34,7 +33,7 @@ class SnapshotApi:
         forwarded = await self._barrier(request)
         if forwarded is not None:
             return forwarded
-        snap = take_snapshot(self._node.raft, self._node.kv, self._book)
+        snap = await self._node.snapshot()
         return web.Response(
             body=encode_snapshot(snap),
             content_type="application/octet-stream",

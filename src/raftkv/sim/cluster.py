@@ -1,61 +1,210 @@
-"""The deterministic simulator: a cluster of pure Raft nodes on a virtual clock.
+"""The deterministic simulator: a cluster of Raft nodes on a virtual clock.
 
+Each node is the production NodeDriver (raftkv.driver) over simulated ports: the real
+LogStorage (WAL, snapshot files, recovery) on a SimFs that loses unsynced writes on a crash, a
+network with partitions, loss, duplication and reordering, a scheduler that completes syncs
+and snapshot writes after a random latency, and ticks from a per-node drifting clock. After
+a crash the real recovery runs, and must bring back everything that was synced.
 Everything is driven from one event queue ordered by (time, sequence number), and every random
 choice comes from random.Random instances seeded from the run's seed, so a seed replays
-exactly. Each node follows the same Ready discipline as the real runtime: while one Ready is
-being persisted (a simulated fsync) the node only queues its inputs; a crash in that window
-loses the Ready's writes, though messages allowed out before the persist may already be gone.
+exactly.
 """
 
 from __future__ import annotations
 
 import heapq
 import random
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from raftkv.core.config import Config
 from raftkv.core.membership import ConfChange, ConfChangeKind
 from raftkv.core.messages import Message
 from raftkv.core.raft import RaftNode
-from raftkv.core.ready import Ready
-from raftkv.core.types import EntryKind, EventKind, HardState, NodeId, Role, Snapshot
-from raftkv.errors import CallerError
+from raftkv.core.types import (
+    Entry,
+    EventKind,
+    NodeId,
+    Role,
+    Snapshot,
+    SoftState,
+    TraceEvent,
+)
+from raftkv.driver.compaction import SnapshotPolicy
+from raftkv.driver.driver import NodeDriver
+from raftkv.errors import CallerError, DiskError, NotLeader, ProposalDropped
 from raftkv.kv.commands import Cas, Put, encode_command
+from raftkv.kv.results import Result
 from raftkv.kv.store import KvStore
 from raftkv.sim.disk import SimDisk
 from raftkv.sim.faults import Fault, FaultKind, PartitionShape
+from raftkv.sim.fs import SimFs
 from raftkv.sim.invariants import SafetyChecker
 from raftkv.sim.network import Network
+from raftkv.sim.storage import (
+    SEGMENT_BYTES,
+    STORAGE_DIR,
+    SimLogStore,
+    StorageOpener,
+    lost_by_recovery,
+    recovered_disk,
+)
 from raftkv.sim.workload import ClientOp, OpKind, Workload
+from raftkv.storage import LogStorage
 
 NodeFactory = Callable[..., RaftNode]
-
-
-@dataclass(frozen=True, slots=True)
-class _Tick:
-    pass
-
-
-_TICK = _Tick()
-Input = Message | _Tick | ClientOp
+DriverFactory = Callable[..., NodeDriver[Result]]
 
 
 @dataclass(slots=True)
 class SimNode:
     id: NodeId
-    disk: SimDisk = field(default_factory=SimDisk)
-    raft: RaftNode | None = None
-    kv: KvStore | None = None
+    fs: SimFs = field(default_factory=SimFs)
+    disk: SimDisk = field(default_factory=SimDisk)  # what was synced: the checker's view
+    store: SimLogStore | None = None
+    driver: NodeDriver[Result] | None = None
     incarnation: int = 0
     clock_rate: float = 1.0  # this node's tick period is tick_ms * clock_rate (clock drift)
     paused_until: float = 0.0  # a paused node queues its input and does nothing else
-    inflight: Ready | None = None
-    inbox: deque[Input] = field(default_factory=deque)
-    writes: dict[int, tuple[int, ClientOp]] = field(default_factory=dict)  # index -> (term, op)
-    reads: dict[int, ClientOp] = field(default_factory=dict)  # read ctx (op id) -> op
-    reads_at: list[tuple[int, ClientOp]] = field(default_factory=list)  # (read index, op)
+
+    @property
+    def raft(self) -> RaftNode | None:
+        return self.driver.raft if self.driver is not None else None
+
+    @property
+    def kv(self) -> KvStore | None:
+        machine = self.driver.machine if self.driver is not None else None
+        assert machine is None or isinstance(machine, KvStore)
+        return machine
+
+
+class _Ports:
+    """One node incarnation's transport, scheduler and observer."""
+
+    def __init__(self, sim: Simulation, node: SimNode) -> None:
+        self._sim = sim
+        self._node = node
+        self._incarnation = node.incarnation
+
+    # Transport
+    def send(self, messages: Sequence[Message]) -> None:
+        self._sim._send_all(self._node, messages)
+
+    # Scheduler
+    def sync(self, job: Callable[[], None], done: Callable[[BaseException | None], None]) -> None:
+        self._later(self._sim.sync_delay(), job, done, sync=True)
+
+    def background(
+        self, job: Callable[[], None], done: Callable[[BaseException | None], None]
+    ) -> None:
+        self._later(self._sim.rng.uniform(2.0, 20.0), job, done, sync=False)
+
+    def _later(
+        self,
+        delay: float,
+        job: Callable[[], None],
+        done: Callable[[BaseException | None], None],
+        *,
+        sync: bool,
+    ) -> None:
+        sim = self._sim
+        sim.at(
+            sim.now + delay, lambda: sim._complete(self._node, self._incarnation, job, done, sync)
+        )
+
+    # Observer
+    def soft_state(self, soft: SoftState, term: int) -> None:
+        pass
+
+    def trace(self, events: Sequence[TraceEvent]) -> None:
+        sim, nid = self._sim, self._node.id
+        for ev in events:
+            if ev.kind is EventKind.BECAME_LEADER:
+                sim.elections += 1
+            sim.log(f"{nid} t{ev.term} {ev.kind.value} {ev.index or ''} {ev.detail}")
+
+    def proposed(self, accepted: int, refused: int) -> None:
+        pass
+
+    def applied(self, entries: Sequence[Entry]) -> None:
+        for entry in entries:
+            self._sim.checker.on_apply(self._node.id, entry)
+
+    def snapshot_installed(self, snapshot: Snapshot) -> None:
+        self._sim.checker.on_snapshot(self._node.id, snapshot.index)
+
+    def snapshot_taken(self, snapshot: Snapshot) -> None:
+        self._sim.log(f"{self._node.id} snapshot at {snapshot.index}, log compacted")
+
+    def snapshot_failed(self, index: int, error: BaseException) -> None:
+        self._sim.log(f"{self._node.id} snapshot at {index} failed: {error}")
+
+    def no_room(self, error: BaseException, dropped: Message | None) -> None:
+        self._sim.log(f"{self._node.id} no room: {error}")
+
+
+class _Write:
+    """Waits for a client write (Waiter[(Result, index)])."""
+
+    def __init__(self, sim: Simulation, op: ClientOp) -> None:
+        self._sim = sim
+        self.op = op
+
+    def done(self) -> bool:
+        return self.op.done
+
+    def set_result(self, result: tuple[Result, int]) -> None:
+        op = self.op
+        output = result[0].ok if op.kind is OpKind.CAS else None
+        self._sim.workload.complete(op, output, self._sim.now)
+        self._sim._next_op(op.client)
+
+    def set_exception(self, exc: BaseException) -> None:
+        if isinstance(exc, NotLeader | ProposalDropped):
+            self.op.maybe_applied = False  # refused, or another entry won its index
+            self._sim._retry(self.op, getattr(exc, "leader", None))
+        # Anything else (the node stopped): the outcome stays open until the deadline.
+
+
+class _Read:
+    """Waits for a client read's index, then reads the store it was confirmed on."""
+
+    def __init__(self, sim: Simulation, op: ClientOp, node: SimNode) -> None:
+        self._sim = sim
+        self.op = op
+        self._node = node
+
+    def done(self) -> bool:
+        return self.op.done
+
+    def set_result(self, index: int) -> None:
+        kv = self._node.kv
+        assert kv is not None and kv.applied_index >= index
+        found = kv.get(self.op.key)
+        value = found.value.decode() if found is not None else None
+        self._sim.workload.complete(self.op, value, self._sim.now)
+        self._sim._next_op(self.op.client)
+
+    def set_exception(self, exc: BaseException) -> None:
+        if isinstance(exc, CallerError):
+            self._sim._retry(self.op, getattr(exc, "leader", None))
+
+
+class _Ignored:
+    """A waiter for requests whose answer nobody needs (scripted proposals, churn)."""
+
+    def __init__(self) -> None:
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, result: Any) -> None:
+        self._done = True
+
+    def set_exception(self, exc: BaseException) -> None:
+        self._done = True
 
 
 class Simulation:
@@ -70,6 +219,8 @@ class Simulation:
         tick_ms: float = 10.0,
         fsync_ms: tuple[float, float] = (0.2, 2.0),
         node_factory: NodeFactory = RaftNode,
+        driver_factory: DriverFactory = NodeDriver,
+        open_storage: StorageOpener = LogStorage.open,
         lease_reads: bool = True,
         clock_drift: float = 0.05,
         check_promises: bool = True,
@@ -77,14 +228,15 @@ class Simulation:
     ) -> None:
         self.seed = seed
         self.now = 0.0
-        self._rng = random.Random(f"sim-{seed}")
+        self.rng = random.Random(f"sim-{seed}")
         self._queue: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = 0
         self.ids = tuple(f"n{i + 1}" for i in range(nodes))
         self.nodes = {
-            nid: SimNode(nid, clock_rate=self._rng.uniform(1 - clock_drift, 1 + clock_drift))
+            nid: SimNode(nid, clock_rate=self.rng.uniform(1 - clock_drift, 1 + clock_drift))
             for nid in self.ids
         }
+        self._open_storage = open_storage
         self.network = Network(random.Random(f"net-{seed}"), self.ids)
         self.workload = Workload(
             random.Random(f"load-{seed}"), clients=clients, lease_reads=lease_reads
@@ -95,6 +247,7 @@ class Simulation:
         self.compact_every = compact_every  # 0: never compact
         self.fsync_ms = fsync_ms
         self._factory = node_factory
+        self._driver_factory = driver_factory
         self._clients_until = 0.0
         self._dirty: dict[NodeId, None] = {}  # nodes whose state may have changed (ordered)
         self._crash_points: list[Fault] = []  # active CRASH_POINT windows
@@ -138,183 +291,130 @@ class Simulation:
         if self.trace is not None:
             self.trace.append(f"{self.now:9.2f} {text}")
 
+    def sync_delay(self) -> float:
+        delay = self.rng.uniform(*self.fsync_ms)
+        if self.rng.random() < 0.03:
+            delay += self.rng.uniform(5.0, 40.0)  # an occasional disk stall
+        return delay
+
     # --- node lifecycle ------------------------------------------------------------------
 
     def _start(self, node: SimNode) -> None:
+        """Start a node from what its disk holds, through the real recovery."""
         node.incarnation += 1
-        hs = node.disk.hard_state
-        snap = node.disk.snapshot
-        node.raft = self._factory(
+        try:
+            storage, rec = self._open_storage(
+                STORAGE_DIR,
+                fs=node.fs,
+                node_id=node.id,
+                segment_bytes=SEGMENT_BYTES,
+                clock=lambda: self.now / 1000.0,
+            )
+        except DiskError as e:
+            self.checker.fail(f"{node.id} cannot restart: {e}")
+            return
+        lost = lost_by_recovery(node.disk, rec)
+        if lost is not None:
+            self.checker.fail(f"durability: recovery on {node.id} lost what was synced: {lost}")
+        node.disk = recovered_disk(rec)
+        node.store = SimLogStore(storage, node.disk)
+        hs, snap = rec.hard_state, rec.snapshot
+        raft = self._factory(
             node.id,
             self.ids,
             self.config,
             random.Random(f"node-{self.seed}-{node.id}-{node.incarnation}"),
             hard_state=hs,
-            entries=node.disk.entries,
+            entries=rec.entries,
             snapshot=snap,
         )
-        node.kv = KvStore.restore(snap.data) if snap is not None else KvStore()
+        kv = KvStore.restore(snap.data) if snap is not None else KvStore()
+        ports = _Ports(self, node)
+        node.driver = self._driver_factory(
+            raft,
+            kv,
+            node.store,
+            ports,
+            ports,
+            ports,
+            policy=SnapshotPolicy(entries=self.compact_every, bytes=0, log_ratio=0.0),
+            rng=random.Random(f"snap-{self.seed}-{node.id}-{node.incarnation}"),
+            durable=hs,
+        )
         if snap is not None:
             self.checker.on_snapshot(node.id, snap.index)
         incarnation = node.incarnation
-        first = self.now + self._rng.uniform(0, self.tick_ms)
+        first = self.now + self.rng.uniform(0, self.tick_ms)
         self.at(first, lambda: self._tick(node, incarnation))
-        self.log(f"{node.id} started (term {hs.term}, {len(node.disk.entries)} entries on disk)")
+        self.log(f"{node.id} started (term {hs.term}, {len(rec.entries)} entries on disk)")
 
     def crash(self, node: SimNode) -> None:
-        if node.raft is None:
+        """Power loss: the node stops, its disk keeps what was synced and maybe more."""
+        if node.driver is None:
             return
-        self.log(f"{node.id} CRASH (unsynced Ready lost: {node.inflight is not None})")
-        node.raft = None
-        node.kv = None
-        node.inflight = None
-        node.inbox.clear()
-        node.writes.clear()
-        node.reads.clear()
-        node.reads_at.clear()
+        node.fs.crash(self.rng)
+        self.log(f"{node.id} CRASH")
+        node.driver = None
+        node.store = None
         self.checker.forget(node.id)
 
     def restart(self, node: SimNode) -> None:
-        if node.raft is None:
+        if node.driver is None:
             self._start(node)
 
     def _tick(self, node: SimNode, incarnation: int) -> None:
-        if node.incarnation != incarnation or node.raft is None:
+        if node.incarnation != incarnation or node.driver is None:
             return
-        self._feed(node, _TICK)
+        node.driver.tick()
+        self._run(node)
         period = self.tick_ms * node.clock_rate
         self.at(self.now + period, lambda: self._tick(node, incarnation))
 
-    # --- one node's input and Ready processing -------------------------------------------
-
-    def _feed(self, node: SimNode, item: Input) -> None:
-        if node.raft is None:
-            return
-        node.inbox.append(item)
-        self._run(node)
+    # --- one node's processing -----------------------------------------------------------
 
     def _run(self, node: SimNode) -> None:
-        if self.now < node.paused_until:
+        if self.now < node.paused_until or node.driver is None:
             return
         self._dirty[node.id] = None
-        while node.raft is not None and node.inflight is None:
-            while node.inbox and node.raft is not None:
-                self._handle(node, node.raft, node.inbox.popleft())
-            raft = node.raft
-            if raft is None or not raft.has_ready():
-                return
-            rd = raft.ready()
-            node.inflight = rd
-            self._send_all(node, rd.messages)
-            if rd.must_persist():
-                delay = self._rng.uniform(*self.fsync_ms)
-                if self._rng.random() < 0.03:
-                    delay += self._rng.uniform(5.0, 40.0)  # an occasional disk stall
-                self.at(
-                    self.now + delay,
-                    lambda inc=node.incarnation: self._persisted(node, inc),  # type: ignore[misc]
-                )
-                return
-            self._finish(node, raft, rd)
+        self._guarded(node, node.driver.run)
 
-    def _persisted(self, node: SimNode, incarnation: int) -> None:
-        if node.incarnation != incarnation or node.raft is None or node.inflight is None:
+    def _guarded(self, node: SimNode, action: Callable[[], None]) -> None:
+        """Run a node's code; an exception escaping it is a bug in that node: a violation."""
+        try:
+            action()
+        except Exception as e:
+            self.checker.fail(f"{node.id} raised {type(e).__name__}: {e}")
+
+    def _complete(
+        self,
+        node: SimNode,
+        incarnation: int,
+        job: Callable[[], None],
+        done: Callable[[BaseException | None], None],
+        sync: bool,
+    ) -> None:
+        """A sync or background job finishes now (unless the node crashed meanwhile)."""
+        if node.incarnation != incarnation or node.driver is None:
             return
         if self.now < node.paused_until:
-            self.at(node.paused_until, lambda: self._persisted(node, incarnation))
+            self.at(node.paused_until, lambda: self._complete(node, incarnation, job, done, sync))
             return
-        rd = node.inflight
-        durable_before = node.disk.hard_state
         self._dirty[node.id] = None
-        self._finish(node, node.raft, rd)
-        if self._crash_points and self._rng.random() < self._crash_rate(rd, durable_before):
-            # Crash right after a persist and its messages: the moment votes and acks leave.
+        rate = self._crash_rate(node) if sync else 0.0
+        error: DiskError | None = None
+        try:
+            job()
+        except DiskError as e:
+            error = e
+        self._guarded(node, lambda: done(error))
+        if error is not None:
+            return
+        if rate and self.rng.random() < rate:
+            # Crash right after a sync and its messages: the moment votes and acks leave.
             self.crash(node)
-            self.at(self.now + self._rng.uniform(0.2, 10.0), lambda: self.restart(node))
-            return
-        self._run(node)
+            self.at(self.now + self.rng.uniform(0.2, 10.0), lambda: self.restart(node))
 
-    def _finish(self, node: SimNode, raft: RaftNode, rd: Ready) -> None:
-        """Persist, send, apply, advance: the fixed Ready order."""
-        if rd.must_persist():
-            node.disk.persist(rd.hard_state, rd.entries, rd.snapshot)
-        self._send_all(node, rd.messages_after_persist)
-        if rd.snapshot is not None:
-            node.kv = KvStore.restore(rd.snapshot.data)
-            self.checker.on_snapshot(node.id, rd.snapshot.index)
-        kv = node.kv
-        assert kv is not None
-        for entry in rd.committed:
-            self.checker.on_apply(node.id, entry)
-            if entry.kind is EntryKind.NORMAL:
-                result = kv.apply(entry.index, entry.data)
-                output: object = None
-                waiter = node.writes.pop(entry.index, None)
-                if waiter is not None:
-                    term, op = waiter
-                    if term != entry.term:
-                        op.maybe_applied = False  # another entry won this index: definitely lost
-                        self._retry(op, None)
-                    else:
-                        if op.kind is OpKind.CAS:
-                            output = result.ok
-                        self.workload.complete(op, output, self.now)
-                        self._next_op(op.client)
-            else:
-                kv.apply_noop(entry.index)
-                waiter = node.writes.pop(entry.index, None)
-                if waiter is not None:
-                    waiter[1].maybe_applied = False
-                    self._retry(waiter[1], None)
-        for rs in rd.read_states:
-            read_op = node.reads.pop(rs.ctx, None)
-            if read_op is None:
-                continue
-            op = read_op
-            if rs.index is None:
-                self._retry(op, None)
-            else:
-                node.reads_at.append((rs.index, op))
-        for ev in rd.events:
-            if ev.kind is EventKind.BECAME_LEADER:
-                self.elections += 1
-            self.log(f"{node.id} t{ev.term} {ev.kind.value} {ev.index or ''} {ev.detail}")
-        raft.advance(rd)
-        node.inflight = None
-        self._serve_reads(node)
-        self._maybe_compact(node, raft, kv)
-
-    def _maybe_compact(self, node: SimNode, raft: RaftNode, kv: KvStore) -> None:
-        """Snapshot the state machine and drop the log behind it every compact_every entries."""
-        if (
-            not self.compact_every
-            or raft.log.applied - raft.log.snapshot_index < self.compact_every
-        ):
-            return
-        index = raft.log.applied
-        term = raft.log.term(index)
-        assert term is not None and kv.applied_index == index
-        members = raft.membership_at(index)
-        snap = Snapshot(index, term, kv.snapshot(), members.voters, members.learners)
-        node.disk.install(snap)  # tmp + fsync + rename: durable before the log drops it
-        raft.compact(snap)
-
-    def _serve_reads(self, node: SimNode) -> None:
-        kv = node.kv
-        if kv is None or not node.reads_at:
-            return
-        waiting = []
-        for index, op in node.reads_at:
-            if kv.applied_index >= index:
-                kv_value = kv.get(op.key)
-                value = kv_value.value.decode() if kv_value is not None else None
-                self.workload.complete(op, value, self.now)
-                self._next_op(op.client)
-            else:
-                waiting.append((index, op))
-        node.reads_at = waiting
-
-    def _send_all(self, node: SimNode, msgs: tuple[Message, ...]) -> None:
+    def _send_all(self, node: SimNode, msgs: Sequence[Message]) -> None:
         for msg in msgs:
             if node.raft is not None:
                 self.checker.on_send(node.id, node.raft, node.disk, msg)
@@ -324,17 +424,9 @@ class Simulation:
 
     def _deliver(self, node: SimNode, msg: Message) -> None:
         """A partition also drops what was already in flight on the cut link."""
-        if (msg.src, msg.dst) not in self.network.blocked:
-            self._feed(node, msg)
-
-    def _handle(self, node: SimNode, raft: RaftNode, item: Input) -> None:
-        match item:
-            case _Tick():
-                raft.tick()
-            case ClientOp():
-                self._request(node, raft, item)
-            case _:
-                raft.step(item)
+        if (msg.src, msg.dst) not in self.network.blocked and node.driver is not None:
+            node.driver.deliver((msg,))
+            self._run(node)
 
     # --- direct control, for scripted scenarios -----------------------------------------
 
@@ -350,22 +442,20 @@ class Simulation:
             self._check()
         return condition()
 
-    def _when_idle(self, nid: NodeId) -> RaftNode:
-        node = self.nodes[nid]
-        if not self.run_until_true(lambda: node.inflight is None, self.now + 100.0):
-            raise AssertionError(f"{nid} stayed busy")
-        if node.raft is None:
+    def _driver(self, nid: NodeId) -> NodeDriver[Result]:
+        driver = self.nodes[nid].driver
+        if driver is None:
             raise AssertionError(f"{nid} is down")
-        return node.raft
+        return driver
 
     def campaign(self, nid: NodeId, *, force: bool = False) -> None:
         """Start an election on nid; force makes it a transfer-style election that voters do
         not ignore for leader stickiness (as after TimeoutNow)."""
-        self._when_idle(nid).campaign(transfer=force)
+        self._driver(nid).raft.campaign(transfer=force)
         self._run(self.nodes[nid])
 
     def propose(self, nid: NodeId, data: bytes) -> None:
-        self._when_idle(nid).propose(data)
+        self._driver(nid).propose(data, _Ignored())
         self._run(self.nodes[nid])
 
     def request(self, nid: NodeId, op: ClientOp) -> None:
@@ -379,10 +469,10 @@ class Simulation:
     def start_clients(self, until: float) -> None:
         self._clients_until = until
         for client in range(self.workload.clients):
-            self.at(self.now + self._rng.uniform(0, 20), lambda c=client: self._next_op(c, 0.0))  # type: ignore[misc]
+            self.at(self.now + self.rng.uniform(0, 20), lambda c=client: self._next_op(c, 0.0))  # type: ignore[misc]
 
     def _next_op(self, client: int, think: float | None = None) -> None:
-        delay = self._rng.uniform(0, 5) if think is None else think
+        delay = self.rng.uniform(0, 5) if think is None else think
         if self.now + delay >= self._clients_until:
             return
         self.at(self.now + delay, lambda: self._begin(client))
@@ -392,7 +482,7 @@ class Simulation:
         self.at(op.deadline, lambda: self._deadline(op))
         # Half the time a client asks whichever node it likes; the rest, the leader it knows.
         hint = self._leader_hint.get(client)
-        target = hint if hint and self._rng.random() < 0.5 else self._rng.choice(self.ids)
+        target = hint if hint and self.rng.random() < 0.5 else self.rng.choice(self.ids)
         self._send_request(op, target)
 
     def _deadline(self, op: ClientOp) -> None:
@@ -405,39 +495,31 @@ class Simulation:
         if op.done:
             return
         node = self.nodes[target]
-        if node.raft is None:
+        if node.driver is None:
             self._retry(op, None)  # connection refused: definitely not received
             return
-        self._feed(node, op)
+        self._request(node, node.driver, op)
+        self._run(node)
 
     def _retry(self, op: ClientOp, hint: NodeId | None) -> None:
         if op.done:
             return
-        target = hint or self._rng.choice(self.ids)
+        target = hint or self.rng.choice(self.ids)
         self._leader_hint[op.client] = target
-        self.at(self.now + self._rng.uniform(2, 10), lambda: self._send_request(op, target))
+        self.at(self.now + self.rng.uniform(2, 10), lambda: self._send_request(op, target))
 
-    def _request(self, node: SimNode, raft: RaftNode, op: ClientOp) -> None:
-        if op.done:
+    def _request(self, node: SimNode, driver: NodeDriver[Result], op: ClientOp) -> None:
+        if op.kind is OpKind.GET:
+            driver.read(_Read(self, op, node), lease=op.lease)
             return
-        try:
-            if op.kind is OpKind.GET:
-                raft.read_index(op.op_id, lease=op.lease)
-                node.reads[op.op_id] = op
-                return
-            if op.kind is OpKind.PUT:
-                assert op.value is not None
-                data = encode_command(Put(op.key, op.value.encode()))
-            else:
-                assert op.value is not None
-                expected = op.expected.encode() if op.expected is not None else None
-                data = encode_command(Cas(op.key, expected, op.value.encode()))
-            term, index = raft.propose(data)
-        except CallerError as e:
-            self._retry(op, getattr(e, "leader", None))
-            return
-        op.maybe_applied = True
-        node.writes[index] = (term, op)
+        assert op.value is not None
+        if op.kind is OpKind.PUT:
+            data = encode_command(Put(op.key, op.value.encode()))
+        else:
+            expected = op.expected.encode() if op.expected is not None else None
+            data = encode_command(Cas(op.key, expected, op.value.encode()))
+        op.maybe_applied = True  # from here on it may be appended, until refused
+        driver.propose(data, _Write(self, op))
 
     # --- faults ---------------------------------------------------------------------------
 
@@ -451,7 +533,7 @@ class Simulation:
         lead = self.leader()
         if prefer_leader and lead is not None:
             return lead
-        return self.nodes[self._rng.choice(self.ids)]
+        return self.nodes[self.rng.choice(self.ids)]
 
     def _schedule_fault(self, fault: Fault) -> None:
         match fault.kind:
@@ -475,14 +557,20 @@ class Simulation:
         self.crash(node)
         self.at(fault.end, lambda: self.restart(node))
 
-    def _crash_rate(self, rd: Ready, before: HardState) -> float:
-        """Crash points favour the moments after a new term or vote became durable, and
-        after a leader wrote entries it has not replicated yet."""
+    def _crash_rate(self, node: SimNode) -> float:
+        """During a crash-point window, how likely a crash is right after this sync: most
+        likely when it makes a new term or vote durable, then when a leader's entries."""
+        if not self._crash_points:
+            return 0.0
         rate = self._crash_points[-1].rate
-        hs = rd.hard_state
-        if hs is not None and (hs.term, hs.vote) != (before.term, before.vote):
-            return min(1.0, rate * 5)
-        if rd.entries and rd.soft_state is None and rd.messages:
+        durable, store = node.disk.hard_state, node.store
+        if store is None:
+            return 0.0
+        for hard, _ in store.pending:
+            if hard is not None and (hard.term, hard.vote) != (durable.term, durable.vote):
+                return min(1.0, rate * 5)
+        raft = node.raft
+        if raft is not None and raft.role is Role.LEADER and any(e for _, e in store.pending):
             return min(1.0, rate * 3)
         return rate
 
@@ -490,28 +578,24 @@ class Simulation:
         """One single-server step towards churn: re-add a removed node as a learner, promote a
         caught-up learner, or remove a voter (sometimes the leader) while more than 3 remain."""
         lead = self.leader()
-        if lead is None or lead.raft is None or lead.inflight is not None:
+        if lead is None or lead.driver is None:
             return
         if self.now < lead.paused_until:
             return  # a frozen process takes no requests
-        raft = lead.raft
+        raft = lead.driver.raft
         outsiders = [n for n in self.ids if n not in raft.membership.members]
         ready = [n for n in raft.learners if raft.progress[n].match >= raft.log.committed]
         if outsiders:
-            change = ConfChange(ConfChangeKind.ADD_LEARNER, self._rng.choice(outsiders))
+            change = ConfChange(ConfChangeKind.ADD_LEARNER, self.rng.choice(outsiders))
         elif ready:
-            change = ConfChange(ConfChangeKind.PROMOTE, self._rng.choice(ready))
+            change = ConfChange(ConfChangeKind.PROMOTE, self.rng.choice(ready))
         elif len(raft.voters) > 3:
-            victim = lead.id if fault.target_leader else self._rng.choice(raft.voters)
+            victim = lead.id if fault.target_leader else self.rng.choice(raft.voters)
             change = ConfChange(ConfChangeKind.REMOVE, victim)
         else:
             return
-        try:
-            raft.propose_conf_change(change)
-        except CallerError as e:
-            self.log(f"membership {change.kind.value} {change.node} refused: {e}")
-            return
         self.log(f"membership {change.kind.value} {change.node} proposed on {lead.id}")
+        lead.driver.change_membership(change, _Ignored())
         self._run(lead)
 
     def _pause(self, fault: Fault) -> None:
@@ -546,7 +630,7 @@ class Simulation:
 
     def _partition(self, shape: PartitionShape) -> None:
         ids = list(self.ids)
-        self._rng.shuffle(ids)
+        self.rng.shuffle(ids)
         lead = self.leader()
         match shape:
             case PartitionShape.ISOLATE_LEADER:
@@ -568,7 +652,7 @@ class Simulation:
                 }
             case PartitionShape.ASYMMETRIC:
                 target = lead.id if lead else ids[0]
-                inbound = self._rng.random() < 0.5
+                inbound = self.rng.random() < 0.5
                 for other in self.ids:
                     if other != target:
                         if inbound:

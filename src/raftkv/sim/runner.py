@@ -13,8 +13,11 @@ from raftkv.check.models import KvRegisterModel
 from raftkv.core.config import Config
 from raftkv.core.raft import RaftNode
 from raftkv.core.types import Role
-from raftkv.sim.cluster import NodeFactory, Simulation
+from raftkv.driver.driver import NodeDriver
+from raftkv.sim.cluster import DriverFactory, NodeFactory, Simulation
 from raftkv.sim.faults import ALL_FAULTS, FaultKind, schedule
+from raftkv.sim.storage import StorageOpener
+from raftkv.storage import LogStorage
 
 SIM_RAFT_CONFIG = Config(election_ticks=10, heartbeat_ticks=2, max_inflight=16)
 CHECK_STEPS = 2_000_000  # linearizability search budget
@@ -65,6 +68,8 @@ def run_seed(
     settings: SimSettings = SimSettings(),
     *,
     node_factory: NodeFactory = RaftNode,
+    driver_factory: DriverFactory = NodeDriver,
+    open_storage: StorageOpener = LogStorage.open,
     trace: bool = False,
 ) -> SeedResult:
     faults = schedule(random.Random(f"faults-{seed}"), settings.faults, settings.fault_ms)
@@ -88,6 +93,8 @@ def run_seed(
         faults=faults,
         clients=settings.clients,
         node_factory=node_factory,
+        driver_factory=driver_factory,
+        open_storage=open_storage,
         lease_reads=settings.lease_reads and config.check_quorum,
         check_promises=settings.check_promises,
         compact_every=compact_every,

@@ -6,7 +6,7 @@ the next segment's start is below S (or there were none), so every live entry >=
 in a surviving segment. Each record is applied as the writer applied it:
 - BATCH: drop entries >= entries[0].index, then append (entries below S are skipped);
 - SNAPSHOT_MARK: drop entries > kept_last, then entries <= index.
-At the end the snapshot itself is applied as save_snapshot would: if the entry at S survives
+At the end the snapshot itself is applied as install_snapshot would: if the entry at S survives
 (the mark was not written before a crash), keep the suffix only when its term matches.
 """
 

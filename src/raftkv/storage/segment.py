@@ -16,13 +16,13 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from raftkv.errors import CorruptionError
 from raftkv.storage import fsutil
+from raftkv.storage.fs import File, FileSystem
 from raftkv.storage.record import (
     HEADER_SIZE,
     Invalid,
@@ -45,41 +45,43 @@ def segment_name(seq: int) -> str:
     return f"wal-{seq:010d}.log"
 
 
-def list_segments(directory: Path) -> list[tuple[int, Path]]:
+def list_segments(fs: FileSystem, directory: Path) -> list[tuple[int, Path]]:
     """(seq, path) of every segment file, in seq order."""
     found = []
-    for path in directory.iterdir():
-        match = _NAME.match(path.name)
+    for name in fs.listdir(directory):
+        match = _NAME.match(name)
         if match:
-            found.append((int(match.group(1)), path))
+            found.append((int(match.group(1)), directory / name))
     return sorted(found)
 
 
-def allocate(path: Path, size: int) -> int:
-    """Create path (emptied if it exists) with size bytes reserved; returns a read-write fd.
-    On failure the file is removed again and the OSError propagates (ENOSPC: no room)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+def allocate(fs: FileSystem, path: Path, size: int) -> File:
+    """Create path (emptied if it exists) with size bytes reserved, open for writing. On
+    failure the file is removed again and the OSError propagates (ENOSPC: no room)."""
+    f = fs.open(path, create=True, truncate=True)
     try:
-        fsutil.preallocate(fd, size)
+        f.allocate(size)
     except BaseException:
-        os.close(fd)
+        f.close()
         with contextlib.suppress(OSError):
-            path.unlink()
+            fs.unlink(path)
         raise
-    return fd
+    return f
 
 
-def install_segment(fd: int, tmp: Path, path: Path, header_payload: bytes, sync: bool) -> int:
-    """Turn the allocated file tmp (open as fd) into segment `path`: write the magic and the
+def install_segment(
+    fs: FileSystem, f: File, tmp: Path, path: Path, header_payload: bytes, sync: bool
+) -> int:
+    """Turn the allocated file tmp (open as f) into segment `path`: write the magic and the
     header record, make them durable, rename, make the rename durable. Returns the offset where
     the next record goes. Any OSError means the segment's state is unknown."""
     first = MAGIC + frame(RecordType.SEGMENT_HEADER, header_payload)
-    fsutil.write_all(fd, first, 0)
+    fsutil.write_all(f, first, 0)
     if sync:
-        os.fsync(fd)
-    os.rename(tmp, path)
+        f.fsync()
+    fs.rename(tmp, path)
     if sync:
-        fsutil.fsync_dir(path.parent)
+        fs.fsync_dir(path.parent)
     return len(first)
 
 

@@ -13,7 +13,6 @@ node can keep serving from its WAL and try again later. The new file is never fs
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import msgspec
 from raftkv.core.types import Snapshot
 from raftkv.errors import CorruptionError, DiskError, DiskFull
 from raftkv.storage import fsutil
+from raftkv.storage.fs import OS, FileSystem
 from raftkv.storage.record import Record, RecordType, frame, parse_at
 from raftkv.storage.schema import ENCODER, FORMAT_VERSION, SNAPSHOT_DECODER, SnapshotBody
 from raftkv.storage.stats import StorageStats
@@ -46,9 +46,9 @@ def encode_snapshot(snapshot: Snapshot) -> bytes:
     return MAGIC + frame(RecordType.SNAPSHOT_FILE, ENCODER.encode(body))
 
 
-def read_snapshot(path: Path) -> Snapshot:
+def read_snapshot(path: Path, fs: FileSystem = OS) -> Snapshot:
     """Load and verify one snapshot file; CorruptionError names the file and offset."""
-    snap = parse_snapshot(path.read_bytes(), path)
+    snap = parse_snapshot(fs.read_bytes(path), path)
     match = _NAME.match(path.name)
     if match is None or int(match.group(1)) != snap.index:
         raise CorruptionError(f"{path.name}: holds index {snap.index}", str(path), len(MAGIC))
@@ -79,10 +79,17 @@ def parse_snapshot(buf: bytes, path: Path) -> Snapshot:
 
 class SnapshotStore:
     def __init__(
-        self, directory: Path, keep: int, sync: bool, stats: StorageStats, who: str
+        self,
+        directory: Path,
+        keep: int,
+        sync: bool,
+        stats: StorageStats,
+        who: str,
+        fs: FileSystem = OS,
     ) -> None:
         if keep < 1:
             raise ValueError("keep must be at least 1")
+        self.fs = fs
         self.directory = directory
         self.keep = keep
         self.sync = sync
@@ -92,15 +99,15 @@ class SnapshotStore:
     def list(self) -> list[tuple[int, Path]]:
         """(index, path) of every snapshot file, oldest first."""
         found = []
-        for path in self.directory.iterdir():
-            match = _NAME.match(path.name)
+        for name in self.fs.listdir(self.directory):
+            match = _NAME.match(name)
             if match:
-                found.append((int(match.group(1)), path))
+                found.append((int(match.group(1)), self.directory / name))
         return sorted(found)
 
     def load_newest(self) -> Snapshot | None:
         files = self.list()
-        return read_snapshot(files[-1][1]) if files else None
+        return read_snapshot(files[-1][1], self.fs) if files else None
 
     def write(self, snapshot: Snapshot) -> Path:
         """Durably write snapshot under its final name (replacing one at the same index).
@@ -112,20 +119,20 @@ class SnapshotStore:
         tmp = path.with_name(path.name + ".tmp")
         data = encode_snapshot(snapshot)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            f = self.fs.open(tmp, create=True, truncate=True)
             try:
-                fsutil.write_all(fd, data, 0)
+                fsutil.write_all(f, data, 0)
                 if self.sync:
-                    os.fsync(fd)
+                    f.fsync()
                     self.stats.fsyncs += 1
             finally:
-                os.close(fd)
-            os.rename(tmp, path)
+                f.close()
+            self.fs.rename(tmp, path)
         except OSError as exc:
             with contextlib.suppress(OSError):
-                tmp.unlink()  # a partial file must not keep the space the node needs
+                self.fs.unlink(tmp)  # a partial file must not keep the space the node needs
             self.stats.snapshot_failures += 1
-            free = fsutil.free_bytes(self.directory)
+            free = self.fs.free_bytes(self.directory)
             cls = DiskFull if fsutil.no_space(exc) else DiskError
             raise cls(
                 f"{self._who}: cannot write snapshot {path} ({fsutil.mib(len(data))}): "
@@ -133,7 +140,7 @@ class SnapshotStore:
                 str(path),
             ) from exc
         if self.sync:
-            fsutil.fsync_dir(self.directory)
+            self.fs.fsync_dir(self.directory)
             self.stats.fsyncs += 1
         self.stats.bytes_written += len(data)
         self.stats.snapshots_saved += 1
@@ -144,9 +151,10 @@ class SnapshotStore:
         files = self.list()
         old = files[: max(0, len(files) - (keep or self.keep))]
         for _, path in old:
-            path.unlink()
+            with contextlib.suppress(FileNotFoundError):  # pruned by a concurrent writer
+                self.fs.unlink(path)
             self.stats.snapshots_removed += 1
         if self.sync and old:
-            fsutil.fsync_dir(self.directory)
+            self.fs.fsync_dir(self.directory)
             self.stats.fsyncs += 1
         return len(old)

@@ -4,8 +4,10 @@ Directory layout: LOCK, wal-<seq>.log segments (segment.py), snap-<index>.snap f
 (snapshot.py); *.tmp files are unfinished (or the reserved next segment) and deleted on open.
 
 Invariants:
-- one save() writes ONE record (its hard state and entries together) and issues ONE fdatasync,
-  so a batch is durable all-or-nothing; in-memory state changes only after the write succeeded;
+- one append() writes ONE record (its hard state and entries together), so a batch is durable
+  all-or-nothing; sync() makes every record appended before it durable with ONE fdatasync
+  (save() is both; a sync with nothing appended since the last is skipped); in-memory state
+  changes only after the write succeeded;
 - space is reserved (posix_fallocate) before a record is written into it, and the next segment
   is reserved ahead, once the current one is half full. Running out of space therefore shows up
   while reserving, before anything is written: DiskFull is raised and the storage stays usable
@@ -26,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ import msgspec
 from raftkv.core.types import Entry, HardState, Snapshot
 from raftkv.errors import CorruptionError, DiskError, DiskFull
 from raftkv.storage import fsutil
+from raftkv.storage.fs import OS, File, FileSystem
 from raftkv.storage.record import HEADER_SIZE, Record, RecordType, frame
 from raftkv.storage.replay import Replayer
 from raftkv.storage.schema import (
@@ -119,7 +121,9 @@ class LogStorage:
         keep: int,
         who: str,
         clock: Callable[[], float],
+        fs: FileSystem,
     ) -> None:
+        self.fs = fs
         self.directory = directory
         self.stats = StorageStats()
         self._who = who
@@ -128,14 +132,15 @@ class LogStorage:
         self._segment_bytes = segment_bytes
         self._reserve = min(max(segment_bytes // 64, ROOM_RESERVE_MIN), ROOM_RESERVE_MAX)
         self._sync = sync
-        self._snapshots = SnapshotStore(directory, keep, sync, self.stats, who)
+        self._snapshots = SnapshotStore(directory, keep, sync, self.stats, who, fs)
         self._segments: list[_Segment] = []
-        self._fd: int | None = None
+        self._file: File | None = None
         self._offset = 0  # where the next record goes in the current segment
         self._zeroed = 0  # the current segment's blocks below this hold written bytes
         self._file_end = 0  # size of the current segment file
         self._segment_has_data = False  # current segment holds more than its header
-        self._spare: tuple[int, int] | None = None  # (fd, size) of the reserved next segment
+        self._unsynced = False  # records were written to the current segment since its sync
+        self._spare: tuple[File, int] | None = None  # (file, size) of the reserved next segment
         self._no_room: DiskFull | None = None  # the last failed reservation ...
         self._retry_at = 0.0  # ... and when the next one may be tried (clock time)
         self._retry_delay = ALLOC_RETRY_MIN_S
@@ -158,25 +163,27 @@ class LogStorage:
         sync: bool = True,
         keep_snapshots: int = DEFAULT_KEEP_SNAPSHOTS,
         clock: Callable[[], float] = time.monotonic,
+        fs: FileSystem = OS,
     ) -> tuple[LogStorage, Recovered]:
         """Open (creating if new) and recover. Raises CorruptionError when the data cannot be
         trusted, DiskFull when there is no room for the first segment, DiskError when the
         disk fails; messages start with "node <node_id>". sync=False skips every fsync: for
-        tests only. clock (seconds) times the retries of failed reservations."""
+        tests only. clock (seconds) times the retries of failed reservations. fs: the file
+        system (the simulator's, in the simulator)."""
         if segment_bytes < MIN_SEGMENT_BYTES:
             raise ValueError(f"segment_bytes must be at least {MIN_SEGMENT_BYTES}")
         directory = Path(directory)
         who = f"node {node_id}" if node_id else "storage"
         try:
-            fsutil.ensure_dir(directory)
-            lock = fsutil.DirLock(directory)
+            fsutil.ensure_dir(directory, fs)
+            lock = fsutil.DirLock(directory, fs)
         except OSError as exc:
             raise DiskError(
                 f"{who}: cannot open storage at {directory}: {exc}", str(directory)
             ) from exc
         except DiskError as exc:
             raise DiskError(f"{who}: {exc}", str(directory)) from exc
-        storage = cls(directory, lock, segment_bytes, sync, keep_snapshots, who, clock)
+        storage = cls(directory, lock, segment_bytes, sync, keep_snapshots, who, clock, fs)
         try:
             recovered = storage._recover()
         except OSError as exc:
@@ -196,7 +203,7 @@ class LogStorage:
     def _recover(self) -> Recovered:
         self._remove_tmp_files()
         snapshot = self._snapshots.load_newest()
-        found = list_segments(self.directory)
+        found = list_segments(self.fs, self.directory)
         if not found:
             if snapshot is not None:
                 raise CorruptionError(
@@ -211,7 +218,7 @@ class LogStorage:
         replayer = Replayer(snapshot)
         scanned: ScannedSegment | None = None
         for k, (seq, path) in enumerate(found):
-            scanned = scan_segment(path, path.read_bytes(), is_last=k == len(found) - 1)
+            scanned = scan_segment(path, self.fs.read_bytes(path), is_last=k == len(found) - 1)
             header = self._replay(replayer, seq, scanned)
             self._segments.append(_Segment(seq, path, header.prev_index, header.base_index))
         assert scanned is not None
@@ -222,16 +229,17 @@ class LogStorage:
         self._base_term = snapshot.term if snapshot else 0
         self._last_index = entries[-1].index if entries else self._base_index
         self._terms.append(entries)
-        self._fd = os.open(scanned.path, os.O_RDWR)
+        self._file = self.fs.open(scanned.path)
         self._offset = self._zeroed = scanned.end
-        self._file_end = os.fstat(self._fd).st_size
+        self._file_end = self._file.size()
         self._segment_has_data = len(scanned.records) > 1
 
         torn_report = None
         if scanned.torn is not None:
             torn = scanned.torn
             # Zero the discarded bytes so nothing stale ever sits after a future record.
-            fsutil.write_all(self._fd, bytes(torn.garbage_end - torn.offset), torn.offset)
+            fsutil.write_all(self._file, bytes(torn.garbage_end - torn.offset), torn.offset)
+            self._unsynced = True
             self._datasync()
             torn_report = (
                 f"{scanned.path}: torn tail truncated at offset {torn.offset} "
@@ -241,6 +249,7 @@ class LogStorage:
             # A crash came between the snapshot file and its WAL mark: write the mark now.
             mark = SnapshotMark(*_snap_key(snapshot), self._last_index)
             self._append(RecordType.SNAPSHOT_MARK, mark)
+            self._datasync()
         return Recovered(self._hard_state, entries, snapshot, torn_report)
 
     def _replay(self, replayer: Replayer, seq: int, scanned: ScannedSegment) -> SegmentHeader:
@@ -265,19 +274,25 @@ class LogStorage:
         return header
 
     def _remove_tmp_files(self) -> None:
-        tmp = [p for p in self.directory.iterdir() if p.name.endswith(".tmp")]
+        tmp = [self.directory / n for n in self.fs.listdir(self.directory) if n.endswith(".tmp")]
         for path in tmp:
-            path.unlink()
+            self.fs.unlink(path)
         if tmp and self._sync:
-            fsutil.fsync_dir(self.directory)
+            self.fs.fsync_dir(self.directory)
             self.stats.fsyncs += 1
 
     # --- the write path ---------------------------------------------------------------
 
     def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
-        """Durably write hard_state (if given) and entries with one fdatasync. Entries replace
-        the log from entries[0].index on, which must be in first_index()..last_index() + 1.
-        DiskFull: no room (nothing written, still usable); DiskError: the storage failed."""
+        """Durably write hard_state (if given) and entries with one fdatasync."""
+        self.append(hard_state, entries)
+        self.sync()
+
+    def append(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
+        """Write hard_state (if given) and entries as one record, not yet durable (sync()).
+        Entries replace the log from entries[0].index on, which must be in
+        first_index()..last_index() + 1. DiskFull: no room (nothing written, still usable);
+        DiskError: the storage failed."""
         self._check_usable()
         if hard_state is None and not entries:
             return
@@ -294,7 +309,7 @@ class LogStorage:
         try:
             self._append(RecordType.BATCH, Batch(hard_state, list(entries)))
         except OSError as exc:
-            raise self._fail("save", exc, self._segments[-1].path) from exc
+            raise self._fail("append", exc, self._segments[-1].path) from exc
         self.stats.saves += 1
         if hard_state is not None:
             self._hard_state = hard_state
@@ -305,27 +320,38 @@ class LogStorage:
             self._last_index = entries[-1].index
             self.stats.appends += len(entries)
 
-    def save_snapshot(self, snapshot: Snapshot) -> None:
-        """Durably store snapshot, then move the log's base to it: the log keeps its suffix
-        if it holds (index, term), else it is emptied (as Raft's snapshot install does)."""
+    def sync(self) -> None:
+        """Make every record appended so far durable (one fdatasync; none if nothing was)."""
         self._check_usable()
-        if snapshot.index < max(1, self._base_index):
-            raise ValueError(f"snapshot {snapshot.index} is older than {self._base_index}")
-        if snapshot.index == self._base_index and snapshot.term != self._base_term:
-            raise ValueError(
-                f"snapshot {snapshot.index} has term {snapshot.term}, not the "
-                f"term {self._base_term} already stored for that index"
-            )
+        try:
+            self._datasync()
+        except OSError as exc:
+            raise self._fail("sync", exc, self._segments[-1].path) from exc
+
+    def install_snapshot(self, snapshot: Snapshot) -> None:
+        """Durably store snapshot (the leader's, or a restored backup), then move the log's
+        base to it: the log keeps its suffix if it holds (index, term), else it is emptied
+        (as Raft's snapshot install does). Every earlier append is durable too on return."""
+        self._check_usable()
+        self._check_snapshot_index(snapshot)
+        self.write_snapshot_file(snapshot)
+        # DiskFull above changed nothing; DiskFull from here on leaves a durable snapshot file
+        # without its mark: recovery finishes such a snapshot (as after a crash between the two).
+        self.mark_snapshot(snapshot)
+
+    def mark_snapshot(self, snapshot: Snapshot) -> None:
+        """The snapshot file is durable (write_snapshot_file): record in the log that the log
+        now starts after it, durably (this sync also covers every earlier append)."""
+        self._check_usable()
+        self._check_snapshot_index(snapshot)
         matches = self._term_at(snapshot.index) == snapshot.term
         kept_last = self._last_index if matches else snapshot.index
         try:
-            self._write_snapshot_file(snapshot)
-            # DiskFull here leaves a durable snapshot file without its mark: recovery finishes
-            # such a snapshot (as after a crash between the two), and so may a later call.
             self._append(RecordType.SNAPSHOT_MARK, SnapshotMark(*_snap_key(snapshot), kept_last))
+            self._datasync()
             self._snapshots.prune()
         except OSError as exc:
-            raise self._fail("save_snapshot", exc) from exc
+            raise self._fail("mark_snapshot", exc) from exc
         self._base_index, self._base_term = _snap_key(snapshot)
         self._last_index = kept_last
         if matches:
@@ -333,17 +359,33 @@ class LogStorage:
         else:
             self._terms.clear()
 
-    def _write_snapshot_file(self, snapshot: Snapshot) -> None:
-        """The file, durable under its name. Out of space, the older snapshot files (kept only
-        for operators) are given up for it; DiskError/DiskFull if it still cannot be written."""
+    def _check_snapshot_index(self, snapshot: Snapshot) -> None:
+        if snapshot.index < max(1, self._base_index):
+            raise ValueError(f"snapshot {snapshot.index} is older than {self._base_index}")
+        if snapshot.index == self._base_index and snapshot.term != self._base_term:
+            raise ValueError(
+                f"snapshot {snapshot.index} has term {snapshot.term}, not the "
+                f"term {self._base_term} already stored for that index"
+            )
+
+    def write_snapshot_file(self, snapshot: Snapshot) -> None:
+        """The file, durable under its name (the log does not start after it before
+        mark_snapshot). Out of space, the older snapshot files (kept only for operators) are
+        given up for it; DiskError/DiskFull if it still cannot be written, and then nothing
+        changed. Safe to call on another thread while the log is in use (own snapshots). A
+        failed directory fsync after the rename fails the storage: its state is unknown."""
+        self._check_usable()
         try:
-            self._snapshots.write(snapshot)
-        except DiskFull as exc:
-            dropped = self._snapshots.prune(keep=1)
-            if not dropped:
-                raise
-            log.warning("%s; deleted %d older snapshot file(s) to make room", exc, dropped)
-            self._snapshots.write(snapshot)
+            try:
+                self._snapshots.write(snapshot)
+            except DiskFull as exc:
+                dropped = self._snapshots.prune(keep=1)
+                if not dropped:
+                    raise
+                log.warning("%s; deleted %d older snapshot file(s) to make room", exc, dropped)
+                self._snapshots.write(snapshot)
+        except OSError as exc:
+            raise self._fail("write_snapshot_file", exc) from exc
 
     def check_room(self, entries: int, data_bytes: int) -> None:
         """Raise DiskFull unless a batch of `entries` entries holding data_bytes of data can be
@@ -370,11 +412,11 @@ class LogStorage:
 
     def check_snapshot_room(self, nbytes: int) -> None:
         """Raise DiskFull unless a snapshot file of about nbytes fits on the disk, counting the
-        older snapshot files that save_snapshot gives up when it must."""
+        older snapshot files that install_snapshot gives up when it must."""
         self._check_usable()
         older = self._snapshots.list()[:-1]
-        free = fsutil.free_bytes(self.directory)
-        if nbytes + self._reserve > free + sum(path.stat().st_size for _, path in older):
+        free = self.fs.free_bytes(self.directory)
+        if nbytes + self._reserve > free + sum(self.fs.file_size(path) for _, path in older):
             self.stats.room_refusals += 1
             raise DiskFull(
                 f"{self._who}: no room for a snapshot of {fsutil.mib(nbytes)} in "
@@ -396,36 +438,38 @@ class LogStorage:
         try:
             # Oldest first, each unlink made durable, so what remains is always a suffix.
             for segment in self._segments[:drop]:
-                segment.path.unlink()
+                self.fs.unlink(segment.path)
                 self.stats.segments_removed += 1
                 if self._sync:
-                    fsutil.fsync_dir(self.directory)
+                    self.fs.fsync_dir(self.directory)
                     self.stats.fsyncs += 1
         except OSError as exc:
             raise self._fail("compact", exc) from exc
         finally:
-            self._segments = [s for s in self._segments if s.path.exists()]
+            self._segments = [s for s in self._segments if self.fs.exists(s.path)]
 
     def _append(self, rtype: RecordType, payload: msgspec.Struct) -> None:
-        """Write one record at the tail (rolling to a new segment first if this one is full)
-        and fdatasync it. Raises DiskFull if its space cannot be reserved (nothing written),
-        OSError otherwise; callers mark the storage failed on OSError."""
-        assert self._fd is not None
+        """Write one record at the tail (rolling to a new segment first if this one is full),
+        not yet durable: a full segment is synced before the next one starts, so only the last
+        segment may hold unsynced records. Raises DiskFull if its space cannot be reserved
+        (nothing written), OSError otherwise; callers mark the storage failed on OSError."""
+        assert self._file is not None
         record = frame(rtype, ENCODER.encode(payload))
         if self._spare is None and self._offset > self._segment_bytes // 2:
             with contextlib.suppress(DiskFull):  # remembered: retried later, or by check_room
                 self._prepare_spare(self._segment_bytes)
         full_at = max(self._segment_bytes, self._file_end)
         if self._offset + len(record) > full_at and self._segment_has_data:
+            self._datasync()
             self._start_segment(self._segments[-1].seq + 1, _SEGMENT_HEAD + len(record))
         if self._offset + len(record) > self._file_end:
             self._reserve_current(self._offset + len(record))  # a record bigger than a segment
-        fsutil.write_all(self._fd, record, self._offset)
+        fsutil.write_all(self._file, record, self._offset)
         self._offset += len(record)
         self._segment_has_data = True
+        self._unsynced = True
         self.stats.bytes_written += len(record)
         self._zero_ahead()
-        self._datasync()
 
     def _zero_ahead(self) -> None:
         """Write zeros over the preallocated space ahead of the tail, a few MiB at a time.
@@ -434,13 +478,13 @@ class LogStorage:
         also commit the filesystem's journal (the extent became written). With zeros already
         written there, most syncs flush data only: ~20-25% less time per fdatasync measured
         on this ext4 disk with 3 processes syncing at once. The zeros go out with the same sync."""
-        assert self._fd is not None
+        assert self._file is not None
         if not self._sync or self._offset + ZERO_AHEAD_BYTES // 4 <= self._zeroed:
             return
         start = max(self._zeroed, self._offset)
         end = min(self._file_end, self._offset + ZERO_AHEAD_BYTES)
         if end > start:
-            fsutil.write_all(self._fd, bytes(end - start), start)
+            fsutil.write_all(self._file, bytes(end - start), start)
             self.stats.zero_fill_bytes += end - start
         self._zeroed = max(end, self._offset)
 
@@ -450,7 +494,7 @@ class LogStorage:
         if self._spare is None or self._spare[1] < size:
             self._prepare_spare(max(size, self._segment_bytes))
         assert self._spare is not None
-        fd = self._spare[0]
+        f = self._spare[0]
         self._spare = None
         path = self.directory / segment_name(seq)
         header = SegmentHeader(
@@ -458,15 +502,15 @@ class LogStorage:
         )
         try:
             offset = install_segment(
-                fd, self.directory / SPARE_NAME, path, ENCODER.encode(header), self._sync
+                self.fs, f, self.directory / SPARE_NAME, path, ENCODER.encode(header), self._sync
             )
-            file_end = os.fstat(fd).st_size
+            file_end = f.size()
         except BaseException:
-            os.close(fd)
+            f.close()
             raise
-        if self._fd is not None:
-            os.close(self._fd)
-        self._fd, self._offset, self._segment_has_data = fd, offset, False
+        if self._file is not None:
+            self._file.close()
+        self._file, self._offset, self._segment_has_data = f, offset, False
         self._zeroed, self._file_end = offset, file_end
         self._segments.append(_Segment(seq, path, self._last_index, self._base_index))
         self.stats.segments_created += 1
@@ -480,9 +524,9 @@ class LogStorage:
         size = max(size, self._segment_bytes)
         try:
             if self._spare is None:
-                self._spare = (allocate(self.directory / SPARE_NAME, size), size)
+                self._spare = (allocate(self.fs, self.directory / SPARE_NAME, size), size)
             else:
-                fsutil.preallocate(self._spare[0], size)
+                self._spare[0].allocate(size)
                 self._spare = (self._spare[0], size)
         except OSError as exc:
             if not fsutil.no_space(exc):
@@ -494,15 +538,15 @@ class LogStorage:
     def _reserve_current(self, end: int) -> None:
         """Reserve the current segment's space up to end (it holds a record bigger than the
         segment size, or a batch that check_room expects there)."""
-        assert self._fd is not None
+        assert self._file is not None
         self._check_retry()
         try:
-            fsutil.preallocate(self._fd, end)
+            self._file.allocate(end)
         except OSError as exc:
             if not fsutil.no_space(exc):
                 raise
             raise self._no_room_for(self._segments[-1].path, end, exc) from exc
-        self._file_end = max(self._file_end, os.fstat(self._fd).st_size)
+        self._file_end = max(self._file_end, self._file.size())
         self._room_again()
 
     def _check_retry(self) -> None:
@@ -512,7 +556,7 @@ class LogStorage:
     def _no_room_for(self, segment: Path, size: int, exc: OSError) -> DiskFull:
         """Remember a failed reservation (retried after a backoff) and describe it."""
         self.stats.allocation_failures += 1
-        free = fsutil.free_bytes(self.directory)
+        free = self.fs.free_bytes(self.directory)
         self._no_room = DiskFull(
             f"{self._who}: cannot preallocate WAL segment {segment} ({fsutil.mib(size)}): "
             f"{exc.strerror or exc} ({fsutil.mib(free)} free); free space, or use smaller "
@@ -527,9 +571,10 @@ class LogStorage:
         self._no_room, self._retry_delay = None, ALLOC_RETRY_MIN_S
 
     def _datasync(self) -> None:
-        if self._sync and self._fd is not None:
-            fsutil.datasync(self._fd)
+        if self._sync and self._file is not None and self._unsynced:
+            self._file.datasync()
             self.stats.fsyncs += 1
+        self._unsynced = False
 
     def _fail(self, what: str, exc: OSError, path: Path | None = None) -> DiskError:
         where = exc.filename or path or self.directory
@@ -543,7 +588,7 @@ class LogStorage:
     def _check_usable(self) -> None:
         if self._failed is not None:
             raise DiskError(f"storage failed earlier: {self._failed}", self._failed.path)
-        if self._fd is None:
+        if self._file is None:
             raise DiskError(f"{self._who}: storage at {self.directory} is closed")
 
     # --- queries ----------------------------------------------------------------------
@@ -576,13 +621,13 @@ class LogStorage:
         Idempotent; never raises."""
         if self._spare is not None:
             with contextlib.suppress(OSError):
-                os.close(self._spare[0])
-                (self.directory / SPARE_NAME).unlink()
+                self._spare[0].close()
+                self.fs.unlink(self.directory / SPARE_NAME)
             self._spare = None
-        if self._fd is not None:
+        if self._file is not None:
             with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
+                self._file.close()
+            self._file = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None

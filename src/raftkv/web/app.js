@@ -16,7 +16,9 @@ const model = {
   readsPending: 0,
 };
 
-const display = { paused: false, buffer: [], heartbeats: false, t0: null };
+// Times on the page are the cluster's (each event's "ts", ms since the epoch on the machine
+// that runs the nodes); skew converts the browser's clock for lines the page itself writes.
+const display = { paused: false, buffer: [], heartbeats: false, t0: null, skew: 0, statusTs: -Infinity };
 
 const cards = new Cards($("#cards"), (action, node) => cardAction(action, node));
 const wires = new Wires($("#wires"), $("#stage"));
@@ -24,24 +26,35 @@ const narrator = new Narrator(model, say, lightLesson);
 
 // --- narration -------------------------------------------------------------------------------
 
-function say({ text, tone = "info", level = "main" }) {
-  const now = Date.now();
-  if (display.t0 === null) display.t0 = now;
-  if (level === "main") {
+function clusterNow() {
+  return Date.now() + display.skew;
+}
+
+/** One narration, at the time of the event that caused it (ts). The event log stays in time
+ * order, newest first, whatever order the lines are written in; the status line only ever
+ * moves forward in time. */
+function say({ text, tone = "info", level = "main", ts = clusterNow() }) {
+  if (display.t0 === null) display.t0 = ts;
+  if (level === "main" && ts >= display.statusTs) {
+    display.statusTs = ts;
     const line = $("#status-line");
     line.textContent = text;
     line.dataset.tone = tone;
   }
   const li = document.createElement("li");
+  li.dataset.ts = String(ts);
   const t = document.createElement("span");
   t.className = "t";
-  t.textContent = `+${((now - display.t0) / 1000).toFixed(1)}s`;
+  const s = (ts - display.t0) / 1000;
+  t.textContent = `${s < 0 ? "−" : "+"}${Math.abs(s).toFixed(1)}s`;
   const m = document.createElement("span");
   m.className = level === "detail" ? "detail" : tone;
   m.textContent = text;
   li.append(t, m);
   const feed = $("#feed");
-  feed.prepend(li);
+  let next = feed.firstElementChild;
+  while (next && Number(next.dataset.ts) > ts) next = next.nextElementSibling;
+  feed.insertBefore(li, next);
   while (feed.childElementCount > FEED_MAX) feed.lastElementChild.remove();
 }
 
@@ -113,6 +126,7 @@ function handle(ev, animate) {
   switch (ev.kind) {
     case "demo":
       if (ev.event === "cluster") onCluster(ev);
+      else if (ev.event === "net" && ev.action === "heal") markStale();
       else if (ev.event === "stream") {
         node(ev.node).connected = ev.connected;
         cards.update(node(ev.node));
@@ -179,6 +193,7 @@ function connect() {
     } catch {
       return;
     }
+    if (typeof ev.ts === "number") display.skew = ev.ts - Date.now();
     if (display.paused) {
       display.buffer.push(ev);
       if (display.buffer.length > BUFFER_MAX) display.buffer.shift();
@@ -228,7 +243,19 @@ async function post(path, body) {
 function show(sel, outcome, text) {
   const el = $(sel);
   el.dataset.outcome = outcome;
+  delete el.dataset.stale;
   el.textContent = text;
+}
+
+/** The network healed: answers given before it describe the cut, not the cluster now. An
+ * answer still pending is left alone (it arrives after the heal). */
+function markStale() {
+  for (const sel of ["#client-result", "#read-result"]) {
+    const el = $(sel);
+    if (el.dataset.stale === "true" || !["ok", "error"].includes(el.dataset.outcome)) continue;
+    el.dataset.stale = "true";
+    el.textContent = `Before the network healed: ${el.textContent}`;
+  }
 }
 
 function failure(doc) {

@@ -10,6 +10,11 @@ const ROLE_TEXT = {
   unknown: "…",
 };
 
+/** What a log entry's colour says, from this node's point of view. */
+function state(entry) {
+  return entry.committed ? "committed" : "not known committed here yet";
+}
+
 function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
@@ -141,7 +146,7 @@ export class Cards {
           "data-kind": e.kind,
           "data-committed": String(e.committed),
           "data-text": e.text,
-          title: `index ${e.index}, term ${e.term}: ${e.text} (${e.committed ? "committed" : "uncommitted"})`,
+          title: `index ${e.index}, term ${e.term}: ${e.text} (${state(e)})`,
         },
         el(
           "span",
@@ -151,7 +156,7 @@ export class Cards {
           el("span", { text: `t${e.term}` }),
         ),
         el("span", { class: "txt", text: e.text }),
-        el("span", { class: "sr", text: e.committed ? "committed" : "uncommitted" }),
+        el("span", { class: "sr", text: state(e) }),
       );
       return li;
     });

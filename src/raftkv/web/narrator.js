@@ -19,18 +19,20 @@ export class Narrator {
     this.acks = new Map(); // leader id -> {term, match: Map(follower -> acked index)}
     this.lastMain = 0;
     this.idle = false;
-    this.dropReports = new Map(); // node id -> {at, peers:Set, timer}
+    this.dropReports = new Map(); // node id -> {at, since, peers:Set, timer}
     this.quorumLost = new Set(); // leaders that just stepped down by check-quorum
+    this.ts = undefined; // time of the event being narrated (its "ts")
+    this.healedAt = -Infinity; // time of the last "network healed"
   }
 
-  main(text, tone = "info") {
+  main(text, tone = "info", ts = this.ts) {
     this.lastMain = Date.now();
     this.idle = false;
-    this.say({ text, tone, level: "main" });
+    this.say({ text, tone, level: "main", ts });
   }
 
-  detail(text, tone = "detail") {
-    this.say({ text, tone, level: "detail" });
+  detail(text, tone = "detail", ts = this.ts) {
+    this.say({ text, tone, level: "detail", ts });
   }
 
   majority() {
@@ -50,6 +52,7 @@ export class Narrator {
 
   // --- state: diff against the previous state of the same node ---------------------------
   onState(ev, prev) {
+    this.ts = ev.ts;
     const id = ev.node;
     if (!prev) return;
     const before = new Map(prev.log.map((e) => [e.index, e]));
@@ -78,6 +81,7 @@ export class Narrator {
 
   // --- trace: what the Raft core itself narrates ---------------------------------------------
   onTrace(ev) {
+    this.ts = ev.ts;
     const id = ev.node;
     const d = ev.detail || "";
     switch (ev.event) {
@@ -157,6 +161,7 @@ export class Narrator {
 
   // --- messages -----------------------------------------------------------------------------
   onMessage(ev) {
+    this.ts = ev.ts;
     const id = ev.node;
     if (ev.dir === "recv" && ev.type === "AppendEntriesResponse" && id === ev.to) {
       let acks = this.acks.get(id);
@@ -183,23 +188,27 @@ export class Narrator {
   }
 
   onDrop(ev) {
+    if (ev.ts <= this.healedAt) return; // lost during a cut that has healed since (arrived late)
     const id = ev.node;
     const outbound = id === ev.from;
     let rep = this.dropReports.get(id);
     if (!rep) {
-      rep = { at: 0, peers: new Set(), timer: null, outbound };
+      rep = { at: 0, since: ev.ts, peers: new Set(), timer: null, outbound };
       this.dropReports.set(id, rep);
     }
+    if (!rep.peers.size) rep.since = ev.ts;
     rep.peers.add(outbound ? ev.to : ev.from);
     rep.outbound = rep.outbound || outbound;
     if (rep.timer !== null || Date.now() - rep.at < DROP_REPORT_MS) return;
-    // Collect the peers lost over a short moment, then say it once.
+    // Collect the peers lost over a short moment, then say it once (at the first drop's time).
     rep.timer = setTimeout(() => this.reportDrops(id, rep), DROP_COLLECT_MS);
   }
 
   reportDrops(id, rep) {
+    clearTimeout(rep.timer);
     const peers = [...rep.peers].sort().join(", ");
     const outbound = rep.outbound;
+    const ts = rep.since;
     rep.at = Date.now();
     rep.timer = null;
     rep.peers.clear();
@@ -212,13 +221,14 @@ export class Narrator {
           `No quorum: leader ${id} cannot reach ${peers} (network cut); retrying, ` +
             `index ${st.last_index} stays uncommitted`,
           "bad",
+          ts,
         );
         this.lesson("isolated");
       } else {
-        this.main(`Leader ${id} cannot reach ${peers} (network cut): its heartbeats are lost`, "warn");
+        this.main(`Leader ${id} cannot reach ${peers} (network cut): its heartbeats are lost`, "warn", ts);
       }
     } else {
-      this.detail(`${id} ${outbound ? "cannot exchange messages with" : "drops messages from"} ${peers} (network cut)`, "warn");
+      this.detail(`${id} ${outbound ? "cannot exchange messages with" : "drops messages from"} ${peers} (network cut)`, "warn", ts);
     }
   }
 
@@ -230,16 +240,22 @@ export class Narrator {
     if (live.some((n) => n.state.commit_index !== n.state.last_index || n.isolated)) return;
     this.idle = true;
     this.lastMain = Date.now();
-    this.say({ text: "System idle. Waiting for client.", tone: "info", level: "main" });
+    this.say({ text: "System idle. Waiting for client.", tone: "info", level: "main", ts: this.ts });
   }
 
   // --- the demo's own events ----------------------------------------------------------------------
   onDemo(ev) {
+    this.ts = ev.ts;
     switch (ev.event) {
       case "client":
         this.onClient(ev);
         break;
       case "net":
+        if (ev.action === "heal") {
+          // Drops still being collected happened during the cut: say them now, before the heal.
+          for (const [id, rep] of this.dropReports) if (rep.timer !== null) this.reportDrops(id, rep);
+          this.healedAt = ev.ts;
+        }
         this.main(ev.text, ev.action === "heal" ? "good" : "warn");
         if (ev.errors && Object.keys(ev.errors).length) {
           this.detail(`could not reach ${Object.keys(ev.errors).join(", ")}: ${Object.values(ev.errors).join("; ")}`, "bad");
