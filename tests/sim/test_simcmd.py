@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from raftkv import cli, simcmd
+from raftkv import cli
+from raftkv.cli import sim as simcmd
 from raftkv.core.messages import RequestVote
 from raftkv.core.raft import RaftNode
 from raftkv.sim.runner import SeedResult, SimSettings, run_seed

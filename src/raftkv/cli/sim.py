@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 
+from raftkv.cli.common import Subparsers
 from raftkv.sim.faults import parse_faults
 from raftkv.sim.runner import CHECK_STEPS, SeedResult, SimSettings, run_seed
 
@@ -33,8 +34,8 @@ def parse_seeds(spec: str) -> range:
     return range(lo, hi + 1)
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser(
+def add_parser(sub: Subparsers) -> None:
+    p = sub.add_parser(
         "sim",
         help="run the deterministic simulator over many seeds",
         description="Run seeded simulations with faults; check Raft's safety properties after "
