@@ -78,7 +78,11 @@ class JobBoard(Replicated):
         return True
 
     @query
-    def todo(self) -> list[str]:
+    def todo(self) -> list[str] | None:
+        """The jobs not done yet; None before any job was added (one read: asking twice, the
+        jobs could be added in between)."""
+        if not self.jobs:
+            return None
         return sorted(name for name, j in self.jobs.items() if j.state != "done")
 
     @query
@@ -97,11 +101,11 @@ async def schedule(node: Node[JobBoard], board: JobBoard, term: int) -> None:
         try:
             await node.barrier()  # apply everything earlier leaders committed before deciding
             todo = await board.todo()
-            if not todo:
-                if await board.report():
-                    return  # every job is done
+            if todo is None:
                 await asyncio.sleep(0.1)  # none added yet: the leader may be elected first
                 continue
+            if not todo:
+                return  # every job is done
             for job in todo:
                 if not leads(node, term):
                     return
@@ -142,7 +146,7 @@ async def replica(node_id: str, peers: dict[str, str], data_dir: str) -> None:
             try:
                 if not added:  # every process may add them: add_jobs is idempotent
                     added = bool(await board.add_jobs(JOBS))
-                if not await board.todo():
+                if await board.todo() == []:
                     break
             except RaftkvError:
                 pass

@@ -12,9 +12,10 @@ import pytest
 
 from client.fake_server import FakeNode, closed_port_url, fake_cluster_in_thread
 from raftkv import cli
-from raftkv.devcluster.process import is_node_process, log_tail, pid_alive, serve_command, stop
+from raftkv.devcluster.process import is_node_process, log_tail, node_config, pid_alive, stop
 from raftkv.devcluster.topology import Topology, load_topology, save_topology
 from raftkv.errors import BadRequest
+from raftkv.nodeconfig import serve_command
 
 
 @pytest.fixture
@@ -70,7 +71,7 @@ def test_registry_takes_functions_and_module_strings(monkeypatch: pytest.MonkeyP
     def add_hello(sub: cli.Subparsers) -> None:
         sub.add_parser("hello").set_defaults(func=lambda _a: 7)
 
-    monkeypatch.setattr(cli, "commands", lambda: [add_hello, "raftkv.devcluster.cli:add_parser"])
+    monkeypatch.setattr(cli, "commands", lambda: [add_hello, "raftkv.cli.cluster:add_parser"])
     assert cli.main(["hello"]) == 7
     assert "cluster" in cli.build_parser().format_help()
 
@@ -202,20 +203,26 @@ def test_status_table_and_json(nodes: list[FakeNode], capsys: pytest.CaptureFixt
     assert lines[1].split()[:3] == [nodes[0].url, "n1", "leader"]
     assert lines[3].split() == [dead, "-", "unreachable"]
     assert "members, as the leader n1 sees them:" in out
-    code, out, _ = run_cli(capsys, "--endpoints", eps(nodes), "status", "--json")
+    # --json: the same data as the table, every endpoint in order, one JSON object
+    code, out, _ = run_cli(capsys, "--endpoints", f"{eps(nodes)},{dead}", "status", "--json")
     doc = json.loads(out)
-    assert out.count("\n") == 1
-    for field in (
-        "id",
-        "role",
-        "term",
-        "leader",
-        "commit_index",
-        "applied_index",
-        "last_index",
-        "members",
-    ):
-        assert field in doc
+    assert code == 0 and out.count("\n") == 1
+    assert doc["leader"] == "n1"
+    assert [n["endpoint"] for n in doc["nodes"]] == [nodes[0].url, nodes[1].url, dead]
+    assert [n["status"]["id"] for n in doc["nodes"][:2]] == ["n1", "n2"]
+    for node in doc["nodes"][:2]:
+        for field in (
+            "id",
+            "role",
+            "term",
+            "leader",
+            "commit_index",
+            "applied_index",
+            "last_index",
+            "members",
+        ):
+            assert field in node["status"]
+    assert doc["nodes"][2] == {"endpoint": dead, "error": f"connection refused to {dead}"}
 
 
 def test_member_and_leader_commands(
@@ -299,7 +306,7 @@ def test_topology_join_and_remove_never_reuse_an_id(tmp_path: Path) -> None:
     assert n5.id == "n5"
     save_topology(tmp_path, topo)
     assert load_topology(tmp_path) == topo
-    serve = serve_command(tmp_path, topo, n5)
+    serve = serve_command(node_config(tmp_path, topo, n5))
     assert serve[serve.index("--join") + 1].split(",") == topo.endpoints[:3]
     assert "--peers" not in serve
     with pytest.raises(BadRequest, match="not a node"):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from raftkv.chaos import ALL_FAULTS, FAMILIES, add_parser, expand_faults
+from raftkv.chaos import ALL_FAULTS, FAMILIES, expand_faults
 from raftkv.chaos import partitions as shapes
 from raftkv.chaos.checks import check_linearizable, find_lost_writes
 from raftkv.chaos.history import FINAL_CLIENT, OpRecord, outcome_counts, to_operations
@@ -29,6 +29,7 @@ from raftkv.chaos.report import (
 from raftkv.chaos.runner import ChaosConfig, ChaosResult
 from raftkv.chaos.workload import KeySpace
 from raftkv.check import Outcome
+from raftkv.cli.chaos import add_parser
 
 IDS3 = ["n1", "n2", "n3"]
 IDS5 = ["n1", "n2", "n3", "n4", "n5"]

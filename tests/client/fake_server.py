@@ -68,8 +68,9 @@ class FakeNode:
 
     # --- lifecycle ----------------------------------------------------------------------
 
-    async def start(self) -> None:
-        app = web.Application()
+    async def start(self, port: int = 0) -> None:
+        """Serve on 127.0.0.1:port (0: any free port)."""
+        app = web.Application(middlewares=[_json_not_found])
         app.router.add_route("*", "/v1/kv/{key:.+}", self.kv)
         app.router.add_post("/v1/txn", self.txn)
         app.router.add_post("/v1/sessions", self.open_session)
@@ -80,7 +81,7 @@ class FakeNode:
         app.router.add_get("/v1/watch", self.watch)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         port = self._runner.addresses[0][1]
         self.url = f"http://127.0.0.1:{port}"
@@ -296,6 +297,16 @@ class FakeNode:
                     return resp
         await asyncio.sleep(3600)
         return resp
+
+
+@web.middleware
+async def _json_not_found(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Unknown routes answer raftkv's JSON 404, as a real node does (runtime/http_errors.py)."""
+    try:
+        response: web.StreamResponse = await handler(request)
+    except web.HTTPNotFound:
+        return _error(404, "not_found", f"no route {request.path}")
+    return response
 
 
 def _error(

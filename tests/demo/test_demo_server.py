@@ -19,7 +19,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from raftkv.demo import DemoOptions, add_parser, serve_demo
+from raftkv.cli.demo import add_parser
+from raftkv.demo import DemoOptions, serve_demo
 from raftkv.demo.broker import EventBroker
 from raftkv.demo.control import ClusterControl, Timing
 from raftkv.demo.streams import NodeStreams

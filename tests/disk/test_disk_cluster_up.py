@@ -24,7 +24,16 @@ def test_cluster_up_on_a_disk_too_small_for_a_segment(tmp_path: Path, volume: Vo
     cluster = vol / "cluster"
     base = str(free_base_port(3))
     try:
-        r = raftkv("cluster", "up", "--data-dir", str(cluster), "--base-port", base, "--wait", "20")
+        r = raftkv(
+            "cluster",
+            "up",
+            "--data-dir",
+            str(cluster),
+            "--base-port",
+            base,
+            "--leader-timeout",
+            "20",
+        )
         assert r.returncode == 1, r
         for nid in ("n1", "n2", "n3"):
             segment = cluster / nid / "raft" / "wal-0000000001.log"
@@ -39,7 +48,7 @@ def test_cluster_up_on_a_disk_too_small_for_a_segment(tmp_path: Path, volume: Vo
         assert r.returncode == 0, r.stderr
         assert "leader n" in r.stdout
     finally:
-        raftkv("cluster", "down", "--data-dir", str(cluster), "--wait", "5")
+        raftkv("cluster", "down", "--data-dir", str(cluster), "--kill-after", "5")
     _no_pid_files_or_processes(cluster)
 
 
@@ -75,4 +84,4 @@ def test_cluster_restart_on_a_full_disk_names_node_and_log(tmp_path: Path, volum
         assert any(w in r.stderr for w in wanted), r.stderr
         _no_pid_files_or_processes(cluster)
     finally:
-        raftkv("cluster", "down", "--data-dir", str(cluster), "--wait", "5")
+        raftkv("cluster", "down", "--data-dir", str(cluster), "--kill-after", "5")

@@ -22,6 +22,7 @@ from typing import Any
 from raftkv.devcluster import process
 from raftkv.devcluster.process import running_pid
 from raftkv.devcluster.topology import HTTP_OFFSET, Topology, load_topology, save_topology
+from raftkv.nodeconfig import serve_command, serve_env
 
 CLI_TIMEOUT_S = 60.0
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -169,7 +170,7 @@ def running_cluster(
         assert topo is not None
         yield Cluster(data_dir, topo)
     finally:
-        raftkv("cluster", "down", "--data-dir", str(data_dir), "--wait", "5")
+        raftkv("cluster", "down", "--data-dir", str(data_dir), "--kill-after", "5")
         _kill_leftovers(data_dir)
 
 
@@ -188,18 +189,18 @@ def serving_cluster(tmp: Path, nodes: int, serve_args: tuple[str, ...]) -> Itera
             ndir.mkdir()
             with (ndir / process.LOG_FILE).open("ab") as log:
                 proc = subprocess.Popen(
-                    [*process.serve_command(data_dir, topo, node), *serve_args],
+                    serve_command(process.node_config(data_dir, topo, node), extra=serve_args),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                    env=serve_env(),
                 )
             process.write_pid(ndir, proc.pid)
         cluster.leader(timeout=30)
         yield cluster
     finally:
-        raftkv("cluster", "down", "--data-dir", str(data_dir), "--wait", "5")
+        raftkv("cluster", "down", "--data-dir", str(data_dir), "--kill-after", "5")
         _kill_leftovers(data_dir)
 
 

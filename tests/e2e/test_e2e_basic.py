@@ -60,24 +60,29 @@ def test_put_on_a_follower_is_readable_on_every_node(cluster: Cluster) -> None:
         assert r.headers["X-Raftkv-Revision"] == str(written.revision)
 
 
-def test_status_json_is_one_object_with_the_design_fields(cluster: Cluster) -> None:
+def test_status_json_is_one_object_with_every_node(cluster: Cluster) -> None:
     r = raftkv("status", "--json", env=cluster.env)
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("\n") == 1
     doc = json.loads(r.stdout)
-    assert set(doc) >= {
-        "id",
-        "role",
-        "term",
-        "leader",
-        "commit_index",
-        "applied_index",
-        "last_index",
-        "members",
-    }
-    assert doc["role"] == "leader" and doc["leader"] == doc["id"]
-    assert {m["id"] for m in doc["members"]} == {"n1", "n2", "n3"}
-    for m in doc["members"]:
+    assert set(doc) == {"leader", "nodes"}
+    assert [n["endpoint"] for n in doc["nodes"]] == cluster.endpoints  # every node, in order
+    statuses = [n["status"] for n in doc["nodes"]]
+    for st in statuses:  # each node's GET /v1/status, with the design fields
+        assert set(st) >= {
+            "id",
+            "role",
+            "term",
+            "leader",
+            "commit_index",
+            "applied_index",
+            "last_index",
+            "members",
+        }
+    leader = next(st for st in statuses if st["role"] == "leader")
+    assert doc["leader"] == leader["id"] == leader["leader"]
+    assert {m["id"] for m in leader["members"]} == {"n1", "n2", "n3"}
+    for m in leader["members"]:
         assert set(m) >= {"id", "role", "match_index", "reachable"}
     table = raftkv("status", env=cluster.env)
     assert table.returncode == 0 and table.stdout.count("leader") >= 1

@@ -160,4 +160,4 @@ def test_cluster_up_reports_a_node_that_dies_with_its_log(tmp_path: Path) -> Non
         assert "cluster 'other'" in r.stderr  # the tail of n2's node.log
         assert "Traceback" not in r.stderr.split("node.log")[0]
     finally:
-        raftkv("cluster", "down", "--data-dir", str(data_dir), "--wait", "5")
+        raftkv("cluster", "down", "--data-dir", str(data_dir), "--kill-after", "5")

@@ -143,7 +143,7 @@ def test_grow_to_five_and_shrink_to_three_under_writes(tmp_path: Path) -> None:
             # Grow: two learners join, catch up (by snapshot) and are promoted.
             for _ in range(2):
                 node_id = _join(c)
-                r = raftkv("member", "promote", node_id, "--wait", "30", env=c.env)
+                r = raftkv("member", "promote", node_id, "--wait-caught-up", "30", env=c.env)
                 assert r.returncode == 0, r.stderr
                 assert f"promoted {node_id} to voter" in r.stdout
                 writer.wait_for(20)

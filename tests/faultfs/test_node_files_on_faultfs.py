@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
+from raftkv.embed.options import NodeOptions, build_settings, check_identity
 from raftkv.faultfs import FaultMount
 from raftkv.runtime.addresses import AddressBook
-from raftkv.runtime.settings import PeerAddress
+from raftkv.runtime.server import IDENTITY_FILE, _check_identity
+from raftkv.runtime.settings import NodeSettings, PeerAddress
 
 A1 = PeerAddress("127.0.0.1", 7001, "http://127.0.0.1:8001")
 A2 = PeerAddress("127.0.0.1", 7002, "http://127.0.0.1:8002")
@@ -18,3 +22,25 @@ def test_the_address_book_survives_a_power_cut_once_saved(fs: FaultMount) -> Non
     loaded = AddressBook.load("n1", path)
     assert loaded is not None, "members.json was lost: its rename was never made durable"
     assert loaded.peers() == {"n1": A1, "n2": A2}
+
+
+def test_a_new_data_dir_and_its_identity_survive_a_power_cut(fs: FaultMount) -> None:
+    """The data directory a node creates, and identity.json in it, are durable once the node
+    has started: their creation and rename are made durable in their directories."""
+    server = NodeSettings(
+        "n1", fs.mountpoint / "kv" / "n1", ("127.0.0.1", 7001), ("127.0.0.1", 8001), {"n1": A1}
+    )
+    _check_identity(server)
+    embedded = build_settings(
+        "n1",
+        {"n1": "127.0.0.1:7001@http://127.0.0.1:8001"},
+        fs.mountpoint / "lib" / "n1",
+        "raftkv",
+        NodeOptions(),
+    )
+    check_identity(embedded)
+    fs.power_cut()
+    for settings in (server, embedded):
+        path = settings.data_dir / IDENTITY_FILE
+        assert path.exists(), f"{path} was lost in the power cut"
+        assert json.loads(path.read_text())["node_id"] == "n1"

@@ -107,6 +107,28 @@ class NeverCampaigns(RaftNode):
         return
 
 
+class CommitsOnHalfTheVoters(RaftNode):
+    """Counts half of an even cluster as a majority (2 of 4)."""
+
+    def _maybe_commit(self) -> bool:
+        if len(self.voters) % 2:
+            return super()._maybe_commit()
+        match = sorted((pr.match for p, pr in self.progress.items() if p in self.voters))
+        index = match[len(match) // 2]  # the highest index half of the voters hold
+        if index <= self.log.committed or not self._may_commit(index):
+            return False
+        self.log.commit_to(index)
+        return True
+
+
+def test_committing_on_half_of_an_even_cluster_is_caught() -> None:
+    """The disk check needs a true majority of the voters that decided the commit: with 4
+    voters, 3 disks (it used to accept 2)."""
+    settings = SimSettings(nodes=4, faults=parse_faults("partition,crash"))
+    violations = first_caught(CommitsOnHalfTheVoters, settings, range(5))
+    assert any("4 voters need 3" in v for v in violations), violations
+
+
 # --- planted bugs in the driver's rules (raftkv.driver) and in storage ----------------------
 
 

@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from raftkv import cli, simcmd
+from raftkv import cli
+from raftkv.cli import sim as simcmd
 from raftkv.core.messages import RequestVote
 from raftkv.core.raft import RaftNode
 from raftkv.sim.runner import SeedResult, SimSettings, run_seed
@@ -48,3 +49,13 @@ def test_bad_arguments_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> N
     assert "unknown fault" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["sim", "--seeds", "9..1"])
+
+
+def test_an_undecided_history_fails_the_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """A search budget too small to decide a history proves nothing: exit 1, say so, and
+    print the command that retries with a larger budget."""
+    code = cli.main(["sim", "--seeds", "0", "--nodes", "3", "--jobs", "1", "--check-steps", "5"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "seed 0 UNDECIDED" in out and "--check-steps 50" in out, out
+    assert cli.main(["sim", "--seeds", "0", "--nodes", "3", "--jobs", "1"]) == 0

@@ -6,11 +6,10 @@
     assert result.passed, result.problems
 
 Modules: cluster (the node processes), workload (the clients and their history), nemesis
-(the faults), checks (the verdicts), runner (one campaign), report and plot (the output),
-cli (the command).
+(the faults), checks (the verdicts), runner (one campaign), report and plot (the output).
+The command is raftkv.cli.chaos.
 """
 
-from raftkv.chaos.cli import add_parser
 from raftkv.chaos.nemesis import ALL_FAULTS, FAMILIES, expand_faults
 from raftkv.chaos.report import write_report
 from raftkv.chaos.runner import ChaosConfig, ChaosResult, run_campaign
@@ -22,7 +21,6 @@ __all__ = [
     "ChaosConfig",
     "ChaosResult",
     "WorkloadConfig",
-    "add_parser",
     "expand_faults",
     "run_campaign",
     "write_report",

@@ -24,7 +24,7 @@ import asyncio
 import atexit
 import contextlib
 import ctypes
-import os
+import dataclasses
 import secrets
 import shutil
 import signal
@@ -44,6 +44,7 @@ from raftkv.devcluster.ports import free_ports
 from raftkv.devcluster.topology import NodeSpec
 from raftkv.errors import RaftkvError
 from raftkv.faultfs import FaultMount
+from raftkv.nodeconfig import ServeConfig, serve_command, serve_env
 
 HOST = "127.0.0.1"
 CALL_TIMEOUT_S = 1.0
@@ -216,36 +217,22 @@ class ChaosCluster:
 
     def command(self, node: NodeProcess) -> list[str]:
         t = self.timing
-        cmd = [
-            sys.executable,
-            "-m",
-            "raftkv.cli",
-            "serve",
-            "--id",
-            node.spec.id,
-            "--data-dir",
-            str(node.data_dir),
-            "--listen",
-            node.spec.raft_address,
-            "--http",
-            f"{node.spec.host}:{node.spec.http_port}",
-            "--peers",
-            self.peers_spec(node.spec.id),
-            "--cluster-id",
-            self.cluster_id,
-            "--allow-fault-injection",
-            "--tick-ms",
-            str(t.tick_ms),
-            "--election-ticks",
-            str(t.election_ticks),
-            "--request-timeout",
-            str(t.request_timeout_s),
-        ]
-        if not self.fsync:
-            cmd.append("--no-fsync")
+        cfg = ServeConfig(
+            id=node.spec.id,
+            data_dir=node.data_dir,
+            listen=node.spec.raft_address,
+            http=f"{node.spec.host}:{node.spec.http_port}",
+            peers=tuple(self.peers_spec(node.spec.id).split(",")),
+            cluster_id=self.cluster_id,
+            allow_fault_injection=True,
+            tick_ms=t.tick_ms,
+            election_ticks=t.election_ticks,
+            request_timeout=t.request_timeout_s,
+            fsync=self.fsync,
+        )
         if self.snapshot_entries is not None:
-            cmd += ["--snapshot-entries", str(self.snapshot_entries)]
-        return cmd
+            cfg = dataclasses.replace(cfg, snapshot_entries=self.snapshot_entries)
+        return serve_command(cfg)
 
     async def start(self, leader_timeout: float = 20.0) -> str:
         """Start every node; return the first leader's id."""
@@ -277,7 +264,7 @@ class ChaosCluster:
             raise ClusterError(f"{node_id} is already running (pid {node.pid_text})")
         self._judge_exit(node)
         node.data_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = serve_env()
         if node.clock is not None and self._faketime is not None:
             node.clock.reset()
             env.update(node.clock.env(self._faketime))

@@ -140,12 +140,18 @@ class Nemesis:
             await asyncio.sleep(max(0.0, until - self.clock()))
             return
         await asyncio.sleep(self.rng.uniform(*cfg.quiet_s))
-        while self.clock() + cfg.fault_s[0] < until:
+        # Every enabled fault is injected at least once, even if that takes past `until`
+        # (a slow machine, long recoveries): a campaign never passes without trying one.
+        while self.clock() + cfg.fault_s[0] < until or not self.covered():
             name = self.next_fault()
-            length = min(self.rng.uniform(*cfg.fault_s), until - self.clock())
+            length = max(cfg.fault_s[0], min(self.rng.uniform(*cfg.fault_s), until - self.clock()))
             await self.inject(name, length)
             quiet = self.rng.uniform(*cfg.quiet_s)
             await asyncio.sleep(max(0.0, min(quiet, until - self.clock())))
+
+    def covered(self) -> bool:
+        """Has every enabled fault been injected at least once?"""
+        return set(self.config.faults) <= {ev.name for ev in self.events}
 
     async def inject(self, name: str, length: float) -> FaultEvent:
         """Inject one fault, keep it for `length` seconds, heal it; the event records it."""

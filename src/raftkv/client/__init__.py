@@ -13,6 +13,7 @@ from raftkv.client.errors import (
     NotSupported,
     ServerError,
     Unavailable,
+    WrongEndpoint,
 )
 from raftkv.client.router import RetryPolicy
 from raftkv.client.sync import Client
@@ -50,6 +51,7 @@ __all__ = [
     "Unavailable",
     "WatchEvent",
     "WriteResult",
+    "WrongEndpoint",
     "parse_endpoints",
     "resolve_endpoints",
 ]

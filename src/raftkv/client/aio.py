@@ -31,8 +31,10 @@ from raftkv.client.errors import (
     ServerError,
     Unavailable,
     error_from_response,
+    is_raftkv_error,
+    wrong_endpoint,
 )
-from raftkv.client.router import Answer, RetryPolicy, Router
+from raftkv.client.router import Answer, RetryPolicy, Router, connect_error, no_answer
 from raftkv.client.sse import SseParser
 from raftkv.client.types import (
     GetResult,
@@ -50,6 +52,7 @@ Consistency = Literal["linearizable", "lease", "stale"]
 CONSISTENCIES: tuple[Consistency, ...] = ("linearizable", "lease", "stale")
 Value = bytes | str
 
+REVISION_HEADER = "X-Raftkv-Revision"
 WATCH_READ_TIMEOUT_S = 60.0  # the server sends a keep-alive every 15 s
 WATCH_MAX_FAILURES = 10  # consecutive failed (re)connections before a watch gives up
 
@@ -160,7 +163,10 @@ class AsyncClient:
             )
         except NotFound:
             return None
-        return GetResult(key, answer.body, _int(answer.headers.get("X-Raftkv-Revision", "0")))
+        revision = answer.headers.get(REVISION_HEADER)
+        if revision is None:  # every raftkv node sends it with a value
+            raise answer.not_raftkv(f"get {key!r}", f"the {REVISION_HEADER} header")
+        return GetResult(key, answer.body, _int(revision))
 
     async def delete(
         self, key: str, *, prev_revision: int | None = None, timeout: float | None = None
@@ -206,7 +212,7 @@ class AsyncClient:
         *,
         timeout: float | None = None,
     ) -> TxnResult:
-        """An etcd-style transaction in the server's JSON form (see runtime/txn_json.py)."""
+        """An etcd-style transaction in the server's JSON form (docs/http.md#transactions)."""
         body = json.dumps(
             {"compare": list(compare), "success": list(success), "failure": list(failure)}
         ).encode()
@@ -263,7 +269,12 @@ class AsyncClient:
                     url, timeout=timeout, headers=router.auth_headers
                 ) as resp:
                     if resp.status != 200:
-                        raise error_from_response(resp.status, await resp.read(), endpoint)
+                        body = await resp.read()
+                        if not is_raftkv_error(body):
+                            ctype = resp.headers.get("Content-Type", "")
+                            request = "GET /v1/watch"
+                            raise wrong_endpoint(endpoint, request, resp.status, ctype, body)
+                        raise error_from_response(resp.status, body, endpoint)
                     failures = 0
                     parser = SseParser()
                     async for raw in resp.content:
@@ -379,10 +390,13 @@ class AsyncClient:
     # --- helpers ------------------------------------------------------------------------
 
     async def _status_of(self, endpoint: str, timeout: float) -> NodeStatus:
+        endpoint = endpoint.rstrip("/")
         try:
-            return await self._router.status_of(endpoint.rstrip("/"), timeout)
+            return await self._router.status_of(endpoint, timeout)
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as e:
+            raise Unavailable(connect_error(endpoint, e)) from None
         except (aiohttp.ClientError, TimeoutError) as e:
-            raise Unavailable(f"cannot get the status of {endpoint}: {e or 'timed out'}") from None
+            raise Unavailable(no_answer(endpoint, e)) from None
 
     async def _admin(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from typing import Any
 
 from raftkv.errors import (
@@ -47,6 +48,11 @@ class Unavailable(CallerError):
     """No endpoint could be reached (connection refused, unreachable) before the deadline."""
 
 
+class WrongEndpoint(CallerError):
+    """The endpoint answered, but not as a raftkv node does (e.g. another web server's HTML
+    page): the endpoint list is wrong. Not retried."""
+
+
 class ServerError(RaftkvError):
     """The server failed in an unexpected way (HTTP 500 and other unknown answers)."""
 
@@ -69,6 +75,43 @@ def classify(status: int, code: str) -> Verdict:
     if status in (502, 504):
         return Verdict.UNKNOWN
     return Verdict.FINAL
+
+
+def is_raftkv_error(body: bytes) -> bool:
+    """body is raftkv's error shape: a JSON object with a string "error" code (every error a
+    raftkv node answers has it, runtime/http_errors.py)."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(doc, dict) and isinstance(doc.get("error"), str)
+
+
+def wrong_endpoint(
+    endpoint: str,
+    request: str,
+    status: int,
+    ctype: str,
+    body: bytes,
+    lacks: str = "raftkv's JSON",
+) -> WrongEndpoint:
+    """The error for an answer that no raftkv node would give: it names the endpoint and
+    describes the answer in a few words (an HTML page by its title, never the whole page)."""
+    kind = ctype.partition(";")[0].strip()
+    text = " ".join(body[:4096].decode("utf-8", "replace").split())
+    title = _TITLE.search(text) if "html" in kind else None
+    if title is not None:
+        sample = f", title {title.group(1).strip()[:60]!r}"
+    else:
+        sample = f", starting {text[:60]!r}" if text else ", empty"
+    what = f"{kind}{sample}" if kind else sample.lstrip(", ")
+    return WrongEndpoint(
+        f"{endpoint} is not a raftkv node: {request} answered HTTP {status} ({what}) "
+        f"without {lacks}; is it the HTTP address of a node?"
+    )
+
+
+_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE)
 
 
 def parse_error_body(body: bytes) -> tuple[str, str, dict[str, Any]]:

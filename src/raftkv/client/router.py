@@ -10,12 +10,19 @@ Invariants:
   it raises SessionExpired (a Timeout: outcome unknown), since no retry could tell.
 - Requests go to the known leader's endpoint first (followers would forward anyway, at the cost
   of one more hop); the leader is found through GET /v1/status on every endpoint.
+- An answer no raftkv node gives (an error without raftkv's JSON error shape, a non-JSON body
+  where JSON is due) is WrongEndpoint at once: the endpoint list is wrong, retrying cannot help.
+- With policy.refused_grace set, a request gives up (Unavailable) once every endpoint has
+  refused connections for that long: nothing listens, so nothing was sent. An endpoint that
+  answers, times out or is slow to accept keeps it retrying until the deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import os
 import random
 import time
 from collections.abc import Mapping
@@ -30,9 +37,12 @@ from raftkv.client.errors import (
     ServerError,
     Unavailable,
     Verdict,
+    WrongEndpoint,
     classify,
     error_from_response,
+    is_raftkv_error,
     parse_error_body,
+    wrong_endpoint,
 )
 from raftkv.client.http import client_session
 from raftkv.client.session import ClientSession, SessionKeeper
@@ -51,6 +61,9 @@ class RetryPolicy:
     backoff_base: float = 0.05  # first pause between attempts; doubles up to backoff_max
     backoff_max: float = 1.0
     discovery_timeout: float = 1.0
+    # Give up once every endpoint has refused connections for this long (None: retry until
+    # the timeout, e.g. through a restart of the whole cluster). The CLI uses 1 s.
+    refused_grace: float | None = None
 
 
 @dataclass(slots=True)
@@ -73,14 +86,21 @@ class Answer:
     headers: Mapping[str, str]
     body: bytes
     endpoint: str
+    request: str = ""  # "GET /v1/status", for messages
 
     def json(self) -> Any:
+        """The JSON body; WrongEndpoint when it is not JSON (a raftkv node always sends it)."""
         try:
             return json.loads(self.body)
         except (ValueError, UnicodeDecodeError):
-            raise RaftkvError(
-                f"{self.endpoint} sent a malformed JSON answer: {self.body[:100]!r}"
-            ) from None
+            raise self.not_raftkv() from None
+
+    def not_raftkv(self, what: str = "", lacks: str = "raftkv's JSON") -> WrongEndpoint:
+        ctype = self.headers.get("Content-Type", "")
+        err = wrong_endpoint(self.endpoint, self.request, self.status, ctype, self.body, lacks)
+        if what:
+            err.args = (f"{what}: {err}",)
+        return err
 
 
 class Router:
@@ -104,6 +124,7 @@ class Router:
         self._last_discovery = -1e9
         self._discovery: asyncio.Task[None] | None = None
         self._rng = random.Random()
+        self._refused: dict[str, float] = {}  # endpoint -> since when it refuses connections
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -144,18 +165,42 @@ class Router:
             url = url.update_query(params)
         if self.auth_headers:
             headers = {**self.auth_headers, **(headers or {})}
-        async with self.http().request(
-            method,
-            url,
-            data=body,
-            headers=headers,
-            # A connect timeout is known not to have sent anything (ConnectionTimeoutError);
-            # the total timeout expiring is an unknown outcome.
-            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 2.0)),
-            allow_redirects=False,
-        ) as resp:
-            data = await resp.read()
-            return Answer(resp.status, resp.headers, data, endpoint)
+        try:
+            async with self.http().request(
+                method,
+                url,
+                data=body,
+                headers=headers,
+                # A connect timeout is known not to have sent anything (ConnectionTimeoutError);
+                # the total timeout expiring is an unknown outcome.
+                timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 2.0)),
+                allow_redirects=False,
+            ) as resp:
+                data = await resp.read()
+                answer = Answer(resp.status, resp.headers, data, endpoint, f"{method} {path}")
+        except aiohttp.ClientConnectorError as e:
+            if _refused(e):
+                self._refused.setdefault(endpoint, time.monotonic())
+            else:
+                self._refused.pop(endpoint, None)
+            raise
+        except BaseException:
+            self._refused.pop(endpoint, None)
+            raise
+        self._refused.pop(endpoint, None)
+        return answer
+
+    def all_refused(self) -> bool:
+        """Every endpoint has refused connections for policy.refused_grace seconds."""
+        left = self._refused_left()
+        return left is not None and left <= 0
+
+    def _refused_left(self) -> float | None:
+        """Seconds until all_refused() (None: some endpoint does not refuse, or no grace)."""
+        grace = self.policy.refused_grace
+        if grace is None or not all(e in self._refused for e in self.endpoints):
+            return None
+        return grace - (time.monotonic() - max(self._refused[e] for e in self.endpoints))
 
     # --- the retry loop -------------------------------------------------------------------
 
@@ -232,11 +277,13 @@ class Router:
                     timeout=min(max(tries.remaining(), 0.001), self.policy.attempt_timeout),
                 )
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as e:
-                tries.last = Unavailable(f"cannot connect to {endpoint}: {_reason(e)}")  # not sent
+                tries.last = Unavailable(connect_error(endpoint, e))  # not sent
                 self._failed(endpoint)
+                if self.all_refused():
+                    break
             except (aiohttp.ClientError, TimeoutError) as e:
                 tries.maybe_applied = True
-                tries.last = Timeout(f"no answer from {endpoint}: {_reason(e)}")
+                tries.last = Timeout(no_answer(endpoint, e))
                 self._failed(endpoint)
                 if not idempotent:
                     break
@@ -244,6 +291,8 @@ class Router:
                 if 200 <= answer.status < 300:
                     self._learn_leader(answer)
                     return answer
+                if not is_raftkv_error(answer.body):
+                    raise answer.not_raftkv(what)
                 code, _, _ = parse_error_body(answer.body)
                 verdict = classify(answer.status, code)
                 err = error_from_response(answer.status, answer.body, endpoint)
@@ -259,7 +308,11 @@ class Router:
                 self._hint_leader(answer)
                 retry_after = _retry_after(answer.headers)
             tries.attempt += 1
-            await asyncio.sleep(self._pause(tries.attempt, retry_after, tries.deadline))
+            pause = self._pause(tries.attempt, retry_after, tries.deadline)
+            left = self._refused_left()
+            if left is not None:  # retry when the grace ends, to give up then if still refused
+                pause = min(pause, max(left, MIN_ATTEMPT_S))
+            await asyncio.sleep(pause)
         unknown = tries.maybe_applied and (numbered is not None or not idempotent)
         raise self._give_up(what, tries.last, unknown, tries.started)
 
@@ -285,7 +338,13 @@ class Router:
             )
         if last is None:
             return Timeout(f"{what}: no answer within {elapsed:.1f}s")
-        if isinstance(last, Unavailable) and self.leader is None:
+        if isinstance(last, Unavailable) and self.all_refused():
+            every = "" if len(self.endpoints) == 1 else "every endpoint: "
+            last.args = (
+                f"{what}: connection refused to {every}{', '.join(self.endpoints)}. "
+                "Is the cluster running? (raftkv cluster up)",
+            )
+        elif isinstance(last, Unavailable) and self.leader is None:
             last.args = (
                 f"{what}: cannot reach any endpoint ({', '.join(self.endpoints)}) within "
                 f"{elapsed:.1f}s: {last}. Is the cluster running? (raftkv cluster up)",
@@ -369,15 +428,38 @@ class Router:
         """GET /v1/status of one endpoint, no retries; remembers the endpoint's node id."""
         answer = await self.send(endpoint, "GET", "/v1/status", timeout=timeout)
         if answer.status != 200:
+            if not is_raftkv_error(answer.body):
+                raise answer.not_raftkv()
             raise error_from_response(answer.status, answer.body, endpoint)
         status = NodeStatus.from_json(answer.json())
         self._ids[endpoint] = status.id
         return status
 
 
+def connect_error(endpoint: str, e: BaseException) -> str:
+    """Why endpoint could not be reached, in words (not aiohttp's "ssl:default [...]")."""
+    if isinstance(e, aiohttp.ClientConnectorError) and _refused(e):
+        return f"connection refused to {endpoint}"
+    if isinstance(e, aiohttp.ConnectionTimeoutError):
+        return f"cannot connect to {endpoint}: timed out"
+    return f"cannot connect to {endpoint}: {_reason(e)}"
+
+
+def no_answer(endpoint: str, e: BaseException) -> str:
+    """An attempt that may have reached endpoint but got no answer."""
+    return f"no answer from {endpoint}: {_reason(e)}"
+
+
+def _refused(e: aiohttp.ClientConnectorError) -> bool:
+    return isinstance(e.os_error, ConnectionRefusedError) or e.os_error.errno == errno.ECONNREFUSED
+
+
 def _reason(e: BaseException) -> str:
     if isinstance(e, aiohttp.ClientConnectorError):
-        return e.os_error.strerror or str(e.os_error) or type(e).__name__
+        os_error = e.os_error
+        if os_error.errno:
+            return os.strerror(os_error.errno).lower()
+        return os_error.strerror or str(os_error) or type(os_error).__name__
     if isinstance(e, TimeoutError):
         return "timed out"
     return str(e) or type(e).__name__

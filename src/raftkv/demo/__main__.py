@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
+import sys
 
-from raftkv.demo.command import add_arguments, run
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="raftkv demo", description=__doc__)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
+from raftkv.cli import main
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(["demo", *sys.argv[1:]]))

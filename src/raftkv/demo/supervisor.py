@@ -13,7 +13,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import json
-import os
 import secrets
 import signal
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from raftkv.devcluster.ports import free_ports
 from raftkv.errors import RaftkvError
+from raftkv.nodeconfig import ServeConfig, serve_command, serve_env
 
 HOST = "127.0.0.1"
 LOG_FILE = "node.log"
@@ -67,32 +67,19 @@ class ClusterPlan:
         return ",".join(n.peer_spec for n in self.nodes)
 
     def command(self, node: NodeAddr) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "raftkv.cli",
-            "serve",
-            "--id",
-            node.id,
-            "--data-dir",
-            str(self.data_dir / node.id),
-            "--listen",
-            f"{HOST}:{node.raft_port}",
-            "--http",
-            f"{HOST}:{node.http_port}",
-            "--peers",
-            self.peers_spec,
-            "--cluster-id",
-            self.cluster_id,
-            "--allow-fault-injection",
-            "--slow",
-            f"{self.slow:g}",
-            "--tick-ms",
-            f"{self.tick_ms:g}",
-            "--election-ticks",
-            str(self.election_ticks),
-            *self.extra_args,
-        ]
+        cfg = ServeConfig(
+            id=node.id,
+            data_dir=self.data_dir / node.id,
+            listen=f"{HOST}:{node.raft_port}",
+            http=f"{HOST}:{node.http_port}",
+            peers=tuple(n.peer_spec for n in self.nodes),
+            cluster_id=self.cluster_id,
+            allow_fault_injection=True,
+            slow=self.slow,
+            tick_ms=self.tick_ms,
+            election_ticks=self.election_ticks,
+        )
+        return serve_command(cfg, extra=self.extra_args)
 
 
 def make_plan(
@@ -201,7 +188,7 @@ class Supervisor:
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=self._preexec,
-                env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                env=serve_env(),
             )
         node.proc, node.crashed = proc, False
         node.waiter = asyncio.create_task(self._watch(node, proc), name=f"watch-{node_id}")

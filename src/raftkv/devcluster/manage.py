@@ -141,16 +141,17 @@ def join(data_dir: Path, timeout: float, out: TextIO, err: TextIO) -> NodeSpec:
         time.sleep(POLL_S)
     print(
         f"  {node.id}  {node.http_url}  raft {node.raft_address}  pid {proc.pid}  learner; "
-        f"promote it with: raftkv member promote {node.id} --wait 30",
+        f"promote it with: raftkv member promote {node.id} --wait-caught-up 30",
         file=out,
     )
     print(f"export RAFTKV_ENDPOINTS={','.join(topo.endpoints)}", file=out)
     return node
 
 
-def remove(data_dir: Path, node_id: str, timeout: float, out: TextIO) -> None:
-    """Remove node_id from the cluster's membership (`raftkv member remove`), stop its process
-    if it still runs, and drop it from cluster.json (its data directory stays, for inspection)."""
+def remove(data_dir: Path, node_id: str, timeout: float, kill_after: float, out: TextIO) -> None:
+    """Remove node_id from the cluster's membership (`raftkv member remove`, within timeout
+    seconds), stop its process if it still runs (SIGKILL kill_after seconds after SIGTERM), and
+    drop it from cluster.json (its data directory stays, for inspection)."""
     data_dir = data_dir.resolve()
     recorded = load_topology(data_dir)
     if recorded is None:
@@ -163,7 +164,7 @@ def remove(data_dir: Path, node_id: str, timeout: float, out: TextIO) -> None:
     ndir = process.node_dir(data_dir, node)
     pid = process.running_pid(ndir)
     if pid is not None:
-        outcome = process.stop({node_id: pid}, timeout)[node_id]
+        outcome = process.stop({node_id: pid}, kill_after)[node_id]
         print(f"{node_id} (pid {pid}): {outcome}", file=out)
     process.remove_pid(ndir)
     save_topology(data_dir, topo)

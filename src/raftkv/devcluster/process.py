@@ -7,17 +7,18 @@ node directory, so a stale pid file can never make us signal an unrelated proces
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from raftkv.devcluster.topology import NodeSpec, Topology
 from raftkv.errors import BadRequest
+from raftkv.nodeconfig import ServeConfig, serve_command, serve_env
 from raftkv.storage import fsutil
 
 PID_FILE = "node.pid"
@@ -28,35 +29,26 @@ def node_dir(data_dir: Path, node: NodeSpec) -> Path:
     return data_dir / node.id
 
 
-def serve_command(data_dir: Path, topo: Topology, node: NodeSpec) -> list[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "raftkv.cli",
-        "serve",
-        "--id",
-        node.id,
-        "--data-dir",
-        str(node_dir(data_dir, node)),
-        "--listen",
-        node.raft_address,
-        "--http",
-        f"{node.host}:{node.http_port}",
-        "--cluster-id",
-        topo.cluster_id,
-    ]
-    if node.joined:  # ignored once the node has joined: it restarts from its data
-        others = [n.http_url for n in topo.nodes if n.id != node.id]
-        cmd += ["--join", ",".join(others)]
-    else:
-        cmd += ["--peers", topo.peers_spec]
-    if topo.allow_fault_injection:
-        cmd.append("--allow-fault-injection")
+def node_config(data_dir: Path, topo: Topology, node: NodeSpec) -> ServeConfig:
+    """The settings of one node of the dev cluster (what cluster.json leaves unset, None
+    there, is the node's default)."""
+    others = tuple(n.http_url for n in topo.nodes if n.id != node.id)
+    cfg = ServeConfig(
+        id=node.id,
+        data_dir=node_dir(data_dir, node),
+        listen=node.raft_address,
+        http=f"{node.host}:{node.http_port}",
+        cluster_id=topo.cluster_id,
+        # --join is ignored once the node has joined: it restarts from its data
+        join=others if node.joined else (),
+        peers=() if node.joined else tuple(topo.peers_spec.split(",")),
+        allow_fault_injection=topo.allow_fault_injection,
+    )
     if topo.snapshot_entries is not None:
-        cmd += ["--snapshot-entries", str(topo.snapshot_entries)]
+        cfg = dataclasses.replace(cfg, snapshot_entries=topo.snapshot_entries)
     if topo.wal_segment_mb is not None:
-        cmd += ["--wal-segment-mb", str(topo.wal_segment_mb)]
-    return cmd
+        cfg = dataclasses.replace(cfg, wal_segment_mb=topo.wal_segment_mb)
+    return cfg
 
 
 def spawn(data_dir: Path, topo: Topology, node: NodeSpec) -> tuple[subprocess.Popen[bytes], int]:
@@ -77,15 +69,14 @@ def spawn(data_dir: Path, topo: Topology, node: NodeSpec) -> tuple[subprocess.Po
             log.write(f"=== raftkv cluster up: starting {node.id} at {stamp} ===\n".encode())
         except OSError as e:
             raise fsutil.write_error(f"node {node.id}", log_path, e) from e
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
         proc = subprocess.Popen(
-            serve_command(data_dir, topo, node),
+            serve_command(node_config(data_dir, topo, node)),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # detached: survives the terminal and this command
             close_fds=True,
-            env=env,
+            env=serve_env(),
         )
     try:
         write_pid(ndir, proc.pid)

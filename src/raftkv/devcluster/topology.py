@@ -18,6 +18,7 @@ from raftkv.errors import BadRequest
 from raftkv.storage import fsutil
 
 HOST = "127.0.0.1"
+DEFAULT_DATA_DIR = "raftkv-data"  # `cluster up` and the clients look here by default
 DEFAULT_BASE_PORT = 7001
 HTTP_OFFSET = 1000
 MAX_NODES = 9  # a dev cluster on one machine; Raft gains nothing from more voters

@@ -52,6 +52,7 @@ from raftkv.embed.membership import already
 from raftkv.embed.options import NodeOptions, build_settings, check_identity
 from raftkv.embed.protocol import Outcome, Status, encode_envelope, encode_open_session
 from raftkv.embed.replica import Replica
+from raftkv.embed.replicated import Call, Replicated
 from raftkv.errors import (
     BadRequest,
     CallerError,
@@ -134,8 +135,6 @@ class Node(Generic[M]):
         cluster's first configuration (default: every peer), the same on every node; a node
         outside it starts as a non-member that waits to be added (add_learner / add_voter).
         Once the log holds a membership change, the log's configuration is what counts."""
-        from raftkv.embed.replicated import Call, Replicated  # noqa: PLC0415 (import cycle)
-
         self.options = opts = options or NodeOptions()
         self.settings = build_settings(node_id, peers, data_dir, cluster_id, opts)
         self.id = node_id

@@ -109,7 +109,7 @@ def check_identity(settings: NodeSettings) -> None:
             )
         return
     try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fsutil.durable_dir(settings.data_dir)  # it must survive a power cut
         fsutil.atomic_write(path, (json.dumps(mine) + "\n").encode())
     except OSError as e:
         raise fsutil.write_error(f"node {settings.node_id}", path, e) from e

@@ -1,5 +1,8 @@
-"""python -m raftkv.faultfs MOUNTPOINT --backing DIR --control SOCK [--seed N]"""
+"""python -m raftkv.faultfs MOUNTPOINT --backing DIR --control SOCK [--seed N]: the same as
+`raftkv faultfs ...` (raftkv.cli.faultfs)."""
 
-from raftkv.faultfs.cli import main
+import sys
 
-raise SystemExit(main())
+from raftkv.cli import main
+
+raise SystemExit(main(["faultfs", *sys.argv[1:]]))

@@ -321,7 +321,7 @@ def _write_ready_file(path: Path, settings: NodeSettings, server: NodeServer) ->
 def _write_file(settings: NodeSettings, path: Path, text: str) -> None:
     """Write path atomically (creating its directory); DiskError names the node and file."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        fsutil.durable_dir(path.parent)  # a new data dir must survive a power cut
         fsutil.atomic_write(path, text.encode())
     except OSError as e:
         raise fsutil.write_error(f"node {settings.node_id}", path, e) from e

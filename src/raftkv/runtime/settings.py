@@ -72,14 +72,14 @@ class NodeSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))  # accept a str too
-        _check_id(self.node_id, "node id")
-        _check_id(self.cluster_id, "cluster id")
+        check_id(self.node_id, "node id")
+        check_id(self.cluster_id, "cluster id")
         _check_hostport(self.listen, "listen")
         _check_hostport(self.http, "http")
         if self.node_id not in self.peers:
             raise BadRequest(f"--peers must include this node ({self.node_id!r})")
         for peer_id, addr in self.peers.items():
-            _check_id(peer_id, "peer id")
+            check_id(peer_id, "peer id")
             _check_hostport(addr.raft, f"peer {peer_id} raft address")
             _check_url(addr.http_url, f"peer {peer_id} http url")
         if self.security.tls is not None:
@@ -182,7 +182,7 @@ def parse_peers(text: str) -> dict[str, PeerAddress]:
         if not eq or not at:
             raise BadRequest(f"peer {item!r} must look like ID=HOST:PORT@http://HOST:PORT")
         peer_id = peer_id.strip()
-        _check_id(peer_id, "peer id")
+        check_id(peer_id, "peer id")
         if peer_id in peers:
             raise BadRequest(f"peer {peer_id!r} is listed twice")
         host, port = parse_hostport(raft, f"peer {peer_id} raft address")
@@ -194,7 +194,7 @@ def parse_peers(text: str) -> dict[str, PeerAddress]:
     return peers
 
 
-def _check_id(value: str, what: str) -> None:
+def check_id(value: str, what: str) -> None:
     if not value or len(value) > 64 or not all(c.isalnum() or c in "-_." for c in value):
         raise BadRequest(f"{what} {value!r} must be 1-64 characters of letters, digits, - _ .")
 

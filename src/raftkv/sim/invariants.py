@@ -193,10 +193,6 @@ class SafetyChecker:
                     )
                 break
             self._committed[index] = entry
-            # The configuration that counted this commit may be gone by the end of the event
-            # (an uncommitted change truncated right after). Single-server changes move one
-            # voter at a time, so it had n-1, n or n+1 voters: require a majority of the
-            # smallest of those, which every majority of its neighbours intersects.
             voters = raft.voters
             on_disk = sum(
                 1
@@ -207,7 +203,15 @@ class SafetyChecker:
                     and (index, entry.term) in self._held_before.get(v, ())
                 )
             )
-            needed = min(len(voters) // 2 + 1, (len(voters) - 1) // 2 + 1)
+            if raft.role is Role.LEADER:
+                # Seen where it was decided: the leader counted under its own configuration,
+                # the one it has now (a leader never truncates its log), so a true majority.
+                needed = len(voters) // 2 + 1
+            else:
+                # First seen on a follower (the leader crashed in the same event): its
+                # configuration may differ from the leader's by one voter (single-server
+                # changes), so require a majority of the smaller of its neighbours.
+                needed = min(len(voters) // 2 + 1, (len(voters) - 1) // 2 + 1)
             if on_disk < needed:
                 self.fail(
                     f"durability: {nid} committed index {index} (term {entry.term}) held on "

@@ -25,6 +25,13 @@ def ensure_dir(path: Path, fs: FileSystem = OS) -> bool:
     return True
 
 
+def durable_dir(path: Path, fs: FileSystem = OS) -> None:
+    """Make sure path exists as a directory and its entry in its parent is durable, even if
+    someone else created it without an fsync (a node's data dir made by a launcher)."""
+    if not ensure_dir(path, fs):
+        fs.fsync_dir(path.parent)
+
+
 def atomic_write(path: Path, data: bytes, fs: FileSystem = OS) -> None:
     """Replace path's content with data, durably and never half-written (tmp file, fsync,
     rename, fsync of the directory). On failure the tmp file is removed again."""

@@ -8,13 +8,9 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from raftkv.cli import UsageError, client_parser, with_client
+from raftkv.cli.common import Subparsers, UsageError, client_parser, with_client
 from raftkv.errors import BadRequest
-
-if TYPE_CHECKING:
-    from raftkv.cli import Subparsers
 
 
 def add_parser(sub: Subparsers) -> None:

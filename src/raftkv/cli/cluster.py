@@ -1,19 +1,29 @@
-"""`raftkv cluster up|down`: the subcommand's parser and handlers."""
+"""`raftkv cluster up|join|remove|down`: a local dev cluster (the engine: raftkv.devcluster).
+
+Timeouts: up and join wait --leader-timeout seconds for a leader; remove gives the membership
+change --timeout seconds; remove and down SIGKILL a node still running --kill-after seconds
+after its SIGTERM."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from raftkv.cli.common import (
+    Subparsers,
+    add_deprecated_alias,
+    add_timeout_option,
+    nonnegative_float,
+    positive_float,
+)
 from raftkv.devcluster.manage import UpOptions, down, join, remove, up
-from raftkv.devcluster.topology import DEFAULT_BASE_PORT, HTTP_OFFSET, MAX_NODES
-
-if TYPE_CHECKING:
-    from raftkv.cli import Subparsers
-
-DEFAULT_DATA_DIR = "raftkv-data"
+from raftkv.devcluster.topology import (
+    DEFAULT_BASE_PORT,
+    DEFAULT_DATA_DIR,
+    HTTP_OFFSET,
+    MAX_NODES,
+)
 
 PORTS_HELP = (
     f"Ports: with base port P (default {DEFAULT_BASE_PORT}), node nI listens for Raft on P+I-1 "
@@ -59,13 +69,8 @@ def add_parser(sub: Subparsers) -> None:
         action="store_true",
         help="pass --allow-fault-injection to every node (POST /v1/debug/net)",
     )
-    u.add_argument(
-        "--wait",
-        type=float,
-        default=30.0,
-        metavar="S",
-        help="give up waiting for a leader after S seconds (30)",
-    )
+    _leader_timeout(u)
+    add_deprecated_alias(u, "--wait", "--leader-timeout", "leader_timeout", positive_float)
     u.add_argument(
         "--snapshot-entries",
         type=int,
@@ -86,7 +91,7 @@ def add_parser(sub: Subparsers) -> None:
         help="start one more node that joins the running cluster as a learner",
         description="Start node nI (the next id, on ports P+I-1 and P+1000+I-1) with "
         "`raftkv serve --join`: the cluster adds it as a learner and catches it up. Then "
-        "promote it: raftkv member promote nI --wait 30.",
+        "promote it: raftkv member promote nI --wait-caught-up 30.",
     )
     j.add_argument(
         "--data-dir",
@@ -95,9 +100,7 @@ def add_parser(sub: Subparsers) -> None:
         metavar="DIR",
         help=f"cluster directory (default ./{DEFAULT_DATA_DIR})",
     )
-    j.add_argument(
-        "--wait", type=float, default=30.0, metavar="S", help="give up after S seconds (30)"
-    )
+    _leader_timeout(j)
     j.set_defaults(func=cmd_join)
 
     rm = csub.add_parser(
@@ -115,16 +118,15 @@ def add_parser(sub: Subparsers) -> None:
         metavar="DIR",
         help=f"cluster directory (default ./{DEFAULT_DATA_DIR})",
     )
-    rm.add_argument(
-        "--wait", type=float, default=10.0, metavar="S", help="give up after S seconds (10)"
-    )
+    add_timeout_option(rm, suppress=True)
+    _kill_after(rm)
     rm.set_defaults(func=cmd_remove)
 
     d = csub.add_parser(
         "down",
         help="stop the cluster's nodes (SIGTERM, then SIGKILL)",
         description="Stop every node of the cluster in DIR: SIGTERM, then SIGKILL after "
-        "--wait seconds; removes the pid files and keeps the data.",
+        "--kill-after seconds; removes the pid files and keeps the data.",
     )
     d.add_argument(
         "--data-dir",
@@ -133,13 +135,8 @@ def add_parser(sub: Subparsers) -> None:
         metavar="DIR",
         help=f"cluster directory (default ./{DEFAULT_DATA_DIR})",
     )
-    d.add_argument(
-        "--wait",
-        type=float,
-        default=10.0,
-        metavar="S",
-        help="SIGKILL nodes still running S seconds after SIGTERM (10)",
-    )
+    _kill_after(d)
+    add_deprecated_alias(d, "--wait", "--kill-after", "kill_after", nonnegative_float)
     d.set_defaults(func=cmd_down)
 
 
@@ -149,7 +146,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         nodes=args.nodes,
         base_port=args.base_port,
         allow_fault_injection=args.allow_fault_injection,
-        timeout=args.wait,
+        timeout=args.leader_timeout,
         snapshot_entries=args.snapshot_entries,
         wal_segment_mb=args.wal_segment_mb,
     )
@@ -158,18 +155,38 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_join(args: argparse.Namespace) -> int:
-    join(args.data_dir, args.wait, sys.stdout, sys.stderr)
+    join(args.data_dir, args.leader_timeout, sys.stdout, sys.stderr)
     return 0
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    remove(args.data_dir, args.id, args.wait, sys.stdout)
+    remove(args.data_dir, args.id, args.timeout, args.kill_after, sys.stdout)
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    down(args.data_dir, args.wait, sys.stdout)
+    down(args.data_dir, args.kill_after, sys.stdout)
     return 0
+
+
+def _leader_timeout(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--leader-timeout",
+        type=positive_float,
+        default=30.0,
+        metavar="S",
+        help="give up when no leader is known after S seconds (default: 30)",
+    )
+
+
+def _kill_after(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--kill-after",
+        type=nonnegative_float,
+        default=10.0,
+        metavar="S",
+        help="SIGKILL a node still running S seconds after its SIGTERM (default: 10)",
+    )
 
 
 def _nodes(text: str) -> int:

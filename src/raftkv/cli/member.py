@@ -2,7 +2,7 @@
 
 Growing the cluster: `member add ID HOST:PORT HTTP_URL` makes ID a learner (or start the new
 node with `raftkv serve --join URLS`, which does that itself), the leader catches it up, then
-`member promote ID --wait 30` makes it a voter once it has caught up. Shrinking it:
+`member promote ID --wait-caught-up 30` makes it a voter once it has caught up. Shrinking it:
 `member remove ID` (the leader too: it steps down once its removal is committed).
 """
 
@@ -14,13 +14,18 @@ import dataclasses
 import json
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from raftkv.cli import client_parser, table, with_client
+from raftkv.cli.common import (
+    PROG,
+    Subparsers,
+    add_deprecated_alias,
+    client_parser,
+    nonnegative_float,
+    table,
+    with_client,
+)
 from raftkv.client import AsyncClient, Conflict, Member
-
-if TYPE_CHECKING:
-    from raftkv.cli import Subparsers
 
 PROMOTE_POLL_S = 0.5
 
@@ -45,12 +50,14 @@ def add_parser(sub: Subparsers) -> None:
     pr = client_parser(msub, "promote", "make a caught-up learner a voter", cmd_promote)
     pr.add_argument("id")
     pr.add_argument(
-        "--wait",
-        type=float,
+        "--wait-caught-up",
+        type=nonnegative_float,
         default=0.0,
         metavar="S",
-        help="while the learner is still catching up, retry for up to S seconds (0)",
+        help="while the learner is still catching up (409 not_caught_up), retry for up to S "
+        "seconds (default: 0, fail at once)",
     )
+    add_deprecated_alias(pr, "--wait", "--wait-caught-up", "wait_caught_up", nonnegative_float)
     _json_flag(pr)
 
 
@@ -94,19 +101,20 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     async def job(client: AsyncClient) -> Any:
-        deadline = time.monotonic() + args.wait
+        deadline = time.monotonic() + args.wait_caught_up
         while True:
             try:
                 return await client.promote_member(args.id)
             except Conflict as e:  # 409 not_caught_up: the learner still lags
                 if time.monotonic() + PROMOTE_POLL_S > deadline:
-                    raise Conflict(f"{e} (gave up after --wait {args.wait:g}s)") from None
+                    waited = args.wait_caught_up
+                    raise Conflict(f"{e} (gave up after --wait-caught-up {waited:g}s)") from None
                 await asyncio.sleep(PROMOTE_POLL_S)
 
     try:
         doc = with_client(args, job)
     except Conflict as e:
-        print(f"raftkv: promote refused: {e}", file=sys.stderr)
+        print(f"{PROG}: promote refused: {e}", file=sys.stderr)
         return 1
     return _report(args, doc, f"promoted {args.id} to voter")
 

@@ -1,4 +1,8 @@
-"""`raftkv chaos`: one fault-testing campaign on a real local cluster, with a report."""
+"""`raftkv chaos`: one fault-testing campaign on a real local cluster, with a report.
+
+The fault families and their faults come from raftkv.chaos.nemesis (FAMILIES, expand_faults):
+a new family appears in --faults and in this command's help without a change here.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,13 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from raftkv.chaos.nemesis import ALL_FAULTS, FAMILIES, expand_faults
 from raftkv.chaos.report import write_report
 from raftkv.chaos.runner import ChaosConfig, run_campaign
 from raftkv.chaos.workload import WorkloadConfig
-
-if TYPE_CHECKING:
-    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+from raftkv.cli.common import Subparsers, int_in, positive_float
 
 DESCRIPTION = """\
 Start a cluster of real `raftkv serve` processes (temp data dirs, real fsync, fault
@@ -36,9 +36,13 @@ def add_parser(sub: Subparsers) -> None:
         epilog=f"Fault families and their faults: {families}. 'all' = every fault.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--nodes", type=_int_in(1, 9), default=3, help="cluster size (3)")
+    p.add_argument("--nodes", type=int_in(1, 9), default=3, help="cluster size (3)")
     p.add_argument(
-        "--duration", type=_positive, default=30.0, metavar="S", help="seconds the clients run (30)"
+        "--duration",
+        type=positive_float,
+        default=30.0,
+        metavar="S",
+        help="seconds the clients run (30)",
     )
     p.add_argument(
         "--faults",
@@ -56,11 +60,11 @@ def add_parser(sub: Subparsers) -> None:
         help="the report directory (chaos-report)",
     )
     p.add_argument("--json", action="store_true", help="print report.json to stdout")
-    p.add_argument("--clients", type=_int_in(1, 64), default=5, help="concurrent clients (5)")
-    p.add_argument("--keys", type=_int_in(1, 100), default=3, help="keys in use at once (3)")
+    p.add_argument("--clients", type=int_in(1, 64), default=5, help="concurrent clients (5)")
+    p.add_argument("--keys", type=int_in(1, 100), default=3, help="keys in use at once (3)")
     p.add_argument(
         "--ops-per-key",
-        type=_int_in(1, 100_000),
+        type=int_in(1, 100_000),
         default=150,
         metavar="N",
         help="operations before a key is retired for a fresh one (150)",
@@ -80,12 +84,12 @@ def add_parser(sub: Subparsers) -> None:
     )
     p.add_argument(
         "--check-steps",
-        type=_int_in(1, 10**10),
+        type=int_in(1, 10**10),
         default=5_000_000,
         metavar="N",
         help="linearizability search budget; exhausted = failure (5000000)",
     )
-    p.add_argument("--leader-bound", type=_positive, default=10.0, metavar="S", help="(10)")
+    p.add_argument("--leader-bound", type=positive_float, default=10.0, metavar="S", help="(10)")
     p.add_argument("--keep-data", action="store_true", help="keep the nodes' data dirs")
     p.add_argument("--no-fsync", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_chaos)
@@ -154,33 +158,10 @@ def one_screen(doc: dict[str, object], out: Path) -> str:
     return "\n".join(lines)
 
 
-def _int_in(lo: int, hi: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"must be in {lo}..{hi}, got {value}")
-        return value
-
-    return parse
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
 def _range(text: str) -> tuple[float, float]:
     lo_text, sep, hi_text = text.partition(":")
-    lo = _positive(lo_text)
-    hi = _positive(hi_text) if sep else lo
+    lo = positive_float(lo_text)
+    hi = positive_float(hi_text) if sep else lo
     if hi < lo:
         raise argparse.ArgumentTypeError(f"{text!r}: A must be <= B")
     return lo, hi

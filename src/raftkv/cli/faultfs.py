@@ -1,14 +1,13 @@
-"""The faultfs process: mount, serve the control socket, unmount on SIGTERM or fusermount3 -u."""
+"""`raftkv faultfs` (also `python -m raftkv.faultfs`, as FaultMount starts it): mount a faultfs,
+serve its control socket, unmount on SIGTERM or fusermount3 -u."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+from raftkv.cli.common import Subparsers
 
 HELP = "mount a FUSE file system that forgets unsynced writes (power-cut testing)"
 
@@ -24,12 +23,6 @@ def add_parser(sub: Subparsers) -> None:
     p = sub.add_parser("faultfs", help=HELP, description=HELP)
     _arguments(p)
     p.set_defaults(func=run)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m raftkv.faultfs", description=HELP)
-    _arguments(p)
-    return run(p.parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,8 +13,9 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 
+from raftkv.cli.common import Subparsers
 from raftkv.sim.faults import FaultKind, parse_faults
-from raftkv.sim.runner import SeedResult, SimSettings, run_seed
+from raftkv.sim.runner import CHECK_STEPS, SeedResult, SimSettings, run_seed
 
 
 def parse_seeds(spec: str) -> range:
@@ -33,8 +34,8 @@ def parse_seeds(spec: str) -> range:
     return range(lo, hi + 1)
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser(
+def add_parser(sub: Subparsers) -> None:
+    p = sub.add_parser(
         "sim",
         help="run the deterministic simulator over many seeds",
         description="Run seeded simulations with faults; check Raft's safety properties after "
@@ -48,6 +49,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="all, none, or a comma list of: " + ", ".join(k.value for k in FaultKind),
     )
     p.add_argument("--clients", type=int, default=4, help="concurrent clients (default 4)")
+    p.add_argument(
+        "--check-steps",
+        type=int,
+        default=CHECK_STEPS,
+        metavar="N",
+        help=f"linearizability search budget per history (default {CHECK_STEPS:,}); a history "
+        "the search cannot decide within it fails the run",
+    )
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--trace", action="store_true", help="print the event trace of each seed")
@@ -67,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.nodes <= 9:
         print("raftkv sim: --nodes must be between 1 and 9", file=sys.stderr)
         return 2
-    settings = SimSettings(nodes=args.nodes, faults=faults, clients=args.clients)
+    settings = SimSettings(
+        nodes=args.nodes, faults=faults, clients=args.clients, check_steps=args.check_steps
+    )
     seeds: range = args.seeds
     started = time.monotonic()
     results: list[SeedResult] = []
@@ -89,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
     failing = [r for r in results if not r.passed]
+    # A history the checker could not decide proves nothing: the run does not pass.
+    undecided = [r for r in results if r.passed and r.linearizable == "unknown"]
     summary = {
         "seeds": len(results),
         "nodes": args.nodes,
@@ -104,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         "commits": sum(r.commits for r in results),
         "events": sum(r.events for r in results),
         "seconds": round(time.monotonic() - started, 2),
+        "undecided_seeds": [r.seed for r in undecided],
         "replay": [_replay(args, r.seed) for r in failing],
     }
     if args.json:
@@ -122,7 +136,13 @@ def run(args: argparse.Namespace) -> int:
             for v in r.violations:
                 print(f"  - {v}")
             print(f"  replay: {_replay(args, r.seed)}")
-    return 1 if failing else 0
+        for r in undecided:
+            print(
+                f"seed {r.seed} UNDECIDED: the linearizability search ran out of its budget "
+                f"({args.check_steps:,} steps); retry with a larger --check-steps: "
+                f"{_replay(args, r.seed)} --check-steps {args.check_steps * 10}"
+            )
+    return 1 if failing or undecided else 0
 
 
 def _run_one(seed: int, settings: SimSettings, trace: bool) -> SeedResult:
