@@ -114,7 +114,8 @@ class DiskFull(DiskError):
 
 
 class CorruptionError(DiskError):
-    """Stored data failed its checksum before the tail: real corruption, refuse to start."""
+    """Stored data that cannot be trusted (a bad snapshot file or segment header, a missing
+    segment, or lost synced data with no other node to get it from): refuse to start."""
 
     def __init__(self, message: str, path: str | None = None, offset: int | None = None) -> None:
         super().__init__(message, path)

@@ -42,11 +42,13 @@ def test_put_on_follower_is_readable_everywhere(tmp_path: Path) -> None:
                 "applied_index",
                 "last_index",
                 "members",
+                "lost_from",
             }
+            assert st["lost_from"] == 0
             assert st["id"] == follower and st["role"] == "follower" and st["leader"] == leader
             assert [m["id"] for m in st["members"]] == c.ids
-            fields = {"id", "role", "match_index", "reachable", "link"}
-            assert all(set(m) == fields for m in st["members"])
+            fields = {"id", "role", "match_index", "reachable", "link", "recovering"}
+            assert all(set(m) == fields and m["recovering"] is False for m in st["members"])
             lst = await c.status(leader)
             assert all(m["reachable"] and m["match_index"] >= 2 for m in lst["members"])
             # The link is this node's outbound peer link: none to itself.

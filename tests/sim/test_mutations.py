@@ -8,10 +8,14 @@ raftkv.sim.scenarios.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from raftkv.core.config import Config
 from raftkv.core.messages import AppendEntriesResponse, RequestVote
+from raftkv.core.progress import Progress
 from raftkv.core.raft import RaftNode
 from raftkv.core.ready import Persist, Stable
 from raftkv.core.types import Entry, EntryKind, HardState
@@ -23,11 +27,14 @@ from raftkv.sim.faults import parse_faults
 from raftkv.sim.runner import SimSettings, run_seed
 from raftkv.sim.scenarios import (
     figure8,
+    lost_data_commit,
+    lost_data_vote,
     stale_lease_after_restart,
     stale_lease_with_mixed_timeouts,
 )
 from raftkv.sim.storage import StorageOpener
 from raftkv.storage import LogStorage
+from raftkv.storage.segment import Damage
 
 
 class CommitsEarlierTermByCounting(RaftNode):
@@ -78,6 +85,21 @@ class LeaseFromItsOwnTimeout(RaftNode):
 
     def _hold_ticks(self, hold_us: int) -> int:
         return super()._hold_ticks(self.config.vote_hold_us)
+
+
+class VotesWhileRecovering(RaftNode):
+    """A node that lost synced data votes (and campaigns) at once, as if it had lost nothing."""
+
+    def _helps_elect(self) -> bool:
+        return True
+
+
+class KeepsCountingLostAcknowledgements(RaftNode):
+    """A leader takes no notice of a follower's report that it lost synced data: it keeps
+    its match index, and so counts what the follower acknowledged before the loss."""
+
+    def _note_recovery(self, peer: str, pr: Progress, lost_from: int, epoch: int) -> bool:
+        return True
 
 
 class NeverCampaigns(RaftNode):
@@ -161,6 +183,23 @@ class IgnoresMustSync(NodeDriver[Result]):
 
     def _must_sync(self, persist: Persist) -> bool:
         return False
+
+
+class TrustsThePageCache(LogStorage):
+    """Recovery uses what it reads past the attested prefix without writing it again: after
+    a failed fsync that data is in the page cache only, and never reaches the disk."""
+
+    def _rewrite(self, buf: bytes, start: int, end: int) -> None:
+        return
+
+
+class TakesLostDataForATornWrite(LogStorage):
+    """Recovery cuts the log at damaged synced data, as at a torn write, and says nothing:
+    the node goes on as if it had never acknowledged what it lost (the old behaviour for a
+    damaged last record)."""
+
+    def _repair_loss(self, damage: Damage, dropped: list[Path], hard: HardState) -> None:
+        super()._repair_loss(damage, dropped, msgspec.structs.replace(hard, lost_from=0))
 
 
 class SkipsFdatasync(LogStorage):
@@ -288,3 +327,41 @@ def test_losing_an_installed_snapshot_is_caught() -> None:
 def test_liveness_check_fails_when_nobody_campaigns() -> None:
     result = run_seed(0, SimSettings(nodes=3), node_factory=NeverCampaigns)
     assert any(v.startswith("liveness") for v in result.violations), result.violations
+
+
+# --- lost synced data (issue 18 item 4) ------------------------------------------------------
+
+
+def test_voting_while_recovering_lost_data_is_caught() -> None:
+    assert lost_data_vote() == [], "the correct core passes the scenario"
+    violations = lost_data_vote(VotesWhileRecovering)
+    assert any("leader completeness" in v for v in violations), violations
+
+
+def test_voting_while_recovering_lost_data_is_caught_by_random_seeds() -> None:
+    settings = SimSettings(nodes=5, faults=parse_faults("corrupt,crash,partition"))
+    violations = first_caught(VotesWhileRecovering, settings, range(10))
+    assert any("leader completeness" in v for v in violations), violations
+
+
+def test_counting_acknowledgements_lost_with_the_data_is_caught() -> None:
+    assert lost_data_commit() == [], "the correct core passes the scenario"
+    violations = lost_data_commit(KeepsCountingLostAcknowledgements)
+    assert any("durability" in v and "held on only 2 disks" in v for v in violations), violations
+
+
+def test_taking_lost_synced_data_for_a_torn_write_is_caught() -> None:
+    settings = SimSettings(nodes=5, faults=parse_faults("corrupt"))
+    violations = first_caught(RaftNode, settings, range(5), storage=TakesLostDataForATornWrite.open)
+    assert any("lost what was synced" in v for v in violations), violations
+
+
+def test_using_what_a_failed_fsync_left_in_the_page_cache_is_caught() -> None:
+    """Without writing it again, a record whose fsync failed, read back after a restart, is
+    lost at the next power cut, leaving a hole before records that were synced."""
+    settings = SimSettings(nodes=5, faults=parse_faults("fsync-error,crash"))
+    violations = first_caught(RaftNode, settings, range(5), storage=TrustsThePageCache.open)
+    assert any(
+        "lost what was synced" in v or "reports lost synced data" in v or "cannot restart" in v
+        for v in violations
+    ), violations

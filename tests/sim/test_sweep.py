@@ -52,3 +52,18 @@ def test_membership_churn_under_faults() -> None:
         changes += sum("membership_changed" in line for line in result.trace)
         assert any("membership remove" in line for line in result.trace), f"seed {seed}"
     assert changes > 20, "the schedule must really change the configuration"
+
+
+def test_lost_synced_data_and_failed_fsyncs_under_faults() -> None:
+    """Issue 18 item 4: nodes lose synced data (a minority at a time) and recover it from
+    their peers; fsyncs fail, nodes stop and restart on their page cache and lose power."""
+    settings = SimSettings(nodes=5, faults=parse_faults("corrupt,fsync-error,crash,partition"))
+    damaged = recovered = exits = 0
+    for seed in range(3000, 3006):
+        result = run_seed(seed, settings, trace=True)
+        assert result.violations == [], f"seed {seed}"
+        assert result.trace is not None and result.ok > 100
+        damaged += sum(" DAMAGED " in line for line in result.trace)
+        recovered += sum(" recovered " in line for line in result.trace)
+        exits += sum(" EXIT after a disk error" in line for line in result.trace)
+    assert damaged >= 6 and recovered >= damaged // 2 and exits >= 3, (damaged, recovered, exits)

@@ -27,7 +27,7 @@ def segments(directory: Path) -> list[Path]:
 
 def records(path: Path) -> list[Record]:
     """The valid records of a segment (header first)."""
-    return scan_segment(path, path.read_bytes(), is_last=True).records
+    return scan_segment(path, path.read_bytes()).records
 
 
 def flip(path: Path, offset: int) -> None:

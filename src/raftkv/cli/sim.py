@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 
 from raftkv.cli.common import Subparsers
-from raftkv.sim.faults import parse_faults
+from raftkv.sim.faults import FaultKind, parse_faults
 from raftkv.sim.runner import CHECK_STEPS, SeedResult, SimSettings, run_seed
 
 
@@ -46,8 +46,7 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument(
         "--faults",
         default="all",
-        help="all, none, or a comma list of: partition, loss, duplicate, delay, flap, crash, "
-        "pause, crash-point",
+        help="all, none, or a comma list of: " + ", ".join(k.value for k in FaultKind),
     )
     p.add_argument("--clients", type=int, default=4, help="concurrent clients (default 4)")
     p.add_argument(

@@ -50,22 +50,33 @@ class AppendEntriesResponse(_Base, frozen=True, tag="aer"):
     On reject, index is the rejected prev_log_index and (hint_index, hint_term) is the
     follower's best guess at where the logs may agree: the largest index <= hint_index
     whose term is <= hint_term (fast backtracking, etcd-style).
+
+    lost_from, recover_epoch: set (non-zero) while the follower is recovering from lost
+    synced data: entries from lost_from on may be gone, whatever it acknowledged before. The
+    epoch names this recovery (a fresh one at each start), so the leader resets what it knows
+    of the follower once per recovery, can tell the follower's answers from this recovery
+    from older ones still in flight, and tells it when it is done (Heartbeat.recovered).
     """
 
     success: bool
     index: int
     hint_index: int = 0
     hint_term: int = 0
+    lost_from: int = 0
+    recover_epoch: int = 0
 
 
 class Heartbeat(_Base, frozen=True, tag="hb"):
     """Leader liveness plus commit (never beyond what the follower is known to have).
 
-    read_seq names the ReadIndex round this heartbeat confirms; 0 when none.
+    read_seq names the ReadIndex round this heartbeat confirms; 0 when none. recovered: the
+    epoch of the follower's latest recovery that is complete (it holds the leader's log
+    through all the leader had when it learned of the loss); 0 when none.
     """
 
     commit: int
     read_seq: int = 0
+    recovered: int = 0
 
 
 class HeartbeatResponse(_Base, frozen=True, tag="hbr"):
@@ -75,6 +86,8 @@ class HeartbeatResponse(_Base, frozen=True, tag="hbr"):
 
     read_seq: int = 0
     hold_us: int = 0
+    lost_from: int = 0  # as in AppendEntriesResponse: set while recovering
+    recover_epoch: int = 0
 
 
 class TimeoutNow(_Base, frozen=True, tag="tn"):

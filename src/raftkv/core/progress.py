@@ -2,7 +2,8 @@
 
 PROBE: we do not know where the follower's log matches ours; send one append at a time and
 back off on rejection. REPLICATE: the follower is caught up to match; pipeline appends
-optimistically, bounded by an in-flight window. Invariant: match < next.
+optimistically, bounded by an in-flight window. Invariant: match < next. match never goes
+down, except when the follower reports that its storage lost synced data (lost()).
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ class Progress:
     # In SNAPSHOT: the index of the snapshot sent, and the leader tick it was sent at.
     pending_snapshot: int = 0
     snapshot_sent_tick: int = 0
+    # The follower is recovering from lost synced data: the epoch it reported (0: not), the
+    # leader tick it last said so, and recover_to: our last index when we learned of it (it
+    # is done once match reaches that). recover_done: the last epoch we told it was done.
+    recover_epoch: int = 0
+    recover_heard: int = 0
+    recover_to: int = 0
+    recover_done: int = 0
 
     def become_probe(self) -> None:
         self.state = ProgressState.PROBE
@@ -83,6 +91,21 @@ class Progress:
         while self.inflight and self.inflight[0] <= index:
             self.inflight.popleft()
         return updated
+
+    def lost(self, epoch: int, lost_from: int, last_index: int) -> None:
+        """The follower lost synced data: whatever it acknowledged from lost_from on may be
+        gone. The one case where match goes down; then probe from there."""
+        self.recover_epoch, self.recover_to = epoch, last_index
+        self.match = min(self.match, lost_from - 1)
+        self.become_probe()
+
+    def recovered(self) -> bool:
+        """Is the follower's recovery complete (it holds all we had when we learned of it)?
+        Then remember the epoch, to tell the follower (Heartbeat.recovered)."""
+        if not self.recover_epoch or self.match < self.recover_to:
+            return False
+        self.recover_done, self.recover_epoch = self.recover_epoch, 0
+        return True
 
     def maybe_decrease(self, rejected: int, hint: int) -> bool:
         """The follower rejected an append at prev index `rejected`; hint is where its log

@@ -7,7 +7,11 @@ count those entries as stored here (for commit, and for apply).
 
 Beyond the paper: pre-vote and check-quorum (dissertation 9.6), leader stickiness, fast
 log backtracking, pipelined replication with flow control, ReadIndex reads batched per
-heartbeat round, lease reads, and leadership transfer (dissertation 3.10).
+heartbeat round, lease reads, leadership transfer (dissertation 3.10), and protocol-aware
+recovery from lost synced data (Alagappan et al., FAST 2018): a node whose storage lost
+entries it may have acknowledged (HardState.lost_from) votes for no one and never campaigns
+until the leader says it has them again, and the leader stops counting what it acknowledged
+before the loss (Progress.lost).
 
 Choices that save messages (each one is a process wake-up): pipelined appends only to the
 followers a commit waits for, one at a time to the rest; no message carries only a new commit
@@ -65,6 +69,7 @@ class PeerStatus:
     next: int
     state: str
     recent_active: bool
+    recovering: bool = False  # it reported lost synced data and has not caught up yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,7 @@ class Status:
     applied_index: int
     last_index: int
     peers: dict[NodeId, PeerStatus]
+    lost_from: int = 0  # > 0: recovering from lost synced data (see HardState)
 
 
 @dataclass(slots=True)
@@ -128,6 +134,10 @@ class RaftNode:
             applied = max(applied, snapshot.index)
         self.term = hs.term
         self.vote = hs.vote
+        # Recovering from lost synced data (see HardState.lost_from); the epoch names this
+        # recovery in our responses, fresh at each start (drawn below).
+        self._lost_from = hs.lost_from
+        self._recover_epoch = 0
         self.log = RaftLog(
             tuple(entries),
             snapshot_index=snapshot_index,
@@ -176,6 +186,9 @@ class RaftNode:
         self._restore: Snapshot | None = None
         self._refresh_membership()
         self._reset_election_timer()
+        if self._lost_from:
+            self._recover_epoch = rng.randrange(1, 1 << 31)
+            self._event(EventKind.RECOVERING, index=self._lost_from)
 
     # === public API =========================================================================
 
@@ -229,8 +242,9 @@ class RaftNode:
                     self.campaign()
 
     def campaign(self, *, transfer: bool = False) -> None:
-        """Start an election now (a pre-vote first, unless this is a leadership transfer)."""
-        if self.role is Role.LEADER or self.id not in self.voters:
+        """Start an election now (a pre-vote first, unless this is a leadership transfer).
+        A node recovering from lost data never does: it would vote for itself."""
+        if self.role is Role.LEADER or self.id not in self.voters or not self._helps_elect():
             return
         if self.config.pre_vote and not transfer:
             self._become_pre_candidate()
@@ -292,6 +306,8 @@ class RaftNode:
             raise BadRequest(f"{target!r} is not a voter")
         if target in (self.id, self._transferee):
             return
+        if self.progress[target].recover_epoch:
+            raise ProposalDropped(f"{target} is recovering lost data; it cannot lead yet")
         self._transferee = target
         self._transfer_elapsed = 0
         self._event(EventKind.TRANSFER_STARTED, detail=target)
@@ -429,7 +445,9 @@ class RaftNode:
 
     def status(self) -> Status:
         peers = {
-            p: PeerStatus(pr.match, pr.next, pr.state.value, pr.recent_active)
+            p: PeerStatus(
+                pr.match, pr.next, pr.state.value, pr.recent_active, pr.recover_epoch != 0
+            )
             for p, pr in self.progress.items()
         }
         return Status(
@@ -442,7 +460,13 @@ class RaftNode:
             self.log.applied,
             self.log.last_index(),
             peers,
+            self._lost_from,
         )
+
+    @property
+    def lost_from(self) -> int:
+        """> 0 while recovering from lost synced data: entries from there on may be gone."""
+        return self._lost_from
 
     # === hooks that tests override to plant bugs (mutation tests) ==========================
 
@@ -459,7 +483,13 @@ class RaftNode:
         return len(self.voters) > 1 and not (lease and self._lease_valid())
 
     def _hard_state(self) -> HardState:
-        return HardState(self.term, self.vote, self.log.committed)
+        return HardState(self.term, self.vote, self.log.committed, self._lost_from)
+
+    def _helps_elect(self) -> bool:
+        """Protocol-aware recovery: a node that lost synced entries may have acknowledged
+        some that are committed, so its vote (for itself too) could elect a leader without
+        them. It helps elect no one until it has them again."""
+        return not self._lost_from
 
     def _hold_after_start(self, hard_state: HardState) -> int:
         """How many ticks after starting we help elect no one. A node that has a term may
@@ -617,14 +647,15 @@ class RaftNode:
             can_vote = msg.term > self.term
         else:
             can_vote = self.vote == msg.src or (self.vote is None and self.leader is None)
-        granted = can_vote and self._log_ok_for_vote(msg)
+        granted = can_vote and self._log_ok_for_vote(msg) and self._helps_elect()
         reply_term = msg.term if msg.pre_vote and granted else self.term
         if granted and not msg.pre_vote:
             self.vote = msg.src
             self._election_elapsed = 0
+        why = "" if granted or self._helps_elect() else " (recovering lost data)"
         self._event(
             EventKind.VOTE_GRANTED if granted else EventKind.VOTE_REJECTED,
-            detail=f"{'pre-vote ' if msg.pre_vote else ''}{msg.src}",
+            detail=f"{'pre-vote ' if msg.pre_vote else ''}{msg.src}{why}",
         )
         self._send(RequestVoteResponse(reply_term, self.id, msg.src, granted, msg.pre_vote))
 
@@ -730,6 +761,8 @@ class RaftNode:
         if self.role is not Role.LEADER or pr is None:
             return
         pr.recent_active = True
+        if not self._note_recovery(msg.src, pr, msg.lost_from, msg.recover_epoch):
+            return
         if not msg.success:
             hint = msg.hint_index
             if msg.hint_term > 0:
@@ -739,7 +772,10 @@ class RaftNode:
                     pr.become_probe()
                 self._send_append(msg.src, send_if_empty=True)
             return
-        if pr.maybe_update(msg.index):
+        updated = pr.maybe_update(msg.index)
+        if pr.recovered():
+            self._send_heartbeat(msg.src, pr)  # tells it that it has caught up
+        if updated:
             if pr.state is ProgressState.PROBE or (
                 pr.state is ProgressState.SNAPSHOT and pr.match >= pr.pending_snapshot
             ):
@@ -753,6 +789,27 @@ class RaftNode:
                 pass
             if msg.src == self._transferee and pr.match == self.log.last_index():
                 self._send_timeout_now(msg.src)
+
+    def _note_recovery(self, peer: NodeId, pr: Progress, lost_from: int, epoch: int) -> bool:
+        """Take in what a follower's response says of its recovery. False: what the response
+        says of the follower's log may be from before its loss (an old response, delayed in
+        the network): not to be counted."""
+        if epoch:
+            if epoch not in (pr.recover_epoch, pr.recover_done):
+                # A new recovery: forget what it acknowledged before, probe from its loss.
+                pr.lost(epoch, lost_from, self.log.last_index())
+                self._event(EventKind.PEER_RECOVERING, index=lost_from, detail=peer)
+                self._send_append(peer, send_if_empty=True)
+            pr.recover_heard = self._ticks
+            return True
+        if not pr.recover_epoch:
+            return True
+        if self._ticks - pr.recover_heard <= self.config.election_ticks:
+            return False
+        # Nothing from its recovery for an election timeout, while it answers: the report we
+        # took in was an old one (it had recovered, or restarted since). Back to normal.
+        pr.recover_epoch = 0
+        return True
 
     def _maybe_commit(self) -> bool:
         match = {p: pr.match for p, pr in self.progress.items()}
@@ -830,6 +887,7 @@ class RaftNode:
         if self.role is not Role.LEADER or pr is None:
             return
         pr.recent_active = True
+        self._note_recovery(msg.src, pr, msg.lost_from, msg.recover_epoch)
         pr.probe_sent = False
         if pr.state is ProgressState.SNAPSHOT:
             if self._ticks - pr.snapshot_sent_tick >= self.config.election_ticks:
@@ -876,9 +934,9 @@ class RaftNode:
 
     def _send_heartbeat(self, peer: NodeId, pr: Progress) -> None:
         """A heartbeat in the current round, carrying as much of our commit index as peer
-        can hold (no more than its match)."""
+        can hold (no more than its match), and whether its recovery is complete."""
         commit = min(pr.match, self.log.committed)
-        self._send(Heartbeat(self.term, self.id, peer, commit, self._round))
+        self._send(Heartbeat(self.term, self.id, peer, commit, self._round, pr.recover_done))
 
     def _read_ready(self, ctx: int, index: int) -> None:
         self._read_states.append(ReadState(ctx, index))
@@ -932,6 +990,8 @@ class RaftNode:
                     msg.prev_log_index,
                     hint,
                     self.log.term(hint) or 0,
+                    self._lost_from,
+                    self._recover_epoch,
                 ),
                 after_persist=True,
             )
@@ -983,16 +1043,43 @@ class RaftNode:
 
     def _reply_append(self, leader: NodeId, success: bool, index: int) -> None:
         self._send(
-            AppendEntriesResponse(self.term, self.id, leader, success, index), after_persist=True
+            AppendEntriesResponse(
+                self.term,
+                self.id,
+                leader,
+                success,
+                index,
+                lost_from=self._lost_from,
+                recover_epoch=self._recover_epoch,
+            ),
+            after_persist=True,
         )
 
     def _on_heartbeat(self, msg: Heartbeat) -> None:
         self._follow(msg.src)
-        if self.log.commit_to(min(msg.commit, self.log.last_index())):
+        if self._lost_from and msg.recovered == self._recover_epoch:
+            self._recovered()
+        # A heartbeat's commit counts on the leader knowing our log; while recovering it may
+        # not (our log may hold stale entries past the loss): only appends commit then.
+        if not self._lost_from and self.log.commit_to(min(msg.commit, self.log.last_index())):
             self._event(EventKind.COMMITTED, index=self.log.committed)
         self._send(
-            HeartbeatResponse(self.term, self.id, msg.src, msg.read_seq, self.config.vote_hold_us)
+            HeartbeatResponse(
+                self.term,
+                self.id,
+                msg.src,
+                msg.read_seq,
+                self.config.vote_hold_us,
+                self._lost_from,
+                self._recover_epoch,
+            )
         )
+
+    def _recovered(self) -> None:
+        """The leader holds everything we may have lost, and we hold its log through all it
+        had when it learned of our loss: we may vote again."""
+        self._event(EventKind.RECOVERED, index=self._lost_from)
+        self._lost_from = self._recover_epoch = 0
 
     def _follow(self, leader: NodeId) -> None:
         """A message from the leader of our term: follow it and reset the election timer."""

@@ -28,11 +28,18 @@ class Entry(msgspec.Struct, frozen=True, array_like=True):
 
 
 class HardState(msgspec.Struct, frozen=True, array_like=True):
-    """What must be durable before any message that depends on it leaves the node."""
+    """What must be durable before any message that depends on it leaves the node.
+
+    lost_from > 0: the node is recovering. Its storage lost data it had synced (and so may
+    have acknowledged): entries from lost_from on may be missing or stale. Until the leader
+    says it has fetched them again it votes for no one, campaigns never, and the leader counts
+    no acknowledgement it gave before the loss (protocol-aware recovery). 0: nothing lost.
+    """
 
     term: int = 0
     vote: NodeId | None = None
     commit: int = 0
+    lost_from: int = 0
 
 
 class Role(enum.Enum):
@@ -78,6 +85,9 @@ class EventKind(enum.Enum):
     TRANSFER_STARTED = "transfer_started"
     SNAPSHOT_INSTALLED = "snapshot_installed"
     MEMBERSHIP_CHANGED = "membership_changed"
+    RECOVERING = "recovering"  # we lost synced entries (from index): no votes until caught up
+    RECOVERED = "recovered"  # the leader says we fetched them again: we vote again
+    PEER_RECOVERING = "peer_recovering"  # (leader) a follower reported it lost entries
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,7 @@ from raftkv.driver.ports import (
 )
 from raftkv.errors import (
     CallerError,
+    CorruptionError,
     DiskError,
     DiskFull,
     NodeStopped,
@@ -116,6 +117,7 @@ class NodeDriver(Generic[R]):
         rng: random.Random | None = None,
         durable: HardState | None = None,
     ) -> None:
+        _check_recoverable(raft)
         self.raft = raft
         self.id: NodeId = raft.id
         self.machine = machine
@@ -587,3 +589,14 @@ class NodeDriver(Generic[R]):
         inputs.transfers.clear()
         inputs.conf_changes.clear()
         inputs.reads.clear()
+
+
+def _check_recoverable(raft: RaftNode) -> None:
+    """A node that lost synced log data recovers it from the other voters (RaftNode waits
+    for them): the only voter has no one to recover it from, and must not go on without it."""
+    if raft.lost_from and raft.voters == (raft.id,):
+        raise CorruptionError(
+            f"node {raft.id} lost synced log data (entries from index {raft.lost_from} on) and "
+            "is the only voter: no other node holds a copy. Restore a backup (raftkv snapshot "
+            "restore) into an empty data directory, or start again from an empty one"
+        )

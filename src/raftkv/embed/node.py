@@ -210,6 +210,8 @@ class Node(Generic[M]):
         stack.callback(storage.close)
         if rec.torn_tail:
             log.warning("%s: %s", self.id, rec.torn_tail)
+        if rec.lost_data:
+            log.error("%s: %s", self.id, rec.lost_data)
         if rec.snapshot is not None:
             self._replica.restore(rec.snapshot.data, rec.snapshot.index)
         config = Config(

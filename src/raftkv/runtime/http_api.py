@@ -313,12 +313,14 @@ class HttpApi:
                 role = st.role.value if mid in membership.voters else "learner"
                 match: int | None = node.raft.log.stable
                 reachable = True
+                recovering = st.lost_from > 0
             else:
                 role = "leader" if mid == st.leader else "follower"
                 if mid not in membership.voters:
                     role = "learner"
                 peer = st.peers.get(mid)
                 match = peer.match if peer is not None else None
+                recovering = peer is not None and peer.recovering
                 reachable = self._reachable(mid)
                 state = self._transport.link_state(mid)
                 link = None if state is None else state.as_json()
@@ -329,6 +331,7 @@ class HttpApi:
                     "match_index": match,
                     "reachable": reachable,
                     "link": link,
+                    "recovering": recovering,  # lost synced data; not caught up yet
                 }
             )
         return {
@@ -340,6 +343,7 @@ class HttpApi:
             "applied_index": node.applied_index,
             "last_index": st.last_index,
             "members": members,
+            "lost_from": st.lost_from,  # > 0: recovering lost entries from there on
         }
 
     async def _forward(self, request: web.Request, body: bytes, write: bool) -> web.Response | None:

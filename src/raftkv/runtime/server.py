@@ -75,6 +75,8 @@ class NodeServer:
         stack.callback(storage.close)
         if recovered.torn_tail:
             log.warning("%s: %s", sid, recovered.torn_tail)
+        if recovered.lost_data:
+            log.error("%s: %s", sid, recovered.lost_data)
         book = await asyncio.to_thread(load_address_book, settings)
         kv, raft = _restore(settings, recovered, book)
         # The address book (saved members, else --peers) says who the peers are.

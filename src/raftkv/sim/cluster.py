@@ -1,10 +1,12 @@
 """The deterministic simulator: a cluster of Raft nodes on a virtual clock.
 
 Each node is the production NodeDriver (raftkv.driver) over simulated ports: the real
-LogStorage (WAL, snapshot files, recovery) on a SimFs that loses unsynced writes on a crash, a
-network with partitions, loss, duplication and reordering, a scheduler that completes syncs
-and snapshot writes after a random latency, and ticks from a per-node drifting clock. After
-a crash the real recovery runs, and must bring back everything that was synced.
+LogStorage (WAL, snapshot files, recovery) on a SimFs that loses unsynced writes on a crash
+(a prefix or, on some nodes, any subset of them), fails fsyncs the way Linux does and damages
+synced data when told to, a network with partitions, loss, duplication and reordering, a
+scheduler that completes syncs and snapshot writes after a random latency, and ticks from a
+per-node drifting clock. After a crash the real recovery runs, and must bring back everything
+that was synced, or say that it lost it (only where synced data was damaged).
 Everything is driven from one event queue ordered by (time, sequence number), and every random
 choice comes from random.Random instances seeded from the run's seed, so a seed replays
 exactly.
@@ -20,7 +22,7 @@ from typing import Any
 
 from raftkv.core.config import Config
 from raftkv.core.membership import ConfChange, ConfChangeKind
-from raftkv.core.messages import Message
+from raftkv.core.messages import AppendEntriesResponse, HeartbeatResponse, Message
 from raftkv.core.raft import RaftNode
 from raftkv.core.types import (
     Entry,
@@ -47,6 +49,8 @@ from raftkv.sim.storage import (
     STORAGE_DIR,
     SimLogStore,
     StorageOpener,
+    Unsynced,
+    corrupt_synced_record,
     lost_by_recovery,
     recovered_disk,
 )
@@ -67,6 +71,10 @@ class SimNode:
     incarnation: int = 0
     clock_rate: float = 1.0  # this node's tick period is tick_ms * clock_rate (clock drift)
     paused_until: float = 0.0  # a paused node queues its input and does nothing else
+    damaged: bool = False  # synced data was damaged since its last start (CORRUPT fault)
+    unsynced: Unsynced = field(default_factory=list)  # writes not synced when it stopped
+    reports: set[NodeId] = field(default_factory=set)  # peers whose loss reports it was sent
+    reports_seen: int = 0  # loss reports delivered to it (for scripted scenarios)
 
     @property
     def raft(self) -> RaftNode | None:
@@ -232,8 +240,13 @@ class Simulation:
         self._queue: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = 0
         self.ids = tuple(f"n{i + 1}" for i in range(nodes))
+        disks = random.Random(f"disk-{seed}")
         self.nodes = {
-            nid: SimNode(nid, clock_rate=self.rng.uniform(1 - clock_drift, 1 + clock_drift))
+            nid: SimNode(
+                nid,
+                SimFs(writeback=disks.choice(("prefix", "subset"))),
+                clock_rate=self.rng.uniform(1 - clock_drift, 1 + clock_drift),
+            )
             for nid in self.ids
         }
         self._open_storage = open_storage
@@ -257,6 +270,7 @@ class Simulation:
         self.trace: list[str] | None = None
         for nid in self.ids:
             self._start(self.nodes[nid])
+        self._churn = any(f.kind is FaultKind.MEMBERSHIP for f in faults)
         for fault in faults:
             self._schedule_fault(fault)
 
@@ -302,6 +316,7 @@ class Simulation:
     def _start(self, node: SimNode) -> None:
         """Start a node from what its disk holds, through the real recovery."""
         node.incarnation += 1
+        failed_syncs = node.fs.failed_syncs
         try:
             storage, rec = self._open_storage(
                 STORAGE_DIR,
@@ -311,11 +326,21 @@ class Simulation:
                 clock=lambda: self.now / 1000.0,
             )
         except DiskError as e:
-            self.checker.fail(f"{node.id} cannot restart: {e}")
+            if node.fs.failed_syncs == failed_syncs:
+                self.checker.fail(f"{node.id} cannot restart: {e}")
+                return
+            # The injected fsync error hit recovery: the node refuses to start; try again.
+            node.fs.release_locks()
+            self.log(f"{node.id} start failed: {e}")
+            self.at(self.now + self.rng.uniform(1.0, 20.0), lambda: self.restart(node))
             return
-        lost = lost_by_recovery(node.disk, rec)
+        lost = lost_by_recovery(node.disk, rec, node.unsynced)
         if lost is not None:
             self.checker.fail(f"durability: recovery on {node.id} lost what was synced: {lost}")
+        if rec.lost_data is not None and not node.damaged:
+            self.checker.fail(f"recovery on {node.id} reports lost synced data: {rec.lost_data}")
+        node.damaged = False
+        node.unsynced = []
         node.disk = recovered_disk(rec)
         node.store = SimLogStore(storage, node.disk)
         hs, snap = rec.hard_state, rec.snapshot
@@ -354,13 +379,29 @@ class Simulation:
             return
         node.fs.crash(self.rng)
         self.log(f"{node.id} CRASH")
+        node.unsynced += node.store.pending if node.store is not None else []
         node.driver = None
         node.store = None
+        node.reports = set()
         self.checker.forget(node.id)
 
     def restart(self, node: SimNode) -> None:
         if node.driver is None:
             self._start(node)
+
+    def _exit(self, node: SimNode) -> None:
+        """The process died after a disk error (fail-stop); the host stays up, and the page
+        cache with it. It is started again at once, as a supervisor would."""
+        if node.driver is None or node.driver.failed is None:
+            return
+        node.fs.release_locks()
+        self.log(f"{node.id} EXIT after a disk error: {node.driver.failed}")
+        node.unsynced += node.store.pending if node.store is not None else []
+        node.driver = None
+        node.store = None
+        node.reports = set()
+        self.checker.forget(node.id)
+        self.at(self.now + self.rng.uniform(1.0, 20.0), lambda: self.restart(node))
 
     def _tick(self, node: SimNode, incarnation: int) -> None:
         if node.incarnation != incarnation or node.driver is None:
@@ -377,6 +418,13 @@ class Simulation:
             return
         self._dirty[node.id] = None
         self._guarded(node, node.driver.run)
+        self._processed_reports(node)
+
+    def _processed_reports(self, node: SimNode) -> None:
+        """The driver ran: it stepped every message delivered so far."""
+        if node.reports:
+            self.checker.learned(node.id, node.reports)
+            node.reports = set()
 
     def _guarded(self, node: SimNode, action: Callable[[], None]) -> None:
         """Run a node's code; an exception escaping it is a bug in that node: a violation."""
@@ -407,7 +455,10 @@ class Simulation:
         except DiskError as e:
             error = e
         self._guarded(node, lambda: done(error))
+        self._processed_reports(node)
         if error is not None:
+            if node.driver is not None and node.driver.failed is not None:
+                self.at(self.now + self.rng.uniform(0.1, 2.0), lambda: self._exit(node))
             return
         if rate and self.rng.random() < rate:
             # Crash right after a sync and its messages: the moment votes and acks leave.
@@ -425,6 +476,9 @@ class Simulation:
     def _deliver(self, node: SimNode, msg: Message) -> None:
         """A partition also drops what was already in flight on the cut link."""
         if (msg.src, msg.dst) not in self.network.blocked and node.driver is not None:
+            if isinstance(msg, AppendEntriesResponse | HeartbeatResponse) and msg.recover_epoch:
+                node.reports.add(msg.src)
+                node.reports_seen += 1
             node.driver.deliver((msg,))
             self._run(node)
 
@@ -546,6 +600,10 @@ class Simulation:
             case FaultKind.CRASH_POINT:
                 self.at(fault.start, lambda: self._crash_points.append(fault))
                 self.at(fault.end, lambda: self._crash_points.remove(fault))
+            case FaultKind.FSYNC_ERROR:
+                self.at(fault.start, lambda: self._fsync_error(fault))
+            case FaultKind.CORRUPT:
+                self.at(fault.start, lambda: self._corrupt(fault))
             case FaultKind.FLAP:
                 self.at(fault.start, lambda: self._flap(fault, self._pick(False).id, True))
             case _:
@@ -556,6 +614,65 @@ class Simulation:
         node = self._pick(fault.target_leader)
         self.crash(node)
         self.at(fault.end, lambda: self.restart(node))
+
+    def _fsync_error(self, fault: Fault) -> None:
+        """The node's next fsync fails (it stops, and restarts with its page cache); at the
+        fault's end it loses power, which shows whether what it read back was durable."""
+        node = self._pick(fault.target_leader)
+        node.fs.fail_syncs = 1
+        self.log(f"{node.id} next fsync fails (EIO)")
+
+        def power_cut() -> None:
+            node.fs.fail_syncs = 0
+            if node.driver is not None:
+                self.crash(node)
+                self.at(self.now + self.rng.uniform(0.2, 10.0), lambda: self.restart(node))
+
+        self.at(fault.end, power_cut)
+
+    def _corrupt(self, fault: Fault) -> None:
+        """Power loss on up to a minority of the voters, each then losing a byte of data it
+        had synced (see corrupt_synced_record). Never more than a minority is recovering at
+        once: beyond that no protocol can keep what was acknowledged. With membership churn
+        the voters may shrink to 3, and learners may be promoted: one at a time then."""
+        voters = 3 if self._churn else len(self.ids)
+        recovering = {
+            n.id
+            for n in self.nodes.values()
+            if n.damaged or n.disk.hard_state.lost_from or (n.raft is not None and n.raft.lost_from)
+        }
+        room = (voters - 1) // 2 - len(recovering)
+        candidates = [nid for nid in self.ids if nid not in recovering]
+        if room <= 0 or not candidates:
+            return
+        self.rng.shuffle(candidates)
+        lead = self.leader()
+        if fault.target_leader and lead is not None and lead.id in candidates:
+            candidates.remove(lead.id)
+            candidates.insert(0, lead.id)
+        for nid in candidates[: self.rng.randint(1, room)]:
+            node = self.nodes[nid]
+            leading = self._leading()  # before the crash: whose view of it may go stale
+            if node.driver is not None:
+                self.crash(node)
+            else:
+                node.fs.crash(self.rng)  # the host loses power too
+            what = corrupt_synced_record(node.fs, self.rng)
+            if what is None:
+                self.log(f"{nid} has no synced record to damage")
+            else:
+                node.damaged = True
+                self.checker.on_damage(nid, node.disk, leading)
+                self.log(f"{nid} DAMAGED {what}")
+            self.at(fault.end, lambda n=node: self.restart(n))  # type: ignore[misc]
+
+    def _leading(self) -> list[tuple[NodeId, int]]:
+        """(id, term) of every node that leads now."""
+        return [
+            (n.id, n.raft.term)
+            for n in self.nodes.values()
+            if n.raft is not None and n.raft.role is Role.LEADER
+        ]
 
     def _crash_rate(self, node: SimNode) -> float:
         """During a crash-point window, how likely a crash is right after this sync: most

@@ -19,6 +19,12 @@ class FaultKind(enum.Enum):
     PAUSE = "pause"  # freeze a node (GC pause, SIGSTOP); it resumes with a backlog of input
     CRASH_POINT = "crash-point"  # crash nodes right after a persist, restart them quickly
     MEMBERSHIP = "membership"  # remove a voter (maybe the leader), add it back, promote it
+    # A node's next fsync fails with EIO (its data stays readable, never written back): the
+    # node stops, restarts at once (no power cut), and loses power at the fault's end.
+    FSYNC_ERROR = "fsync-error"
+    # Power loss on a minority of nodes, each losing a byte of data it had synced (and that
+    # a later durable record attests): they recover their logs from the others.
+    CORRUPT = "corrupt"
 
 
 ALL_FAULTS = frozenset(FaultKind)
@@ -89,7 +95,17 @@ def schedule(rng: random.Random, kinds: frozenset[FaultKind], until: float) -> l
     while FaultKind.MEMBERSHIP in kinds and t < until:
         faults.append(Fault(FaultKind.MEMBERSHIP, t, t, target_leader=rng.random() < 0.2))
         t += rng.uniform(100.0, 500.0)
-    process = [k for k in (FaultKind.CRASH, FaultKind.PAUSE, FaultKind.CRASH_POINT) if k in kinds]
+    process = [
+        k
+        for k in (
+            FaultKind.CRASH,
+            FaultKind.PAUSE,
+            FaultKind.CRASH_POINT,
+            FaultKind.FSYNC_ERROR,
+            FaultKind.CORRUPT,
+        )
+        if k in kinds
+    ]
     t = rng.uniform(100.0, 600.0)
     while process and t < until:
         kind = rng.choice(process)

@@ -5,7 +5,14 @@ What a crash keeps follows POSIX read strictly: a file's data survives once that
 fsynced or fdatasynced, a creation, rename or unlink once its directory was fsynced. Of the
 changes made since, a crash keeps a random prefix, in the order they were made (a page cache
 that wrote some of them back on its own), and the first change it drops may survive torn: a
-random prefix of its bytes. Each file and each directory draws its own prefix.
+random prefix of its bytes. Each file and each directory draws its own prefix. With
+writeback="subset" a file keeps a random subset of its changes instead (a page cache writes
+back any dirty pages, in any order): holes, with later writes after them.
+
+Faults: fail_syncs makes the next file syncs fail with EIO the way Linux does since 4.13: the
+data that sync was to make durable stays readable (until a crash) but is never written back,
+and a later sync reports success without it. corrupt() damages data that was synced (a bad
+sector, a misdirected write).
 
 Pure: no real IO; randomness comes from the Random passed to crash().
 """
@@ -48,12 +55,19 @@ class _Inode:
             _apply(self.durable, op)
         self.ops.clear()
 
-    def crash(self, rng: random.Random) -> None:
-        kept = rng.randrange(len(self.ops) + 1)
-        for op in self.ops[:kept]:
+    def doom(self) -> None:
+        """Its sync failed: what was pending stays visible but never becomes durable."""
+        self.ops.clear()
+
+    def crash(self, rng: random.Random, subset: bool) -> None:
+        ops = self.ops
+        if subset:
+            ops = [op for op in ops if rng.random() < 0.5]  # any pages, in any order
+        kept = rng.randrange(len(ops) + 1)
+        for op in ops[:kept]:
             _apply(self.durable, op)
-        if kept < len(self.ops) and self.ops[kept][0] == "write" and rng.random() < 0.5:
-            kind, at, data = self.ops[kept]
+        if kept < len(ops) and ops[kept][0] == "write" and rng.random() < 0.5:
+            kind, at, data = ops[kept]
             _apply(self.durable, (kind, at, data[: rng.randrange(len(data) + 1)]))
         self.ops.clear()
         self.data = bytearray(self.durable)
@@ -111,7 +125,11 @@ class SimFile:
         return len(data)
 
     def datasync(self) -> None:
-        self._fs.before_sync()
+        try:
+            self._fs.before_sync()
+        except OSError:
+            self._inode.doom()
+            raise
         self._inode.sync()
 
     fsync = datasync
@@ -139,14 +157,19 @@ class _SimLock:
 
 
 class SimFs:
-    """One node's disk. quota: bytes of file data it holds at most (ENOSPC beyond)."""
+    """One node's disk. quota: bytes of file data it holds at most (ENOSPC beyond).
+    writeback: what a crash keeps of a file's unsynced changes, "prefix" or "subset"."""
 
-    def __init__(self, quota: int = 1 << 40) -> None:
+    def __init__(self, quota: int = 1 << 40, writeback: str = "prefix") -> None:
+        if writeback not in ("prefix", "subset"):
+            raise ValueError(f"writeback must be prefix or subset, not {writeback!r}")
         self.root = _Dir()
         self.quota = quota
+        self.writeback = writeback
         self.locks: set[str] = set()
         self.syncs = 0
-        self.fail_syncs = False  # planted: every sync raises EIO
+        self.fail_syncs = 0  # the next this many syncs fail with EIO (see the module doc)
+        self.failed_syncs = 0  # how many did
 
     # --- the FileSystem interface ---------------------------------------------------------
 
@@ -224,14 +247,35 @@ class SimFs:
 
     def crash(self, rng: random.Random) -> None:
         """Power loss: every file and directory keeps what was synced and a random prefix
-        of what was not (the first dropped write maybe torn). Locks are gone."""
+        (or subset, see writeback) of what was not, the first dropped write maybe torn.
+        Locks are gone."""
+        subset = self.writeback == "subset"
         for node in self._all():
-            node.crash(rng)
+            if isinstance(node, _Inode):
+                node.crash(rng, subset)
+            else:
+                node.crash(rng)
         self.locks.clear()
+
+    def release_locks(self) -> None:
+        """The process died (the page cache and everything in it stay)."""
+        self.locks.clear()
+
+    def corrupt(self, path: Path, offset: int, rng: random.Random) -> None:
+        """Damage synced data: flip the bits of one durable byte (what reads see too, since
+        the page cache would be refilled from the disk after the crash that precedes this)."""
+        node = self._file(path)
+        if node.ops:
+            raise AssertionError(f"{path}: corrupt only a file with nothing unsynced")
+        flip = rng.randrange(1, 256)
+        node.durable[offset] ^= flip
+        node.data[offset] ^= flip
 
     def before_sync(self) -> None:
         self.syncs += 1
         if self.fail_syncs:
+            self.fail_syncs -= 1
+            self.failed_syncs += 1
             raise OSError(errno.EIO, "Input/output error (simulated)")
 
     def take_space(self, grow: int) -> None:

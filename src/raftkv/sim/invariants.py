@@ -8,6 +8,11 @@
 Plus: commit and apply indexes never go backwards within one incarnation of a node, an entry
 is committed only once a majority holds it on disk, and no message promises state that is not
 yet on the sender's disk (a granted vote, an acknowledged entry).
+
+A node whose synced data was damaged (on_damage) no longer holds what it acknowledged. A
+leader that counted those acknowledgements before it could know is not at fault: its commits
+count the lost entries as held, until it has processed the node's report of the loss
+(learned); from then on only what the node holds again counts.
 """
 
 from __future__ import annotations
@@ -46,6 +51,23 @@ class SafetyChecker:
         self._committed: dict[int, Entry] = {}  # index -> the entry committed there
         self._applied: dict[int, Entry] = {}  # index -> the entry applied there
         self._seen: dict[NodeId, _Seen] = {}
+        # Entries each damaged node held on disk before the damage, and the (leader, term,
+        # node) whose leader may still count that node's acknowledgements from before it.
+        self._held_before: dict[NodeId, set[tuple[int, int]]] = {}
+        self._stale: set[tuple[NodeId, int, NodeId]] = set()
+        self._learned: set[tuple[NodeId, NodeId]] = set()  # takes effect after this event
+
+    def on_damage(self, node: NodeId, disk: SimDisk, leading: list[tuple[NodeId, int]]) -> None:
+        """Synced data of node was damaged (it is down): what its disk held may be gone.
+        leading: (id, term) of the leaders at the time, whose view of it may go stale."""
+        held = self._held_before.setdefault(node, set())
+        held |= {(e.index, e.term) for e in disk.entries}
+        self._stale |= {(lead, term, node) for lead, term in leading if lead != node}
+
+    def learned(self, leader: NodeId, nodes: set[NodeId]) -> None:
+        """leader has processed these nodes' reports that they lost synced data (from the
+        next event on, it must no longer count what they acknowledged before)."""
+        self._learned |= {(leader, node) for node in nodes}
 
     def fail(self, message: str) -> None:
         self.violations.append(message)
@@ -100,6 +122,9 @@ class SafetyChecker:
             if raft.role is Role.LEADER:
                 self._check_leader(nid, raft, seen)
             self._check_commits(nid, raft, disks)
+        if self._learned:
+            self._stale = {(a, t, b) for a, t, b in self._stale if (a, b) not in self._learned}
+            self._learned.clear()
 
     # --- the properties -------------------------------------------------------------------
 
@@ -169,7 +194,15 @@ class SafetyChecker:
                 break
             self._committed[index] = entry
             voters = raft.voters
-            on_disk = sum(1 for v in voters if disks[v].has(index, entry.term))
+            on_disk = sum(
+                1
+                for v in voters
+                if disks[v].has(index, entry.term)
+                or (
+                    (nid, raft.term, v) in self._stale
+                    and (index, entry.term) in self._held_before.get(v, ())
+                )
+            )
             if raft.role is Role.LEADER:
                 # Seen where it was decided: the leader counted under its own configuration,
                 # the one it has now (a leader never truncates its log), so a true majority.

@@ -18,6 +18,7 @@ from raftkv.core.types import NodeId, Role
 from raftkv.kv.commands import Put, encode_command
 from raftkv.sim.cluster import NodeFactory, Simulation
 from raftkv.sim.runner import SIM_RAFT_CONFIG, check_history
+from raftkv.sim.storage import corrupt_synced_record
 from raftkv.sim.workload import ClientOp, OpKind
 
 # Timers so long they never fire on their own: every election here is started by the script.
@@ -273,3 +274,97 @@ def election_after_whole_cluster_restart(
     if not sim.run_until_true(lambda: sim.leader() is not None, start + 60_000.0):
         raise AssertionError("no leader within 60 s of a whole-cluster restart")
     return sim.now - start
+
+
+# --- lost synced data (protocol-aware recovery) ---------------------------------------------
+
+
+def _damage_entry(sim: Simulation, nid: NodeId, index: int) -> None:
+    """Power loss on nid, which then loses the synced WAL record holding entry index."""
+    node = sim.nodes[nid]
+    sim.crash(node)
+    what = corrupt_synced_record(node.fs, random.Random(f"damage-{index}"), holding=index)
+    if what is None:
+        raise AssertionError(f"no synced, attested record holds entry {index} on {nid}")
+    node.damaged = True
+    sim.checker.on_damage(nid, node.disk, [])
+    sim.log(f"{nid} DAMAGED {what}")
+
+
+def lost_data_vote(node_factory: NodeFactory = RaftNode, seed: int = 0) -> list[str]:
+    """x=2 is committed on n1 and n2 (n3 is away) and a client is told so. n2 then loses the
+    record holding it, and n1 stops. If n2 voted for n3 (which lacks x=2) after its restart,
+    n3 would lead without a committed entry: a recovering node must help elect no one until
+    it has caught up. n1 comes back, is elected, and n2 recovers x=2 from it."""
+    sim = Simulation(
+        seed, nodes=3, raft_config=_SCRIPTED, faults=[], clients=0, node_factory=node_factory
+    )
+    script = _Script(sim, "lost data vote")
+    n1, n2, n3 = sim.ids
+    script.elect(n1)
+    script.write_everywhere(n1, "1")
+    sim.network.isolate(n3)
+    put = script.call(n1, OpKind.PUT, "2")
+    script.wait(lambda: put.done, "x=2 written on n1 and n2", 100.0)
+    index = sim.nodes[n1].disk.entries[-1].index
+    script.call(n1, OpKind.PUT, "3")  # a later record on n2 attests that x=2's was synced
+    script.wait(
+        lambda: sim.nodes[n2].disk.has(index + 1, sim.nodes[n1].disk.hard_state.term),
+        "x=3 synced on n2",
+        100.0,
+    )
+    sim.crash(sim.nodes[n1])
+    _damage_entry(sim, n2, index)
+    sim.restart(sim.nodes[n2])
+    sim.network.heal()
+    sim.run_until(sim.now + 50.0)
+    sim.campaign(n3, force=True)  # a transfer-style election: no leader lease holds n2 back
+    sim.run_until(sim.now + 200.0)
+    if script.leads(n3):
+        return script.violations()  # the bug: elected with n2's vote
+    sim.restart(sim.nodes[n1])
+    sim.run_until(sim.now + 50.0)
+    for _ in range(3):  # a first try may meet n3's vote for itself in the same term
+        sim.campaign(n1, force=True)
+        if sim.run_until_true(lambda: script.leads(n1), sim.now + 100.0):
+            break
+    script.wait(lambda: script.leads(n1), "n1 elected (with n3's vote)", 1.0)
+    script.wait(
+        lambda: (r := sim.nodes[n2].raft) is not None and r.lost_from == 0, "n2 recovered", 300.0
+    )
+    sim.run_until(sim.now + 200.0)
+    return script.violations()
+
+
+def lost_data_commit(node_factory: NodeFactory = RaftNode, seed: int = 0) -> list[str]:
+    """x reaches only n1 (the leader) and n2: not committed yet (5 nodes). n2 loses the
+    record holding it, restarts and tells n1. When n4 gets x too, x is on two disks: n1 must
+    not count it committed (n2's acknowledgement from before its loss would make three)."""
+    sim = Simulation(
+        seed, nodes=5, raft_config=_SCRIPTED, faults=[], clients=0, node_factory=node_factory
+    )
+    script = _Script(sim, "lost data commit")
+    n1, n2, _, n4, _ = sim.ids
+    script.elect(n1)
+    script.write_everywhere(n1, "1")
+    for other in sim.ids[2:]:
+        sim.network.isolate(other)
+    put = script.call(n1, OpKind.PUT, "2")
+    term = sim.nodes[n1].disk.hard_state.term
+    index = sim.nodes[n1].raft.log.last_index()  # type: ignore[union-attr]
+    script.wait(lambda: sim.nodes[n2].disk.has(index, term), "x=2 synced on n2", 100.0)
+    script.call(n1, OpKind.PUT, "3")  # a later record on n2 attests that x=2's was synced
+    script.wait(lambda: sim.nodes[n2].disk.has(index + 1, term), "x=3 synced on n2", 100.0)
+    if put.done:
+        raise AssertionError("lost data commit: x=2 committed with two of five nodes")
+    _damage_entry(sim, n2, index)
+    sim.restart(sim.nodes[n2])
+    seen = sim.nodes[n1].reports_seen
+    script.wait(lambda: sim.nodes[n1].reports_seen > seen, "n2's report reached n1", 100.0)
+    sim.network.cut(n1, n2)  # n2 cannot get x back now
+    sim.network.cut(n2, n1)
+    sim.network.blocked -= {(n1, n4), (n4, n1)}
+    sim.run_until(sim.now + 100.0)  # n4 gets x=2 and x=3: on n1 and n4 only
+    sim.network.heal()
+    sim.run_until(sim.now + 300.0)
+    return script.violations()

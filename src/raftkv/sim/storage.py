@@ -5,17 +5,24 @@ The SimDisk is the safety checker's view of the disk: an append counts there onc
 returned (or a snapshot was installed or marked, which sync too). Promises (votes, acks) are
 checked against it when they leave. After a crash the real recovery runs on what the SimFs
 kept, and it must find everything the SimDisk holds: a WAL that acknowledged a sync it did
-not make durable, or recovery that drops a synced record, shows up there.
+not make durable, or recovery that drops a synced record, shows up there. Only where synced
+data was damaged (corrupt_synced_record) may recovery come back without some of it, and then
+it must say so.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from raftkv.core.types import Entry, HardState, Snapshot
 from raftkv.sim.disk import SimDisk
+from raftkv.sim.fs import SimFs
 from raftkv.storage import LogStorage, Recovered
+from raftkv.storage.record import Record, RecordType
+from raftkv.storage.schema import BATCH_DECODER, MARK_DECODER
+from raftkv.storage.segment import list_segments, scan_segment
 
 STORAGE_DIR = Path("/raft")
 # Small segments so that rolling to a new segment, and deleting old ones, happen in every run.
@@ -73,13 +80,28 @@ class SimLogStore:
             self.disk.persist(hard, entries)
 
 
-def lost_by_recovery(disk: SimDisk, rec: Recovered) -> str | None:
-    """What recovery failed to bring back of the durable state the disk holds, or None."""
+Unsynced = list[tuple[HardState | None, tuple[Entry, ...]]]
+
+
+def lost_by_recovery(disk: SimDisk, rec: Recovered, unsynced: Unsynced) -> str | None:
+    """What recovery failed to bring back of the durable state the disk holds, or None.
+
+    unsynced: the writes issued but not synced when the node stopped. Any of them may have
+    reached the disk anyway (and recovery makes durable what it finds), so a synced entry
+    may come back replaced, or cut off, by one of them: then the log holds that write's first
+    entry. When recovery says that it lost synced data (rec.hard_state.lost_from), entries
+    from there on may be gone (the node gets them again from its peers)."""
     base = rec.snapshot.index if rec.snapshot is not None else 0
     if base < disk.base:
         return f"snapshot {disk.base} came back as {base}"
     have = {e.index: e.term for e in rec.entries}
+    survived = [es[0].index for _, es in unsynced if es and have.get(es[0].index) == es[0].term]
+    lost_from = rec.hard_state.lost_from
     for entry in disk.entries:
+        if lost_from and entry.index >= lost_from:
+            continue
+        if any(first <= entry.index for first in survived):
+            continue  # a later write replaced the log from there
         if entry.index > base and have.get(entry.index) != entry.term:
             return f"entry {entry.index} (term {entry.term}) came back as {have.get(entry.index)}"
     old, new = disk.hard_state, rec.hard_state
@@ -95,3 +117,47 @@ def recovered_disk(rec: Recovered) -> SimDisk:
         disk.install(rec.snapshot)
     disk.persist(rec.hard_state, rec.entries)
     return disk
+
+
+def corrupt_synced_record(
+    fs: SimFs, rng: random.Random, *, holding: int | None = None
+) -> str | None:
+    """Damage one byte of a WAL record that was synced and that a later durable record
+    attests: the damage recovery promises to tell from a torn write (storage/recovery.py; a
+    record no durable record attests is its documented limit, so never chosen). holding: only
+    a record that holds this entry. Call on a file system just after a crash (nothing
+    unsynced). Returns what was damaged, or None when no record qualifies."""
+    found = list_segments(fs, STORAGE_DIR)
+    candidates: list[tuple[Path, Record]] = []
+    for k, (_, path) in enumerate(found):
+        buf = fs.read_bytes(path)
+        scanned = scan_segment(path, buf)
+        attested = len(buf) if k < len(found) - 1 else _attested(scanned.records)
+        candidates += [
+            (path, rec)
+            for rec in scanned.records[1:]  # not the header: its damage is refused
+            if rec.end <= attested and (holding is None or _holds(rec, holding))
+        ]
+    if not candidates:
+        return None
+    path, rec = rng.choice(candidates)
+    offset = rng.randrange(rec.offset, rec.end)
+    fs.corrupt(path, offset, rng)
+    return f"{path.name} offset {offset} (a {rec.rtype.name} record at {rec.offset})"
+
+
+def _holds(rec: Record, index: int) -> bool:
+    if rec.rtype is not RecordType.BATCH:
+        return False
+    return any(e.index == index for e in BATCH_DECODER.decode(rec.payload).entries)
+
+
+def _attested(records: list[Record]) -> int:
+    """How far the segment is attested synced by its records (see storage/recovery.py)."""
+    best = records[0].end
+    for rec in records[1:]:
+        if rec.rtype is RecordType.BATCH:
+            best = max(best, BATCH_DECODER.decode(rec.payload).synced)
+        elif rec.rtype is RecordType.SNAPSHOT_MARK:
+            best = max(best, MARK_DECODER.decode(rec.payload).synced)
+    return best

@@ -28,10 +28,18 @@ class SegmentHeader(msgspec.Struct, frozen=True, array_like=True):
 
 
 class Batch(msgspec.Struct, frozen=True, array_like=True):
-    """One save(). Entries, if any, replace the log from entries[0].index on."""
+    """One append(). Entries, if any, replace the log from entries[0].index on.
+
+    synced: the offset in this segment through which the segment was durable (a sync had
+    returned) when this record was written, so every byte before it had been synced: what
+    recovery uses to tell damage of synced data from a torn or lost unsynced write. 0 in
+    records from before this field. An empty batch that only carries it attests a sync.
+    hard_state: the node's hard state as of this record (every record carries it since the
+    field above exists, so a record after a damaged one still tells the term and vote)."""
 
     hard_state: HardState | None
     entries: list[Entry]
+    synced: int = 0
 
 
 class SnapshotMark(msgspec.Struct, frozen=True, array_like=True):
@@ -42,6 +50,8 @@ class SnapshotMark(msgspec.Struct, frozen=True, array_like=True):
     index: int
     term: int
     kept_last: int
+    synced: int = 0  # as in Batch
+    hard_state: HardState | None = None  # as in Batch
 
 
 class SnapshotBody(msgspec.Struct, frozen=True, array_like=True):

@@ -1,4 +1,5 @@
-"""WAL segment files: naming, creation, and the scan that tells a torn tail from corruption.
+"""WAL segment files: naming, creation, and the scan that finds a segment's valid records and
+any damage after them.
 
 A segment is `wal-<seq, 10 digits>.log`: MAGIC (8 bytes), then records (see record.py), the
 first of which is always a SEGMENT_HEADER; after the last record comes zero fill (the file is
@@ -8,7 +9,7 @@ Invariants:
 - a segment appears under its final name only after its magic and header record are durable
   (written to a .tmp name, fsynced, renamed, directory fsynced);
 - a new segment is started only after the previous one's last record is durable, so only the
-  last segment can have a torn tail;
+  last segment can have a torn tail: damage in any other is damage of synced data;
 - a segment's space is reserved (allocate) before any record goes into it, so running out of
   space shows up as a failed allocation, before anything is written.
 """
@@ -86,24 +87,30 @@ def install_segment(
 
 
 @dataclass(frozen=True, slots=True)
-class TornTail:
-    offset: int  # where valid data ends; everything from here on is discarded
-    garbage_end: int  # end of the non-zero bytes that were discarded
+class Damage:
+    """Bytes after a segment's valid records that are neither a record nor zero fill."""
+
+    offset: int  # where the valid records end: everything from here on is not replayed
+    garbage_end: int  # end of the non-zero bytes from offset on
     problem: str
 
 
 @dataclass(frozen=True, slots=True)
 class ScannedSegment:
     path: Path
-    records: list[Record]  # records[0] is the SEGMENT_HEADER
-    end: int  # offset just past the last valid record: where the next one goes
-    torn: TornTail | None
+    records: list[Record]  # the valid records from the start; records[0] is the SEGMENT_HEADER
+    end: int  # offset just past the last of them: where the next record goes
+    damage: Damage | None  # None: zero fill or the end of the file follows them
+    beyond: list[Record]  # valid records found after the damage: never replayed, read only
+    # for what they attest (see recovery.py)
 
 
-def scan_segment(path: Path, buf: bytes, is_last: bool) -> ScannedSegment:
-    """Validate a whole segment. Raises CorruptionError (with path and offset) unless every
-    record is valid, except that in the last segment an invalid record with no valid record
-    anywhere after it is a torn write: it is reported, not raised."""
+def scan_segment(path: Path, buf: bytes) -> ScannedSegment:
+    """Read a whole segment: its valid records from the start, then, if what follows is not
+    clean (zero fill or end of file), the damage and every valid record after it. Whether
+    damage is a torn write or lost synced data is for the caller to decide (it knows what was
+    synced). Raises CorruptionError only for a bad magic or segment header: both are durable
+    before the file gets its name."""
     where = str(path)
     if buf[:DATA_START] != MAGIC:
         raise CorruptionError(f"{path.name}: not a raftkv WAL segment (bad magic)", where, 0)
@@ -117,28 +124,26 @@ def scan_segment(path: Path, buf: bytes, is_last: bool) -> ScannedSegment:
         records.append(parsed)
         offset = parsed.end
     if not records or records[0].rtype is not RecordType.SEGMENT_HEADER:
-        # The header was durable before the file got its name: a bad one is corruption.
         raise CorruptionError(f"{path.name}: missing or damaged segment header", where, DATA_START)
     garbage_end = len(buf.rstrip(b"\0"))
     if invalid.zero and garbage_end <= offset:
-        return ScannedSegment(path, records, offset, None)  # clean end: zero fill or EOF
-    problem = _describe(invalid)
-    if not is_last:
-        raise CorruptionError(
-            f"{path.name}: {problem} at offset {offset} in a segment that is not the last",
-            where,
-            offset,
-        )
-    hint = _next_record_hint(buf, offset)
-    follower = find_valid_record(buf, offset + 1, garbage_end, hint)
-    if follower is not None:
-        raise CorruptionError(
-            f"{path.name}: {problem} at offset {offset}, but a valid record follows at "
-            f"offset {follower}: this is corruption, not a torn write",
-            where,
-            offset,
-        )
-    return ScannedSegment(path, records, offset, TornTail(offset, garbage_end, problem))
+        return ScannedSegment(path, records, offset, None, [])  # clean end
+    damage = Damage(offset, garbage_end, _describe(invalid))
+    return ScannedSegment(path, records, offset, damage, _records_after(buf, offset, garbage_end))
+
+
+def _records_after(buf: bytes, offset: int, stop: int) -> list[Record]:
+    """Every valid record that begins in (offset, stop), found by search past each bad one."""
+    found: list[Record] = []
+    at = find_valid_record(buf, offset + 1, stop, _next_record_hint(buf, offset))
+    while at is not None:
+        parsed = parse_at(buf, at)
+        if isinstance(parsed, Record):
+            found.append(parsed)
+            at = parsed.end if parsed.end < stop else None
+        else:
+            at = find_valid_record(buf, at + 1, stop, _next_record_hint(buf, at))
+    return found
 
 
 def _describe(parsed: Invalid) -> str:

@@ -16,6 +16,12 @@ Invariants:
 - after any other OSError the storage is failed: every later mutating call raises DiskError,
   because after a failed write or fsync nothing about the file contents can be trusted (a
   failed fsync is never retried);
+- every record says how far its segment had been synced when it was written (Batch.synced),
+  and carries the hard state; close() syncs and attests the tail. Recovery (recovery.py) uses
+  this to tell a torn or lost unsynced write (cut off) from damage of synced data (the log is
+  cut there, and the hard state says lost_from: the node recovers the rest from its peers),
+  and writes again and syncs whatever it read past the attested prefix before anything uses
+  it (after a failed fsync it may be in the page cache only);
 - every error message names the node and the file or directory.
 - first_index() - 1 is the newest durable snapshot's index (0 without one), and the log holds
   exactly the entries first_index()..last_index().
@@ -33,7 +39,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
 
 import msgspec
 
@@ -41,14 +46,11 @@ from raftkv.core.types import Entry, HardState, Snapshot
 from raftkv.errors import CorruptionError, DiskError, DiskFull
 from raftkv.storage import fsutil
 from raftkv.storage.fs import OS, File, FileSystem
-from raftkv.storage.record import HEADER_SIZE, Record, RecordType, frame
-from raftkv.storage.replay import Replayer
+from raftkv.storage.record import HEADER_SIZE, RecordType, frame
+from raftkv.storage.recovery import Clean, Lost, Torn, read_wal
 from raftkv.storage.schema import (
-    BATCH_DECODER,
     ENCODER,
     FORMAT_VERSION,
-    HEADER_DECODER,
-    MARK_DECODER,
     Batch,
     SegmentHeader,
     SnapshotMark,
@@ -56,11 +58,10 @@ from raftkv.storage.schema import (
 from raftkv.storage.segment import (
     DATA_START,
     SPARE_NAME,
-    ScannedSegment,
+    Damage,
     allocate,
     install_segment,
     list_segments,
-    scan_segment,
     segment_name,
 )
 from raftkv.storage.snapshot import SnapshotStore
@@ -88,7 +89,6 @@ _ENTRY_OVERHEAD = 32
 _SEGMENT_HEAD = DATA_START + HEADER_SIZE + 128
 
 log = logging.getLogger("raftkv.storage")
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +99,9 @@ class Recovered:
     entries: list[Entry]  # contiguous, starting right after the snapshot (or at 1)
     snapshot: Snapshot | None
     torn_tail: str | None  # human-readable report when a torn tail was truncated
+    # Human-readable report when synced data was found damaged (hard_state.lost_from > 0):
+    # the node must recover its log from its peers (see storage/recovery.py).
+    lost_data: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +143,11 @@ class LogStorage:
         self._file_end = 0  # size of the current segment file
         self._segment_has_data = False  # current segment holds more than its header
         self._unsynced = False  # records were written to the current segment since its sync
+        # The current segment is durable through _durable (a sync returned); each record says
+        # so (Batch.synced); _attested is what the newest record said.
+        self._durable = 0
+        self._attested = 0
+        self._open = False  # recovery completed: the files are as the writer left them
         self._spare: tuple[File, int] | None = None  # (file, size) of the reserved next segment
         self._no_room: DiskFull | None = None  # the last failed reservation ...
         self._retry_at = 0.0  # ... and when the next one may be tried (clock time)
@@ -186,6 +194,7 @@ class LogStorage:
         storage = cls(directory, lock, segment_bytes, sync, keep_snapshots, who, clock, fs)
         try:
             recovered = storage._recover()
+            storage._open = True
         except OSError as exc:
             storage.close()
             raise DiskError(
@@ -215,63 +224,98 @@ class LogStorage:
             if next_seq != seq + 1:
                 raise CorruptionError(f"WAL segment {seq + 1} is missing", str(next_path), 0)
 
-        replayer = Replayer(snapshot)
-        scanned: ScannedSegment | None = None
-        for k, (seq, path) in enumerate(found):
-            scanned = scan_segment(path, self.fs.read_bytes(path), is_last=k == len(found) - 1)
-            header = self._replay(replayer, seq, scanned)
-            self._segments.append(_Segment(seq, path, header.prev_index, header.base_index))
-        assert scanned is not None
-        entries = replayer.finish()
-
-        self._hard_state = replayer.hard_state
+        scan = read_wal(self.fs, found, snapshot)
+        entries = scan.replayer.finish()
+        self._segments = [_Segment(q, p, h.prev_index, h.base_index) for q, p, h in scan.segments]
+        self._hard_state = scan.replayer.hard_state
         self._base_index = snapshot.index if snapshot else 0
         self._base_term = snapshot.term if snapshot else 0
         self._last_index = entries[-1].index if entries else self._base_index
         self._terms.append(entries)
-        self._file = self.fs.open(scanned.path)
-        self._offset = self._zeroed = scanned.end
+        current = scan.current
+        self._file = self.fs.open(current.path)
+        self._offset = self._zeroed = current.end
         self._file_end = self._file.size()
-        self._segment_has_data = len(scanned.records) > 1
+        self._segment_has_data = len(current.records) > 1
 
-        torn_report = None
-        if scanned.torn is not None:
-            torn = scanned.torn
-            # Zero the discarded bytes so nothing stale ever sits after a future record.
-            fsutil.write_all(self._file, bytes(torn.garbage_end - torn.offset), torn.offset)
-            self._unsynced = True
-            self._datasync()
-            torn_report = (
-                f"{scanned.path}: torn tail truncated at offset {torn.offset} "
-                f"({torn.garbage_end - torn.offset} bytes discarded: {torn.problem})"
-            )
-        if snapshot is not None and replayer.max_mark < snapshot.index:
+        torn_report = lost_report = None
+        match scan.outcome:
+            case Clean(attested):
+                self._rewrite(scan.buf, attested, current.end)
+            case Torn(attested, damage):
+                self._rewrite(scan.buf, attested, damage.offset)
+                # Zero the discarded bytes so nothing stale ever sits after a future record.
+                zeros = bytes(damage.garbage_end - damage.offset)
+                fsutil.write_all(self._file, zeros, damage.offset)
+                self._unsynced = True
+                torn_report = (
+                    f"{current.path}: torn tail truncated at offset {damage.offset} "
+                    f"({len(zeros)} bytes discarded: {damage.problem})"
+                )
+            case Lost(damage, dropped, hard):
+                self._repair_loss(damage, dropped, hard)
+                lost_report = (
+                    f"{current.path}: LOST SYNCED DATA at offset {damage.offset} "
+                    f"({damage.problem}, in data that had been synced)"
+                    + (f"; {len(dropped)} later WAL segment(s) dropped" if dropped else "")
+                    + f". Log entries from index {hard.lost_from} on may be gone: recovering "
+                    "them from the other nodes, and voting for no one until then"
+                )
+        self._datasync()
+        if self._sync:
+            self.fs.fsync_dir(self.directory)  # names that a failed run left unsynced
+            self.stats.fsyncs += 1
+        if snapshot is not None and scan.replayer.max_mark < snapshot.index:
             # A crash came between the snapshot file and its WAL mark: write the mark now.
             mark = SnapshotMark(*_snap_key(snapshot), self._last_index)
             self._append(RecordType.SNAPSHOT_MARK, mark)
             self._datasync()
-        return Recovered(self._hard_state, entries, snapshot, torn_report)
+        return Recovered(self._hard_state, entries, snapshot, torn_report, lost_report)
 
-    def _replay(self, replayer: Replayer, seq: int, scanned: ScannedSegment) -> SegmentHeader:
-        where = str(scanned.path)
-        first = scanned.records[0]
-        header = _decode(HEADER_DECODER, first, where)
-        if header.version != FORMAT_VERSION or header.seq != seq:
-            raise CorruptionError(
-                f"segment header says version {header.version} seq {header.seq}, "
-                f"expected version {FORMAT_VERSION} seq {seq}",
-                where,
-                first.offset,
-            )
-        replayer.header(header, where, first.offset)
-        for rec in scanned.records[1:]:
-            if rec.rtype is RecordType.BATCH:
-                replayer.batch(_decode(BATCH_DECODER, rec, where), where, rec.offset)
-            elif rec.rtype is RecordType.SNAPSHOT_MARK:
-                replayer.mark(_decode(MARK_DECODER, rec, where), where, rec.offset)
-            else:
-                raise CorruptionError(f"unexpected {rec.rtype.name} record", where, rec.offset)
-        return header
+    def _rewrite(self, buf: bytes, start: int, end: int) -> None:
+        """Write buf[start:end] again (the next sync makes it durable). What recovery read past
+        the attested prefix may exist only in the page cache: after a failed fsync (never
+        retried) Linux keeps the data readable but never writes it back, so a node restarted
+        without a power cut would read, use and acknowledge what a later power cut erases.
+        Written again, it is written back like any new write."""
+        assert self._file is not None
+        if self._sync and end > start:
+            fsutil.write_all(self._file, buf[start:end], start)
+            self._unsynced = True
+
+    def _repair_loss(self, damage: Damage, dropped: list[Path], hard: HardState) -> None:
+        """Cut the log at the damage of synced data, the loss made durable first: wherever a
+        crash comes in between, the next recovery finds the loss again (and the same or an
+        earlier lost_from). The current file is the damaged segment."""
+        assert self._file is not None
+        at = damage.offset
+        # 1. Past every byte in use, a record saying that the bytes at the damage had been
+        # synced, with the new hard state.
+        marker = frame(RecordType.BATCH, ENCODER.encode(Batch(hard, [], at + 1)))
+        cut = frame(RecordType.BATCH, ENCODER.encode(Batch(hard, [], at)))
+        spot = max(damage.garbage_end, at + len(cut))
+        if spot + len(marker) > self._file.size():
+            self._file.allocate(spot + len(marker))
+        fsutil.write_all(self._file, marker, spot)
+        self._unsynced = True
+        self._datasync()
+        # 2. The later segments go, newest first, each removal durable: a prefix always stays.
+        for path in reversed(dropped):
+            self.fs.unlink(path)
+            self.stats.segments_removed += 1
+            if self._sync:
+                self.fs.fsync_dir(self.directory)
+                self.stats.fsyncs += 1
+        # 3. The log ends at the damage, with the new hard state; 4. zeros over the rest.
+        fsutil.write_all(self._file, cut, at)
+        self._unsynced = True
+        self._datasync()
+        fsutil.write_all(self._file, bytes(spot + len(marker) - at - len(cut)), at + len(cut))
+        self._unsynced = True
+        self._hard_state = hard
+        self._offset = self._zeroed = at + len(cut)
+        self._file_end = self._file.size()
+        self._segment_has_data = True
 
     def _remove_tmp_files(self) -> None:
         tmp = [self.directory / n for n in self.fs.listdir(self.directory) if n.endswith(".tmp")]
@@ -307,7 +351,7 @@ class LogStorage:
                 if entry.index != first + i:
                     raise ValueError(f"entries are not contiguous at {entry.index}")
         try:
-            self._append(RecordType.BATCH, Batch(hard_state, list(entries)))
+            self._append(RecordType.BATCH, Batch(hard_state or self._hard_state, list(entries)))
         except OSError as exc:
             raise self._fail("append", exc, self._segments[-1].path) from exc
         self.stats.saves += 1
@@ -448,13 +492,13 @@ class LogStorage:
         finally:
             self._segments = [s for s in self._segments if self.fs.exists(s.path)]
 
-    def _append(self, rtype: RecordType, payload: msgspec.Struct) -> None:
+    def _append(self, rtype: RecordType, payload: Batch | SnapshotMark) -> None:
         """Write one record at the tail (rolling to a new segment first if this one is full),
         not yet durable: a full segment is synced before the next one starts, so only the last
         segment may hold unsynced records. Raises DiskFull if its space cannot be reserved
         (nothing written), OSError otherwise; callers mark the storage failed on OSError."""
         assert self._file is not None
-        record = frame(rtype, ENCODER.encode(payload))
+        record = self._frame(rtype, payload)
         if self._spare is None and self._offset > self._segment_bytes // 2:
             with contextlib.suppress(DiskFull):  # remembered: retried later, or by check_room
                 self._prepare_spare(self._segment_bytes)
@@ -462,14 +506,22 @@ class LogStorage:
         if self._offset + len(record) > full_at and self._segment_has_data:
             self._datasync()
             self._start_segment(self._segments[-1].seq + 1, _SEGMENT_HEAD + len(record))
+            record = self._frame(rtype, payload)  # attests the new segment (never longer)
         if self._offset + len(record) > self._file_end:
             self._reserve_current(self._offset + len(record))  # a record bigger than a segment
         fsutil.write_all(self._file, record, self._offset)
         self._offset += len(record)
         self._segment_has_data = True
         self._unsynced = True
+        self._attested = self._durable
         self.stats.bytes_written += len(record)
         self._zero_ahead()
+
+    def _frame(self, rtype: RecordType, payload: Batch | SnapshotMark) -> bytes:
+        """The record, saying how far the current segment is durable (see recovery.py)."""
+        if isinstance(payload, SnapshotMark):
+            payload = msgspec.structs.replace(payload, hard_state=self._hard_state)
+        return frame(rtype, ENCODER.encode(msgspec.structs.replace(payload, synced=self._durable)))
 
     def _zero_ahead(self) -> None:
         """Write zeros over the preallocated space ahead of the tail, a few MiB at a time.
@@ -512,6 +564,7 @@ class LogStorage:
             self._file.close()
         self._file, self._offset, self._segment_has_data = f, offset, False
         self._zeroed, self._file_end = offset, file_end
+        self._durable = self._attested = offset if self._sync else 0
         self._segments.append(_Segment(seq, path, self._last_index, self._base_index))
         self.stats.segments_created += 1
         self.stats.bytes_written += offset
@@ -575,6 +628,8 @@ class LogStorage:
             self._file.datasync()
             self.stats.fsyncs += 1
         self._unsynced = False
+        if self._sync:
+            self._durable = self._offset
 
     def _fail(self, what: str, exc: OSError, path: Path | None = None) -> DiskError:
         where = exc.filename or path or self.directory
@@ -617,8 +672,16 @@ class LogStorage:
     # --- closing ----------------------------------------------------------------------
 
     def close(self) -> None:
-        """Release the files and the directory lock (the reserved spare segment's space too).
-        Idempotent; never raises."""
+        """Sync what was appended and attest it (see recovery.py: after a clean stop no
+        record is left whose damage would pass for a torn write), then release the files
+        and the directory lock (the reserved spare segment's space too). Idempotent; never
+        raises."""
+        if self._open and self._failed is None and self._file is not None and self._sync:
+            with contextlib.suppress(OSError, DiskError):
+                self._datasync()
+                if self._attested < self._durable:
+                    self._append(RecordType.BATCH, Batch(self._hard_state, []))
+                    self._datasync()
         if self._spare is not None:
             with contextlib.suppress(OSError):
                 self._spare[0].close()
@@ -646,14 +709,3 @@ class LogStorage:
 
 def _snap_key(snapshot: Snapshot) -> tuple[int, int]:
     return snapshot.index, snapshot.term
-
-
-def _decode(decoder: msgspec.msgpack.Decoder[_T], record: Record, where: str) -> _T:
-    try:
-        return decoder.decode(record.payload)
-    except msgspec.DecodeError as exc:
-        raise CorruptionError(
-            f"{record.rtype.name} record has a valid checksum but cannot be decoded: {exc}",
-            where,
-            record.offset,
-        ) from exc
