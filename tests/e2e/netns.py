@@ -40,6 +40,7 @@ import fcntl
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -74,9 +75,7 @@ def run(*cmd: str, stdin: str | None = None, check: bool = True) -> str:
 def missing_tools() -> list[str]:
     """What a lab needs and this machine lacks (root, ip, nft, iptables, /run/netns)."""
     problems = [] if os.geteuid() == 0 else ["root (network namespaces)"]
-    for tool in ("ip", "nft", "iptables"):
-        if subprocess.run(["which", tool], capture_output=True, check=False).returncode:
-            problems.append(tool)
+    problems += [tool for tool in ("ip", "nft", "iptables") if shutil.which(tool) is None]
     return problems
 
 

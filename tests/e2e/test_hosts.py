@@ -70,8 +70,9 @@ def test_three_hosts_elect_replicate_and_survive_a_partition(tmp_path: Path) -> 
         assert not lab.delayer_problem(), lab.delayer_problem()
     print(
         f"hosts test: {time.monotonic() - started:.1f}s, rtt {rtt:.1f} ms, "
-        f"{len(run.records)} ops, leader elected {run.elected_at - run.cut_at:.2f}s after the "
-        f"cut, cut-off node back {run.rejoined_s}s after healing, terms {run.terms}"
+        f"{len(run.records)} ops, leader elected {run.elected_at - run.cut_at:.2f}s and links "
+        f"reported down {run.links_down_s}s after the cut, cut-off node back {run.rejoined_s}s "
+        f"after healing, terms {run.terms}"
     )
     assert not run.problems, "\n".join(run.problems)
 
