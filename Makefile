@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo sim-long chaos bench bench-memory bench-checker fuzz clean
+.PHONY: test lint typecheck unit demo sim-long chaos bench bench-memory bench-checker fuzz wan-timing clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -53,6 +53,11 @@ bench-checker: $(STAMP)
 fuzz: $(STAMP)
 	RAFTKV_FUZZ_EXAMPLES=$${RAFTKV_FUZZ_EXAMPLES:-1000} $(BIN)/pytest -q --timeout 3600 \
 		tests/security/test_fuzz.py
+
+# Raft timing at WAN round trips (50-800 ms) on three hosts in network namespaces: elections,
+# latency and failover per RTT, as in docs/deploy.md. Root only; about 3 minutes per RTT.
+wan-timing: $(STAMP)
+	cd tests && ../$(BIN)/python -m e2e.wan_timing --rtt 50,100,200,400,800 --out ../wan-timing.json
 
 demo: $(STAMP)
 	$(BIN)/raftkv demo

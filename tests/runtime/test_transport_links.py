@@ -22,6 +22,7 @@ from raftkv.runtime.faults import NetFaults
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.settings import NodeSettings, PeerAddress
 from raftkv.runtime.transport import PeerTransport
+from raftkv.wire import Frame, FrameDecoder, Handshake, encode_handshake, encode_messages
 
 from .cluster import eventually
 from .resetting import ResettingListener
@@ -159,6 +160,50 @@ def test_a_link_task_that_ends_is_restarted(
         run_uvloop(main)
     ended = [r for r in caplog.records if "link task to peer b ended" in r.getMessage()]
     assert len(ended) == 1
+
+
+def test_a_peers_new_connection_closes_its_older_one(tmp_path: Path) -> None:
+    """A peer writes on one connection at a time, so when it handshakes on a new one its older
+    one is abandoned: closed, not kept. After a silent partition or a host crash that older
+    connection may be dead without this host's kernel knowing; kept, each one would hold a
+    --max-peer-connections slot forever (one more per partition, found in tests/e2e/
+    test_hosts.py)."""
+    _, b, _, port_b, got_b = _pair(tmp_path)
+
+    async def main() -> None:
+        await b.start()
+        writers: list[asyncio.StreamWriter] = []
+        try:
+            old_reader, old_writer = await _handshake_as("a", port_b)
+            writers.append(old_writer)
+            _, new_writer = await _handshake_as("a", port_b)
+            writers.append(new_writer)
+            assert await asyncio.wait_for(old_reader.read(), 2.0) == b"", "older one closed"
+            new_writer.write(encode_messages([Heartbeat(1, "a", "b", 0)]))
+            await eventually(lambda: _true(len(got_b) == 1), what="b to take the new one's")
+            assert len(b._inbound) == 1
+        finally:
+            for writer in writers:
+                writer.close()
+            await b.close()
+
+    run_uvloop(main)
+
+
+async def _handshake_as(
+    node_id: str, port: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw peer connection to port, handshaken as node_id (cluster "raftkv")."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(encode_handshake("raftkv", node_id))
+    decoder = FrameDecoder()
+    frames: list[Frame] = []
+    while not frames:
+        data = await asyncio.wait_for(reader.read(4096), 5.0)
+        assert data, "the peer closed the connection during the handshake"
+        frames = decoder.feed(data)
+    assert isinstance(frames[0], Handshake)
+    return reader, writer
 
 
 async def _true(value: bool) -> bool:
