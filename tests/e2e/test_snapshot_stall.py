@@ -1,20 +1,23 @@
 """Issue #15 item 5 on real processes: snapshots of a large store must not stall the leader.
 
 Three `raftkv serve` processes (default timing: 50 ms tick, heartbeat every tick, election
-timeout 10-20 ticks), 32 concurrent writers PUT 1 KiB values under distinct keys to the leader
-while the nodes snapshot (every 10,000 entries, the default, at most: the log must also have
-grown as large as the last snapshot). The old code encoded each snapshot inside the Ready loop,
-so with a store of tens of MB no heartbeat left for seconds and the followers elected a new
-leader. Now the snapshot is encoded and written on a worker thread.
+timeout 10-20 ticks), 32 concurrent writers PUT values under distinct keys to the leader while
+the nodes snapshot (every --snapshot-entries entries at most: the log must also have grown as
+large as the last snapshot). The old code encoded and wrote each snapshot inside the Ready
+loop, so with a store of tens of MB no heartbeat left for up to seconds and the followers
+elected a new leader. Now the snapshot is encoded and written on a worker thread.
 
 Checked from outside, so the old code can be judged the same way: every node polled at 20 Hz
 for role, term and leader, and at the end every node's raftkv_term and raftkv_leader_changes.
 Checked from inside: each follower's raftkv_leader_silence_seconds_max (the longest time its
-core went without a message from the leader) stays under half the election timeout, and
-snapshots of a large store were taken during the load (the leader's log says their sizes).
+core went without a message from the leader) stays under a bound, and snapshots of a large
+store were taken during the load (the leader's log says their sizes).
 
-The full run (>= 100 MiB of values) is `make stress-snapshots` (marked slow); make test runs a
-20 MiB slice with snapshots every 2,000 entries.
+The full run (100 MiB of values, bound: half the shortest election timeout, 250 ms) is `make
+stress-snapshots` (marked slow); make test runs a 64 MiB slice (bound: the election timeout).
+A WAL fsync runs on the loop, so a disk that stalls (another process's writeback on a shared
+disk) delays heartbeats as much as anything: on a busy machine these can fail without any
+snapshot being at fault; rerun them on a quiet one.
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ CLIENTS = 32
 VALUE_SIZE = 1024
 POLL_S = 0.05  # status poll period: 20 Hz per node
 ELECTION_TIMEOUT_S = 10 * 0.050  # the default --election-ticks x --tick-ms (the shortest)
-SILENCE_BOUND_S = ELECTION_TIMEOUT_S / 2
 _SNAPSHOT_LINE = re.compile(rb"snapshot at index (\d+) \((\d+) bytes\), log compacted")
 
 
@@ -142,7 +144,13 @@ def _snapshots_logged(cluster: Cluster, nid: str) -> list[tuple[int, int]]:
 
 
 async def _load_and_watch(
-    cluster: Cluster, ids: list[str], leader: str, keys: int, seen: Observed, load: Load
+    cluster: Cluster,
+    ids: list[str],
+    leader: str,
+    keys: int,
+    size: int,
+    seen: Observed,
+    load: Load,
 ) -> None:
     timeout = aiohttp.ClientTimeout(total=30)
     async with (
@@ -152,7 +160,7 @@ async def _load_and_watch(
         stop = asyncio.Event()
         polling = asyncio.create_task(_poll(pollers, cluster, ids, seen, stop))
         try:
-            await _write(writers, cluster.url(leader), keys, load)
+            await _write(writers, cluster.url(leader), keys, load, size)
         finally:
             stop.set()
             await polling
@@ -189,23 +197,25 @@ def _node_line(nid: str, b: dict[str, float], a: dict[str, float], seen: Observe
     )
 
 
-def run_snapshot_load(tmp_path: Path, keys: int, snapshot_entries: int, large: int) -> None:
-    """Write keys x 1 KiB to the leader of a fresh 3-node cluster snapshotting every
+def run_snapshot_load(
+    tmp_path: Path, keys: int, size: int, snapshot_entries: int, large: int, silence: float
+) -> None:
+    """Write keys x size bytes to the leader of a fresh 3-node cluster snapshotting every
     snapshot_entries entries (at most); fail unless there was no election, no failed write,
     a snapshot of at least `large` bytes on the leader during the load, and every follower's
-    longest leader silence stayed under SILENCE_BOUND_S."""
+    longest leader silence stayed under `silence` seconds."""
     serve_args = ("--snapshot-entries", str(snapshot_entries))
     with serving_cluster(tmp_path, 3, serve_args) as cluster:
         ids = [n.id for n in cluster.topology.nodes]
         leader = _settled(cluster, ids)
         before = {nid: _metrics(cluster, nid) for nid in ids}
         seen, load = Observed(), Load()
-        asyncio.run(_load_and_watch(cluster, ids, leader, keys, seen, load))
+        asyncio.run(_load_and_watch(cluster, ids, leader, keys, size, seen, load))
         taken = _snapshots_logged(cluster, leader)  # all taken during the load (fresh nodes)
         after = {nid: _metrics(cluster, nid) for nid in ids}
 
     lines = [
-        f"{keys} keys x {VALUE_SIZE} B = {keys * VALUE_SIZE / 2**20:.1f} MiB of values in "
+        f"{keys} keys x {size} B = {keys * size / 2**20:.1f} MiB of values in "
         f"{load.seconds:.1f}s ({load.ok / max(load.seconds, 1e-9):.0f} writes/s), "
         f"{len(load.failures)} failed; leader {leader}",
         f"leader's snapshots (index, MB): {[(i, round(b / 1e6, 1)) for i, b in taken]}",
@@ -216,7 +226,7 @@ def run_snapshot_load(tmp_path: Path, keys: int, snapshot_entries: int, large: i
     summary = "\n".join(lines)
     print(summary)
 
-    problems = list(_problems(ids, leader, before, after, seen, load, taken, large))
+    problems = list(_problems(ids, leader, before, after, seen, load, taken, large, silence))
     assert not problems, "\n".join(["", *problems, "--- figures ---", summary])
 
 
@@ -229,6 +239,7 @@ def _problems(
     load: Load,
     taken: list[tuple[int, int]],
     large: int,
+    bound: float,
 ) -> Iterator[str]:
     if load.failures:
         yield f"{len(load.failures)} writes failed, first: {load.failures[:3]}"
@@ -247,21 +258,32 @@ def _problems(
         if nid == leader:
             continue
         silence = after[nid].get("raftkv_leader_silence_seconds_max")
-        if silence is None or silence >= SILENCE_BOUND_S:
-            yield f"{nid}: longest leader silence {silence} s, not under {SILENCE_BOUND_S} s"
+        if silence is None or silence >= bound:
+            yield f"{nid}: longest leader silence {silence} s, not under {bound} s"
 
 
 @pytest.mark.timeout(300)
 def test_snapshots_keep_heartbeats_on_time(tmp_path: Path) -> None:
-    """The slice in make test: 40 MiB, snapshots every 5,000 entries at most."""
-    run_snapshot_load(tmp_path, keys=40 * 1024, snapshot_entries=5000, large=20 * 10**6)
+    """The slice in make test: 64 MiB in 2 KiB values, snapshots every 4,000 entries at most.
+    Its bound is the shortest election timeout (no follower's election timer could have
+    fired): make test runs it beside other tests on 2 cores, where a WAL fsync on a shared
+    disk alone was seen to take 270 ms with no snapshot anywhere. With the snapshot job
+    planted back on the loop, the followers went 486-705 ms without a heartbeat here."""
+    run_snapshot_load(
+        tmp_path, 32 * 1024, 2048, snapshot_entries=4000, large=40 * 10**6,
+        silence=ELECTION_TIMEOUT_S,
+    )  # fmt: skip
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_snapshots_of_100mb_store_keep_heartbeats_on_time(tmp_path: Path) -> None:
-    """Issue #15's "done when": a store of 100 MiB of values, default snapshot settings."""
-    run_snapshot_load(tmp_path, keys=100 * 1024, snapshot_entries=10_000, large=50 * 10**6)
+    """Issue #15's "done when": a store of 100 MiB of values, default snapshot settings, and
+    heartbeats with a margin: no follower went half an election timeout without one."""
+    run_snapshot_load(
+        tmp_path, 100 * 1024, VALUE_SIZE, snapshot_entries=10_000, large=50 * 10**6,
+        silence=ELECTION_TIMEOUT_S / 2,
+    )  # fmt: skip
 
 
 OFF_VALUE_SIZE = 64 * 1024
