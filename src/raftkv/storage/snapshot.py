@@ -28,7 +28,15 @@ from raftkv.errors import CorruptionError, DiskError, DiskFull
 from raftkv.packing import array_header, bin_header
 from raftkv.storage import fsutil
 from raftkv.storage.fs import OS, File, FileSystem
-from raftkv.storage.record import HEADER, Record, RecordType, checksum, extend_checksum, parse_at
+from raftkv.storage.record import (
+    HEADER,
+    MAX_PAYLOAD,
+    Record,
+    RecordType,
+    checksum,
+    extend_checksum,
+    parse_at,
+)
 from raftkv.storage.schema import ENCODER, FORMAT_VERSION, SNAPSHOT_DECODER, SnapshotBody
 from raftkv.storage.stats import StorageStats
 
@@ -61,6 +69,8 @@ def snapshot_file_parts(snapshot: Snapshot) -> tuple[bytes, bytes, bytes]:
     after = ENCODER.encode(list(snapshot.learners))
     rtype = RecordType.SNAPSHOT_FILE
     size = len(before) + len(snapshot.data) + len(after)
+    if size > MAX_PAYLOAD:
+        raise ValueError(f"snapshot record of {size} bytes exceeds {MAX_PAYLOAD}")
     crc = extend_checksum(extend_checksum(checksum(rtype, before), snapshot.data), after)
     return MAGIC + HEADER.pack(size, int(rtype), crc) + before, snapshot.data, after
 
