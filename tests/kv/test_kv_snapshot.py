@@ -252,3 +252,26 @@ def test_restore_of_mutated_snapshot_is_a_store_or_protocol_error(data: st.DataO
     raw[i] = data.draw(st.integers(0, 255))
     with contextlib.suppress(ProtocolError):
         KvStore.restore(bytes(raw))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(steps.filter(_valid), max_size=30))
+def test_view_encodes_exactly_what_snapshot_gives(history: list[Step]) -> None:
+    """The snapshot the driver takes off the loop (a view, encoded later in a thread) has
+    the same bytes as the store's own snapshot at the same moment, even if the store moved on."""
+    kv = KvStore(SMALL)
+    for step in entries(history):
+        apply(kv, step)
+    expected, view = kv.snapshot(), kv.snapshot_view()
+    kv.apply(kv.applied_index + 1, encode_command(Put("later", b"x")))
+    assert view.encode() == expected
+    buf = bytearray(b"prefix")
+    view.encode_into(buf)
+    assert bytes(buf) == b"prefix" + expected
+
+
+def test_view_of_more_keys_than_one_sort_chunk_is_sorted() -> None:
+    kv = KvStore()
+    for i in range(3000, 0, -1):  # inserted in reverse: the view must sort across chunks
+        kv.apply(3001 - i, encode_command(Put(f"k{i:05d}", b"v")))
+    assert kv.snapshot_view().encode() == kv.snapshot()

@@ -6,6 +6,7 @@ import json
 import random
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from raftkv.core.config import Config
@@ -13,6 +14,7 @@ from raftkv.core.membership import ConfChange, ConfChangeKind, Membership
 from raftkv.core.raft import RaftNode
 from raftkv.core.types import Role
 from raftkv.errors import BadRequest, DiskError, ProtocolError
+from raftkv.kv.commands import Put, encode_command
 from raftkv.kv.store import KvStore
 from raftkv.runtime.addresses import (
     AddressBook,
@@ -20,9 +22,15 @@ from raftkv.runtime.addresses import (
     decode_context,
     encode_context,
 )
+from raftkv.runtime.kvhooks import ServerStore
 from raftkv.runtime.membership import MembershipTracker
 from raftkv.runtime.settings import PeerAddress
-from raftkv.runtime.snapshot_data import decode_server_snapshot, encode_server_snapshot
+from raftkv.runtime.snapshot_data import (
+    copy_out,
+    decode_server_snapshot,
+    encode_server_snapshot,
+    server_snapshot_buffer,
+)
 
 A1 = PeerAddress("127.0.0.1", 7001, "http://127.0.0.1:8001")
 A2 = PeerAddress("127.0.0.1", 7002, "http://127.0.0.1:8002")
@@ -134,3 +142,40 @@ def test_server_snapshot_carries_the_book_and_reads_plain_kv_images() -> None:
         decode_server_snapshot(b"garbage")
     with pytest.raises(ProtocolError):
         decode_server_snapshot(data[:6])
+
+
+@pytest.mark.parametrize("size", [0, 200, 255, 256, 65535, 65536, 300_000])
+def test_server_snapshot_encoded_in_place_is_msgspecs_encoding(size: int) -> None:
+    """The image is encoded into the snapshot's own buffer (no copy), with the headers
+    written in front of it afterwards: the bytes are msgspec's (shortest headers)."""
+    image = b"RKVS" + b"i" * size
+    book = {"n1": A1, "n2": A2}
+    expected = b"RKSV\x01" + msgspec.msgpack.encode(
+        [image, {p: [a.raft_host, a.raft_port, a.http_url] for p, a in book.items()}]
+    )
+    assert encode_server_snapshot(image, book) == expected
+    assert copy_out(server_snapshot_buffer(lambda buf: buf.extend(image), book)) == expected
+    assert decode_server_snapshot(expected) == (image, book)
+
+
+def test_server_store_view_encodes_what_the_store_holds_then() -> None:
+    book = AddressBook("n1", {"n1": A1, "n2": A2})
+    store = ServerStore(book)
+    for i in range(1, 2001):
+        store.apply(i, encode_command(Put(f"k{i:04d}", b"v" * 100)))
+    expected = encode_server_snapshot(store.snapshot(), book.peers())
+    view = store.snapshot_view()
+    store.apply(2001, encode_command(Put("later", b"x")))
+    assert view.encode() == expected
+
+
+@pytest.mark.parametrize("size", [0, 1, 5 * 1024 * 1024 + 3])
+def test_copy_out_copies_exactly(size: int) -> None:
+    buf = bytearray(b"head..." + bytes(range(256)) * (size // 256 + 1))[: size + 7]
+    view = memoryview(buf)[7:]
+    before = bytes(view)
+    out = copy_out(view)
+    assert type(out) is bytes and out == before
+    del view
+    buf[7:] = b"\xff" * size  # a copy: the buffer may change afterwards
+    assert out == before

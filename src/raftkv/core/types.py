@@ -18,7 +18,7 @@ class EntryKind(enum.IntEnum):
     CONFIG = 2
 
 
-class Entry(msgspec.Struct, frozen=True, array_like=True):
+class Entry(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """One log entry. Invariant: index >= 1, term >= 1; (index, term) identifies it uniquely."""
 
     term: int

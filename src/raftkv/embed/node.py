@@ -67,7 +67,7 @@ from raftkv.runtime.clock import TickClock
 from raftkv.runtime.events import EventHub
 from raftkv.runtime.faults import NetFaults
 from raftkv.runtime.metrics import NodeMetrics
-from raftkv.runtime.node import Inbox, NodeStopped, RaftRuntime
+from raftkv.runtime.node import Inbox, NodeStopped, RaftRuntime, ticker
 from raftkv.runtime.settings import PeerAddress, open_storage
 from raftkv.runtime.transport import PeerTransport
 
@@ -259,8 +259,9 @@ class Node(Generic[M]):
         stack.push_async_callback(runner.cleanup)
         await transport.start()
         stack.push_async_callback(transport.close)
-        ticker = asyncio.create_task(_ticker(inbox, s.tick_seconds), name=f"tick-{self.id}")
-        stack.push_async_callback(_cancel, ticker)
+        ticks = ticker(inbox, s.tick_seconds, metrics.loop_lag.observe)
+        tick_task = asyncio.create_task(ticks, name=f"tick-{self.id}")
+        stack.push_async_callback(_cancel, tick_task)
         self._task = asyncio.create_task(runtime.run(), name=f"raft-{self.id}")
         stack.push_async_callback(self._stop_runtime)
         site = web.TCPSite(runner, s.http[0], s.http[1])
@@ -704,13 +705,6 @@ class Node(Generic[M]):
         loop = asyncio.get_running_loop()
         pause = self.settings.tick_seconds * random.uniform(0.5, 1.5)
         await asyncio.sleep(max(0.0, min(pause, deadline - loop.time())))
-
-
-async def _ticker(inbox: Inbox, period: float) -> None:
-    """Wake the Ready loop every tick period; the TickClock counts how many ticks passed."""
-    while True:
-        await asyncio.sleep(period)
-        inbox.add_tick()
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

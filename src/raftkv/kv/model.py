@@ -26,7 +26,7 @@ class EventType(enum.Enum):
     DELETE = "delete"
 
 
-class Event(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+class Event(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True, gc=False):
     """One change to one key at `revision`. A transaction's changes all share its revision.
 
     kv is the key after the change (for a delete: the key with an empty value, versions 0);

@@ -18,6 +18,7 @@ from raftkv.errors import ProtocolError
 from raftkv.kv.model import KeyValue
 from raftkv.kv.results import Result
 from raftkv.kv.sessions import SessionRecord
+from raftkv.packing import array_header
 
 SNAPSHOT_MAGIC = b"RKVS"
 SNAPSHOT_FORMAT = 2
@@ -69,30 +70,26 @@ class SnapshotView:
         return len(self._data)
 
     def encode(self) -> bytes:
-        buf = bytearray(SNAPSHOT_MAGIC + bytes([SNAPSHOT_FORMAT]))
-        buf += _array_header(4)  # SnapshotState is array-like: its four fields in order
+        buf = bytearray()
+        self.encode_into(buf)
+        return bytes(buf)
+
+    def encode_into(self, buf: bytearray) -> None:
+        """Append the encoding to buf (so a wrapper around it needs no copy of its own)."""
+        buf += SNAPSHOT_MAGIC + bytes([SNAPSHOT_FORMAT])
+        buf += array_header(4)  # SnapshotState is array-like: its four fields in order
         _encoder.encode_into(self.revision, buf, len(buf))
         _encoder.encode_into(self.applied_index, buf, len(buf))
-        buf += _array_header(len(self._data))
+        buf += array_header(len(self._data))
         data = self._data
         for key in _sorted_in_chunks(list(data)):
             _encoder.encode_into(data[key], buf, len(buf))
         _encoder.encode_into(self._sessions, buf, len(buf))
-        return bytes(buf)
 
 
 def _sorted_in_chunks(keys: list[str]) -> Iterator[str]:
     runs = [sorted(keys[i : i + CHUNK]) for i in range(0, len(keys), CHUNK)]
     return heapq.merge(*runs)
-
-
-def _array_header(n: int) -> bytes:
-    """The msgpack array header msgspec writes for n items (the shortest form)."""
-    if n < 16:
-        return bytes([0x90 | n])
-    if n < 1 << 16:
-        return b"\xdc" + n.to_bytes(2, "big")
-    return b"\xdd" + n.to_bytes(4, "big")
 
 
 def decode_snapshot(data: bytes) -> SnapshotState:

@@ -17,7 +17,11 @@ from raftkv.kv.store import KvConfig, KvStore
 from raftkv.runtime.addresses import AddressBook
 from raftkv.runtime.membership import MembershipTracker
 from raftkv.runtime.settings import PeerAddress
-from raftkv.runtime.snapshot_data import decode_server_snapshot, encode_server_snapshot
+from raftkv.runtime.snapshot_data import (
+    copy_out,
+    decode_server_snapshot,
+    server_snapshot_buffer,
+)
 
 
 class ServerSnapshotView:
@@ -28,7 +32,7 @@ class ServerSnapshotView:
         self._peers = peers
 
     def encode(self) -> bytes:
-        return encode_server_snapshot(self._kv.encode(), self._peers)
+        return copy_out(server_snapshot_buffer(self._kv.encode_into, self._peers))
 
 
 class ServerStore(KvStore):

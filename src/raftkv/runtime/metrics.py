@@ -72,6 +72,19 @@ class NodeMetrics:
         self.leader_changes = Counter(
             "raftkv_leader_changes", "Times the known leader changed", registry=r
         )
+        self.loop_lag = _MaxHistogram(
+            "raftkv_loop_lag_seconds",
+            "How late the event loop delivered each Raft tick (the ticker's wake-up): what a "
+            "blocked loop delays, heartbeats included",
+            r,
+        )
+        self.leader_silence = _MaxHistogram(
+            "raftkv_leader_silence_seconds",
+            "On a follower: time between two consecutive cycles in which its Raft core took "
+            "messages from the leader (a heartbeat or append); an election starts when this "
+            "exceeds the election timeout",
+            r,
+        )
         snapshots = Counter(
             "raftkv_snapshots",
             "Snapshots taken here (log compaction), installed from the leader, or failed to "
@@ -167,6 +180,25 @@ class NodeMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+_STALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class _MaxHistogram:
+    """A histogram of durations plus a gauge NAME_max: the longest one observed since start
+    (a stall is one long observation, which the buckets alone locate only roughly)."""
+
+    def __init__(self, name: str, doc: str, registry: CollectorRegistry) -> None:
+        self._hist = Histogram(name, doc, buckets=_STALL_BUCKETS, registry=registry)
+        self._gauge = Gauge(f"{name}_max", f"Longest since start: {doc}", registry=registry)
+        self.max = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self._hist.observe(seconds)
+        if seconds > self.max:
+            self.max = seconds
+            self._gauge.set(seconds)
 
 
 class _StorageCollector(Collector):

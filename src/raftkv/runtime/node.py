@@ -40,7 +40,7 @@ log = logging.getLogger("raftkv.node")
 LOG_TAIL = 20  # entries shown in "state" events
 NO_ROOM_LOG_INTERVAL_S = 10.0  # at most one warning this often about a full disk
 
-__all__ = ["Inbox", "NodeHooks", "NodeStopped", "RaftRuntime"]
+__all__ = ["Inbox", "NodeHooks", "NodeStopped", "RaftRuntime", "ticker"]
 
 
 class NodeHooks(Protocol):
@@ -86,6 +86,22 @@ class Inbox:
     async def wait(self) -> None:
         await self._wake.wait()
         self._wake.clear()
+
+
+async def ticker(inbox: Inbox, period: float, lag: Callable[[float], None]) -> None:
+    """Wake the Ready loop every tick period (how many ticks passed is the TickClock's call)
+    and report lag(seconds): how late each wake-up came, the time the loop was busy elsewhere
+    (a heartbeat due then left that late too)."""
+    loop = asyncio.get_running_loop()
+    due = loop.time()
+    while True:
+        due += period
+        now = loop.time()
+        if due < now - 5 * period:
+            due = now
+        await asyncio.sleep(max(0.0, due - now))
+        lag(max(0.0, loop.time() - due))
+        inbox.add_tick()
 
 
 M = DefaultTypeVar("M", bound=StateMachine[Any], default=Any)
@@ -169,6 +185,8 @@ class RaftRuntime(Generic[M, R]):
         self._describer = EntryDescriber()
         self._last_state: tuple[Any, ...] = ()
         self._stopping = False
+        self._heard_from: NodeId | None = None  # the leader last heard from, and when
+        self._heard_at = 0.0
         metrics.bind_state(
             term=lambda: raft.term,
             role=lambda: raft.role,
@@ -319,6 +337,7 @@ class RaftRuntime(Generic[M, R]):
                 driver.tick(inbox.take_ticks())
                 if inbox.messages:
                     msgs, inbox.messages = inbox.messages, []
+                    self._heard(msgs)
                     driver.deliver(msgs)
                 if driver.idle:
                     await inbox.wait()
@@ -336,6 +355,23 @@ class RaftRuntime(Generic[M, R]):
             self._stopping = True
             driver.close()
             self.notify_watchers()
+
+    def _heard(self, msgs: Sequence[Message]) -> None:
+        """Time the gaps between the cycles that hand the core a message from its leader (a
+        follower's view of the heartbeats, whoever delayed them: the leader, the network or
+        this loop). Without a known leader (campaigning after a silence), the last leader's
+        next message still closes the gap."""
+        leader = self.raft.leader or self._heard_from
+        if leader is None or leader == self.id:
+            self._heard_from = None
+            return
+        for msg in msgs:
+            if msg.src == leader:
+                now = monotonic()
+                if self._heard_from == leader:
+                    self._metrics.leader_silence.observe(now - self._heard_at)
+                self._heard_from, self._heard_at = leader, now
+                return
 
     def _report_failure(self, failure: BaseException) -> None:
         if isinstance(failure, DiskError):

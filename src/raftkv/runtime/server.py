@@ -37,7 +37,7 @@ from raftkv.runtime.http_api import HttpApi
 from raftkv.runtime.http_site import forwarder_ssl, make_site, url_scheme
 from raftkv.runtime.kvhooks import ServerHooks, ServerStore
 from raftkv.runtime.metrics import NodeMetrics
-from raftkv.runtime.node import Inbox, RaftRuntime
+from raftkv.runtime.node import Inbox, RaftRuntime, ticker
 from raftkv.runtime.settings import NodeSettings, open_storage
 from raftkv.runtime.transport import PeerTransport
 from raftkv.storage import Recovered, fsutil
@@ -118,8 +118,9 @@ class NodeServer:
         stack.push_async_callback(transport.close)
         self.raft_port = transport.port
 
-        ticker = asyncio.create_task(_ticker(inbox, settings.tick_seconds), name=f"tick-{sid}")
-        stack.push_async_callback(_cancel, ticker)
+        ticks = ticker(inbox, settings.tick_seconds, metrics.loop_lag.observe)
+        tick_task = asyncio.create_task(ticks, name=f"tick-{sid}")
+        stack.push_async_callback(_cancel, tick_task)
         self._node_task = asyncio.create_task(node.run(), name=f"raft-{sid}")
         stack.push_async_callback(self._stop_node)
 
@@ -325,19 +326,6 @@ def _write_file(settings: NodeSettings, path: Path, text: str) -> None:
         fsutil.atomic_write(path, text.encode())
     except OSError as e:
         raise fsutil.write_error(f"node {settings.node_id}", path, e) from e
-
-
-async def _ticker(inbox: Inbox, period: float) -> None:
-    """Wake the Ready loop every tick period; how many ticks passed is the TickClock's call."""
-    loop = asyncio.get_running_loop()
-    due = loop.time()
-    while True:
-        due += period
-        now = loop.time()
-        if due < now - 5 * period:
-            due = now
-        await asyncio.sleep(max(0.0, due - now))
-        inbox.add_tick()
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -41,6 +41,11 @@ def checksum(rtype: int, payload: bytes | memoryview) -> int:
     return int(google_crc32c.extend(google_crc32c.value(bytes([rtype])), bytes(payload)))
 
 
+def extend_checksum(crc: int, data: bytes) -> int:
+    """The checksum of what crc covered followed by data (a payload checksummed in parts)."""
+    return int(google_crc32c.extend(crc, data))
+
+
 def frame(rtype: RecordType, payload: bytes) -> bytes:
     """Header + payload, ready to be written in one piece."""
     if len(payload) > MAX_PAYLOAD:

@@ -7,7 +7,12 @@ corruption, never a torn write. The newest file is the one recovery uses; older 
 
 A write that fails before the rename (ENOSPC, EIO on the new file's write or fsync) changes
 nothing: its .tmp file is removed and DiskError (DiskFull for lack of space) is raised, so the
-node can keep serving from its WAL and try again later. The new file is never fsynced twice.
+node can keep serving from its WAL and try again later. A failed write or sync is never retried
+on the same file.
+
+A large file is written and made durable SYNC_EVERY bytes at a time, so the WAL's syncs, which
+share the disk, never wait behind a whole snapshot; and it is written from its parts, so the
+snapshot's data is never copied (a copy of a large store holds the GIL and stalls the loop).
 """
 
 from __future__ import annotations
@@ -20,9 +25,18 @@ import msgspec
 
 from raftkv.core.types import Snapshot
 from raftkv.errors import CorruptionError, DiskError, DiskFull
+from raftkv.packing import array_header, bin_header
 from raftkv.storage import fsutil
-from raftkv.storage.fs import OS, FileSystem
-from raftkv.storage.record import Record, RecordType, frame, parse_at
+from raftkv.storage.fs import OS, File, FileSystem
+from raftkv.storage.record import (
+    HEADER,
+    MAX_PAYLOAD,
+    Record,
+    RecordType,
+    checksum,
+    extend_checksum,
+    parse_at,
+)
 from raftkv.storage.schema import ENCODER, FORMAT_VERSION, SNAPSHOT_DECODER, SnapshotBody
 from raftkv.storage.stats import StorageStats
 
@@ -35,15 +49,36 @@ def snapshot_name(index: int) -> str:
 
 
 def encode_snapshot(snapshot: Snapshot) -> bytes:
-    body = SnapshotBody(
-        FORMAT_VERSION,
-        snapshot.index,
-        snapshot.term,
-        list(snapshot.voters),
-        snapshot.data,
-        list(snapshot.learners),
+    return b"".join(snapshot_file_parts(snapshot))
+
+
+def snapshot_file_parts(snapshot: Snapshot) -> tuple[bytes, bytes, bytes]:
+    """The file's bytes in three parts: what precedes snapshot.data (the magic, the record
+    header, the body's fields before it), snapshot.data itself (not copied), and what follows
+    it. The body is the msgpack of a SnapshotBody, written by hand around the data."""
+    before = b"".join(
+        [
+            array_header(_BODY_FIELDS),
+            ENCODER.encode(FORMAT_VERSION),
+            ENCODER.encode(snapshot.index),
+            ENCODER.encode(snapshot.term),
+            ENCODER.encode(list(snapshot.voters)),
+            bin_header(len(snapshot.data)),
+        ]
     )
-    return MAGIC + frame(RecordType.SNAPSHOT_FILE, ENCODER.encode(body))
+    after = ENCODER.encode(list(snapshot.learners))
+    rtype = RecordType.SNAPSHOT_FILE
+    size = len(before) + len(snapshot.data) + len(after)
+    if size > MAX_PAYLOAD:
+        raise ValueError(f"snapshot record of {size} bytes exceeds {MAX_PAYLOAD}")
+    crc = extend_checksum(extend_checksum(checksum(rtype, before), snapshot.data), after)
+    return MAGIC + HEADER.pack(size, int(rtype), crc) + before, snapshot.data, after
+
+
+_BODY_FIELDS = len(SnapshotBody.__struct_fields__)
+# A snapshot file is made durable this much at a time: a WAL sync issued meanwhile waits
+# behind at most this much of it, not behind the whole file (the WAL syncs on the event loop).
+SYNC_EVERY = 4 * 1024 * 1024
 
 
 def read_snapshot(path: Path, fs: FileSystem = OS) -> Snapshot:
@@ -117,11 +152,12 @@ class SnapshotStore:
         directory's state is unknown: the caller must fail the storage."""
         path = self.directory / snapshot_name(snapshot.index)
         tmp = path.with_name(path.name + ".tmp")
-        data = encode_snapshot(snapshot)
+        parts = snapshot_file_parts(snapshot)
+        size = sum(len(part) for part in parts)
         try:
             f = self.fs.open(tmp, create=True, truncate=True)
             try:
-                fsutil.write_all(f, data, 0)
+                self._write_paced(f, parts)
                 if self.sync:
                     f.fsync()
                     self.stats.fsyncs += 1
@@ -135,16 +171,32 @@ class SnapshotStore:
             free = self.fs.free_bytes(self.directory)
             cls = DiskFull if fsutil.no_space(exc) else DiskError
             raise cls(
-                f"{self._who}: cannot write snapshot {path} ({fsutil.mib(len(data))}): "
+                f"{self._who}: cannot write snapshot {path} ({fsutil.mib(size)}): "
                 f"{exc.strerror or exc} ({fsutil.mib(free)} free)",
                 str(path),
             ) from exc
         if self.sync:
             self.fs.fsync_dir(self.directory)
             self.stats.fsyncs += 1
-        self.stats.bytes_written += len(data)
+        self.stats.bytes_written += size
         self.stats.snapshots_saved += 1
         return path
+
+    def _write_paced(self, f: File, parts: tuple[bytes, bytes, bytes]) -> None:
+        """Write parts one after the other, making each SYNC_EVERY bytes durable before the
+        next are written (the last ones are left to the caller's fsync)."""
+        offset = unsynced = 0
+        for part in parts:
+            view = memoryview(part)
+            for start in range(0, len(view), SYNC_EVERY):
+                if self.sync and unsynced >= SYNC_EVERY:
+                    f.datasync()
+                    self.stats.fsyncs += 1
+                    unsynced = 0
+                piece = view[start : start + SYNC_EVERY]
+                fsutil.write_all(f, piece, offset)
+                offset += len(piece)
+                unsynced += len(piece)
 
     def prune(self, keep: int | None = None) -> int:
         """Delete all but the newest `keep` (default: self.keep) snapshot files; how many."""
