@@ -32,9 +32,7 @@ from typing import Any, Generic, Literal, TypeVar
 from aiohttp import web
 
 from raftkv.client.session import SessionKeeper
-from raftkv.core.config import Config
 from raftkv.core.membership import ConfChange, ConfChangeKind
-from raftkv.core.raft import RaftNode
 from raftkv.core.types import NodeId
 from raftkv.driver import SnapshotPolicy
 from raftkv.embed.codec import Decoder, encode
@@ -49,7 +47,7 @@ from raftkv.embed.forward import (
 from raftkv.embed.hooks import EmbedHooks
 from raftkv.embed.machine import AnyMachine
 from raftkv.embed.membership import already
-from raftkv.embed.options import NodeOptions, build_settings, check_identity
+from raftkv.embed.options import NodeOptions, build_settings
 from raftkv.embed.protocol import Outcome, Status, encode_envelope, encode_open_session
 from raftkv.embed.replica import Replica
 from raftkv.errors import (
@@ -62,13 +60,11 @@ from raftkv.errors import (
     Timeout,
     TooLarge,
 )
-from raftkv.runtime.clock import TickClock
-from raftkv.runtime.events import EventHub
 from raftkv.runtime.faults import NetFaults
-from raftkv.runtime.metrics import NodeMetrics
-from raftkv.runtime.node import Inbox, NodeStopped, RaftRuntime
-from raftkv.runtime.settings import PeerAddress, open_storage
-from raftkv.runtime.transport import PeerTransport
+from raftkv.runtime.node import NodeStopped, RaftRuntime
+from raftkv.runtime.settings import NodeSettings, PeerAddress
+from raftkv.runtime.shell import EMBEDDED, HttpFront, NodeShell, Parts, wait_applied
+from raftkv.storage import Recovered
 
 log = logging.getLogger("raftkv.embed")
 
@@ -158,7 +154,6 @@ class Node(Generic[M]):
         self._sessions = SessionKeeper(self._open_session)
         self._runtime: RaftRuntime[Replica, Outcome] | None = None
         self._stack: contextlib.AsyncExitStack | None = None
-        self._task: asyncio.Task[None] | None = None
         self._forward: ForwardClient | None = None
         self._faults = NetFaults()
         self._used = False
@@ -206,80 +201,30 @@ class Node(Generic[M]):
 
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         s, opts = self.settings, self.options
-        await asyncio.to_thread(check_identity, s)
-        storage, rec = await asyncio.to_thread(open_storage, s)
-        stack.callback(storage.close)
-        if rec.torn_tail:
-            log.warning("%s: %s", self.id, rec.torn_tail)
-        if rec.snapshot is not None:
-            self._replica.restore(rec.snapshot.data, rec.snapshot.index)
-        config = Config(
-            election_ticks=s.election_ticks,
-            heartbeat_ticks=s.heartbeat_ticks,
-            tick_us=round(s.tick_seconds * 1_000_000),
-        )
         joining = () if self.id in self._initial_voters else (self.id,)
-        raft = RaftNode(
-            s.node_id,
-            self._initial_voters,
-            config,
-            random.Random(),
-            hard_state=rec.hard_state,
-            entries=rec.entries,
-            snapshot=rec.snapshot,
-            learners=joining,  # not a voter at first: listen until the leader adds us
-        )
-        inbox = Inbox(TickClock(s.tick_seconds))
-        hub, metrics = EventHub(s.node_id), NodeMetrics()
-        transport = PeerTransport(s, inbox.add_messages, self._faults, hub, metrics)
-        runtime: RaftRuntime[Replica, Outcome] = RaftRuntime(
-            raft,
-            self._replica,
-            storage,
-            inbox=inbox,
-            send=transport.send,
-            hub=hub,
-            metrics=metrics,
-            hooks=self._hooks,
-            policy=SnapshotPolicy(opts.snapshot_every, 0, opts.snapshot_log_ratio),
-        )
-        self._runtime = runtime
+
+        async def build(recovered: Recovered) -> Parts[Replica]:
+            # not a voter at first when joining: listen until the leader adds us
+            return Parts(self._replica, self._initial_voters, joining, s, self._hooks)
+
         stack.callback(self._bus.close)
         if opts.forward:
             self._forward = ForwardClient(s, self._faults)
             stack.push_async_callback(self._forward.close)
-        runner = web.AppRunner(
-            ForwardServer(s, runtime, self._change_here).app(),
-            access_log=None,
-            handler_cancellation=True,
-            shutdown_timeout=_HTTP_SHUTDOWN_S,
+        shell: NodeShell[Replica, Outcome] = await NodeShell.start(
+            stack,
+            s,
+            EMBEDDED,
+            build,
+            front=self._front,
+            policy=SnapshotPolicy(opts.snapshot_every, 0, opts.snapshot_log_ratio),
+            faults=self._faults,
         )
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        await transport.start()
-        stack.push_async_callback(transport.close)
-        ticker = asyncio.create_task(_ticker(inbox, s.tick_seconds), name=f"tick-{self.id}")
-        stack.push_async_callback(_cancel, ticker)
-        self._task = asyncio.create_task(runtime.run(), name=f"raft-{self.id}")
-        stack.push_async_callback(self._stop_runtime)
-        site = web.TCPSite(runner, s.http[0], s.http[1])
-        await site.start()
-        stack.push_async_callback(site.stop)
-        log.info(
-            "%s: embedded node up (cluster %s, peers on %s:%d, term %d, log %d..%d)",
-            self.id,
-            s.cluster_id,
-            s.listen[0],
-            transport.port,
-            raft.term,
-            raft.log.first_index(),
-            raft.log.last_index(),
-        )
+        self._runtime = shell.runtime
 
-    async def _stop_runtime(self) -> None:
-        if self._runtime is not None and self._task is not None:
-            self._runtime.stop()
-            await asyncio.shield(self._task)
+    def _front(self, shell: NodeShell[Replica, Outcome]) -> HttpFront:
+        server = ForwardServer(shell.settings, shell.runtime, self._change_here)
+        return _ForwardFront(server, shell.settings)
 
     # --- state ----------------------------------------------------------------------------
 
@@ -629,18 +574,7 @@ class Node(Generic[M]):
         return await self._at_leader(timeout, here, there, failed, deadline=deadline)
 
     async def _applied_through(self, index: int, deadline: float) -> None:
-        runtime = self._running()
-        loop = asyncio.get_running_loop()
-        with runtime.watcher() as changed:
-            while runtime.applied_index < index:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    raise Timeout(f"{self.id} did not apply index {index} in time")
-                changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    # watchers fire on apply; the poll covers snapshot installs
-                    await asyncio.wait_for(changed.wait(), min(remaining, 0.05))
-                self._running()
+        await wait_applied(self._running(), index, deadline)
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -705,17 +639,35 @@ class Node(Generic[M]):
         await asyncio.sleep(max(0.0, min(pause, deadline - loop.time())))
 
 
-async def _ticker(inbox: Inbox, period: float) -> None:
-    """Wake the Ready loop every tick period; the TickClock counts how many ticks passed."""
-    while True:
-        await asyncio.sleep(period)
-        inbox.add_tick()
+class _ForwardFront:
+    """The embedded node's HTTP listener: the forwarding routes (embed/forward.py)."""
 
+    def __init__(self, server: ForwardServer, settings: NodeSettings) -> None:
+        self._runner = web.AppRunner(
+            server.app(),
+            access_log=None,
+            handler_cancellation=True,
+            shutdown_timeout=_HTTP_SHUTDOWN_S,
+        )
+        self._settings = settings
+        self._site: web.TCPSite | None = None
 
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async def start(self) -> int:
+        await self._runner.setup()
+        host, port = self._settings.http
+        self._site = web.TCPSite(self._runner, host, port)
+        await self._site.start()
+        return port
+
+    def close_streams(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        if self._site is not None:
+            await self._site.stop()
+
+    async def drain(self) -> None:
+        await self._runner.cleanup()
 
 
 __all__ = ["Consistency", "Node", "NodeStatus"]
