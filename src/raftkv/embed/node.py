@@ -29,6 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
 
+import msgspec
 from aiohttp import web
 
 from raftkv.client.session import SessionKeeper
@@ -38,29 +39,44 @@ from raftkv.driver import SnapshotPolicy
 from raftkv.embed.codec import Decoder, encode
 from raftkv.embed.errors import CommandFailed
 from raftkv.embed.events import EventBus, EventStream, Listener
-from raftkv.embed.forward import (
-    MAX_COMMAND_SIZE,
-    UNKNOWN,
-    ForwardClient,
-    ForwardServer,
-)
 from raftkv.embed.hooks import EmbedHooks
 from raftkv.embed.machine import AnyMachine
 from raftkv.embed.membership import already
 from raftkv.embed.options import NodeOptions, build_settings
-from raftkv.embed.protocol import Outcome, Status, encode_envelope, encode_open_session
+from raftkv.embed.protocol import (
+    ENCODER,
+    MAX_COMMAND_SIZE,
+    Outcome,
+    Status,
+    encode_envelope,
+    encode_open_session,
+)
 from raftkv.embed.replica import Replica
 from raftkv.errors import (
     BadRequest,
     CallerError,
+    DiskError,
+    ForwardFailed,
     NoQuorum,
     NotLeader,
     ProposalDropped,
     SessionExpired,
     Timeout,
     TooLarge,
+    WrongCluster,
 )
+from raftkv.runtime.admission import PeerPolicy
 from raftkv.runtime.faults import NetFaults
+from raftkv.runtime.forward import (
+    MEMBER,
+    PROPOSE,
+    READ_INDEX,
+    Answer,
+    ForwardClient,
+    ForwardServer,
+    encode_lease,
+    internal_app,
+)
 from raftkv.runtime.node import NodeStopped, RaftRuntime
 from raftkv.runtime.settings import NodeSettings, PeerAddress
 from raftkv.runtime.shell import EMBEDDED, HttpFront, NodeShell, Parts, wait_applied
@@ -91,6 +107,8 @@ class _Tried:
 
 
 _SESSION_ID: Decoder[str] = Decoder(str, "the session id")
+_OUTCOME = msgspec.msgpack.Decoder(Outcome)
+_CHANGES = msgspec.msgpack.Decoder(ConfChange)
 _HTTP_SHUTDOWN_S = 1.0
 
 
@@ -209,7 +227,7 @@ class Node(Generic[M]):
 
         stack.callback(self._bus.close)
         if opts.forward:
-            self._forward = ForwardClient(s, self._faults)
+            self._forward = ForwardClient(s.node_id, s.cluster_id, s.peers.get, self._faults)
             stack.push_async_callback(self._forward.close)
         shell: NodeShell[Replica, Outcome] = await NodeShell.start(
             stack,
@@ -223,8 +241,23 @@ class Node(Generic[M]):
         self._runtime = shell.runtime
 
     def _front(self, shell: NodeShell[Replica, Outcome]) -> HttpFront:
-        server = ForwardServer(shell.settings, shell.runtime, self._change_here)
-        return _ForwardFront(server, shell.settings)
+        settings = shell.settings
+        server = ForwardServer(
+            shell.runtime,
+            settings.cluster_id,
+            settings.request_timeout_s,
+            {MEMBER: self._member_op},
+        )
+        peers = PeerPolicy.of(settings, lambda p: p != self.id and p in settings.peers)
+        return _ForwardFront(server, peers, settings)
+
+    async def _member_op(self, body: bytes, peer: str | None) -> tuple[int, bytes]:
+        """A follower's membership change, at this node (forward.py)."""
+        try:
+            change = _CHANGES.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise BadRequest(f"malformed membership change: {e}") from None
+        return await self._change_here(change, self.settings.request_timeout_s), b""
 
     # --- state ----------------------------------------------------------------------------
 
@@ -355,12 +388,9 @@ class Node(Generic[M]):
                 raise _Retry(str(e)) from e
 
         async def there(forward: ForwardClient, leader: NodeId, attempt: float) -> int:
-            reply = await forward.change_members(leader, change, attempt)
-            if reply.code == "ok":
-                return reply.index
-            if reply.code == "bad_request":
-                raise BadRequest(reply.message)
-            raise _Retry(reply.message)
+            body = ENCODER.encode(change)
+            answer = await _call(forward, leader, MEMBER, body, attempt, write=True)
+            return answer.index
 
         def failed(why: str, _: bool) -> str:
             return (
@@ -512,14 +542,12 @@ class Node(Generic[M]):
         async def there(
             forward: ForwardClient, leader: NodeId, attempt: float
         ) -> tuple[Outcome, int]:
-            reply = await forward.apply(leader, envelope, attempt)
-            if reply.code == "ok" and reply.outcome is not None:
-                return reply.outcome, reply.index
-            if reply.code == "bad_request":
-                raise BadRequest(reply.message)
-            maybe_applied = reply.code in (UNKNOWN, "timeout")
-            tried.maybe_applied = tried.maybe_applied or maybe_applied
-            raise _Retry(reply.message, maybe_applied=maybe_applied)
+            try:
+                answer = await _call(forward, leader, PROPOSE, envelope, attempt, write=True)
+            except _Retry as e:
+                tried.maybe_applied = tried.maybe_applied or e.maybe_applied
+                raise
+            return _OUTCOME.decode(answer.result), answer.index
 
         def failed(why: str, maybe_applied: bool) -> str:
             outcome = (
@@ -562,11 +590,10 @@ class Node(Generic[M]):
                 raise _Retry(f"leadership not confirmed within {attempt:g}s") from e
 
         async def there(forward: ForwardClient, leader: NodeId, attempt: float) -> int:
-            reply = await forward.read_index(leader, lease, attempt)
-            if reply.code != "ok":
-                raise _Retry(reply.message)
-            await self._applied_through(reply.index, deadline)
-            return reply.index
+            body = encode_lease(lease)
+            answer = await _call(forward, leader, READ_INDEX, body, attempt, write=False)
+            await self._applied_through(answer.index, deadline)
+            return answer.index
 
         def failed(why: str, _: bool) -> str:
             return f"{self.id}: read not confirmed within {timeout:g}s (last: {why})"
@@ -639,12 +666,27 @@ class Node(Generic[M]):
         await asyncio.sleep(max(0.0, min(pause, deadline - loop.time())))
 
 
-class _ForwardFront:
-    """The embedded node's HTTP listener: the forwarding routes (embed/forward.py)."""
+async def _call(
+    forward: ForwardClient, leader: NodeId, op: str, body: bytes, attempt: float, *, write: bool
+) -> Answer:
+    """One attempt of op at the leader (forward.py). Raises BadRequest / WrongCluster (final),
+    else _Retry: maybe applied when a write was sent and its answer lost or unknown."""
+    try:
+        return await forward.call(leader, op, body, attempt, write=write)
+    except (BadRequest, WrongCluster):
+        raise
+    except (Timeout, ForwardFailed, DiskError) as e:
+        raise _Retry(str(e), maybe_applied=write) from e
+    except CallerError as e:  # not the leader, dropped, no quorum, stopping: not applied
+        raise _Retry(str(e)) from e
 
-    def __init__(self, server: ForwardServer, settings: NodeSettings) -> None:
+
+class _ForwardFront:
+    """The embedded node's HTTP listener: the forwarding routes (runtime/forward.py)."""
+
+    def __init__(self, server: ForwardServer, peers: PeerPolicy, settings: NodeSettings) -> None:
         self._runner = web.AppRunner(
-            server.app(),
+            internal_app(server, peers),
             access_log=None,
             handler_cancellation=True,
             shutdown_timeout=_HTTP_SHUTDOWN_S,

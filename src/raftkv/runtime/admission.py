@@ -35,12 +35,13 @@ from aiohttp.typedefs import Middleware
 
 from raftkv.errors import TooManyConnections, TooManyStreams
 from raftkv.runtime.conn_guard import Budget, GuardedProtocol, guarded, too_many_message
-from raftkv.runtime.forward import HOP_HEADER, PEER_KEY_HEADER
 from raftkv.runtime.http_errors import from_exception
 from raftkv.runtime.settings import NodeSettings
 from raftkv.security.tls import cert_identity
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+HOP_HEADER = "X-Raftkv-Forwarded-By"  # the member forwarding a request (forward.py)
+PEER_KEY_HEADER = "X-Raftkv-Peer-Key"  # its proof without TLS, with tokens (forward_key)
 STREAM_ROUTES = frozenset(("/v1/watch", "/v1/events"))
 
 

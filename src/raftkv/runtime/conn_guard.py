@@ -32,7 +32,6 @@ from typing import Any, Protocol, cast, runtime_checkable
 
 from aiohttp import web
 
-from raftkv.runtime.forward import FORWARD_POOL
 from raftkv.runtime.http_parse_errors import use_json_errors
 from raftkv.security.config import SecurityConfig
 
@@ -41,6 +40,7 @@ log = logging.getLogger("raftkv.http")
 ProtocolFactory = Callable[[], asyncio.Protocol]
 NodeOfCert = Callable[[Any], "str | None"]  # the member a TLS client certificate names
 
+FORWARD_POOL = 512  # connections a follower may hold to the leader (the leader allows as many)
 OVERFLOW_LIMIT = 64  # connections over max_http_connections held until their first request
 
 

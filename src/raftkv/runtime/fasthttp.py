@@ -47,18 +47,16 @@ from aiohttp import web
 from raftkv.errors import NotLeader, RaftkvError
 from raftkv.kv.commands import Put, encode_command
 from raftkv.kv.results import Result, Status
-from raftkv.runtime.admission import Route, admit
+from raftkv.runtime.admission import HOP_HEADER, PEER_KEY_HEADER, Route, admit
 from raftkv.runtime.conn_guard import ConnectionGuard, guarded
-from raftkv.runtime.forward import HOP_HEADER, PEER_KEY_HEADER
 from raftkv.runtime.http_api import (
     HttpApi,
     result_response,
     revision_json,
     session_from,
-    timeout_error,
 )
 from raftkv.runtime.http_auth import check_access
-from raftkv.runtime.http_errors import error_response, from_exception
+from raftkv.runtime.http_errors import error_response, from_exception, timeout_error
 from raftkv.runtime.node import RaftRuntime
 from raftkv.runtime.settings import NodeSettings
 

@@ -40,6 +40,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import msgspec
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -62,23 +63,44 @@ from raftkv.runtime.addresses import AddressBook
 from raftkv.runtime.admission import PeerPolicy, admission_middleware
 from raftkv.runtime.events import EventHub
 from raftkv.runtime.faults import NetFaults
-from raftkv.runtime.forward import HOP_HEADER, Forwarder
-from raftkv.runtime.http_auth import access_middleware
+from raftkv.runtime.forward import (
+    INTERNAL_PREFIX,
+    LEADER_HEADER,
+    PROPOSE,
+    READ_INDEX,
+    TRANSFER,
+    Answer,
+    Caller,
+    ForwardClient,
+    ForwardServer,
+    decode_transfer,
+    encode_lease,
+    encode_transfer,
+    internal_handler,
+    require_leader,
+)
+from raftkv.runtime.http_auth import access_middleware, identity_of
 from raftkv.runtime.http_errors import (
     error_response,
     from_exception,
     from_http_exception,
+    json_bytes,
     json_response,
+    timeout_error,
 )
 from raftkv.runtime.members_api import MembersApi
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.node import RaftRuntime
 from raftkv.runtime.settings import NodeSettings
+from raftkv.runtime.shell import wait_applied
 from raftkv.runtime.snapshot_api import SnapshotApi
 from raftkv.runtime.transport import PeerTransport
 from raftkv.runtime.txn_json import decode_json, kv_json, parse_txn, txn_result_json
 
 log = logging.getLogger("raftkv.http")
+
+LEADER_KEY = web.RequestKey("raftkv.leader", str)  # set when the request was forwarded
+_results = msgspec.msgpack.Decoder(Result)
 
 _T = TypeVar("_T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -96,7 +118,7 @@ class HttpApi:
         faults: NetFaults,
         hub: EventHub,
         metrics: NodeMetrics,
-        forwarder: Forwarder,
+        forwarder: ForwardClient,
         *,
         book: AddressBook | None = None,
     ) -> None:
@@ -114,6 +136,14 @@ class HttpApi:
         self._id = settings.node_id
         # Who is a peer, for the connection budgets (admission.py); the fast path asks too.
         self.peers = PeerPolicy.of(settings, lambda p: p != self._id and p in self._book.peers())
+        self._members = MembersApi(node, self._book, self._forward, self._timed_write)
+        # What a follower may ask of this node while it leads (forward.py).
+        self.forwarded = ForwardServer(
+            node,
+            settings.cluster_id,
+            settings.request_timeout_s,
+            {**self._members.ops(), TRANSFER: self._transfer_op},
+        )
 
     @property
     def node_metrics(self) -> NodeMetrics:
@@ -135,9 +165,10 @@ class HttpApi:
         r.add_get("/v1/watch", self.watch, allow_head=False)
         r.add_get("/v1/events", self.events, allow_head=False)
         r.add_get("/v1/status", self.status, allow_head=False)
-        MembersApi(self._node, self._book, self._forward, self._timed_write).add_routes(r)
+        self._members.add_routes(r)
         SnapshotApi(self._node, self._book, self._linearizable).add_routes(r)
         r.add_post("/v1/leader/transfer", self.transfer)
+        r.add_post(INTERNAL_PREFIX + "{op}", internal_handler(self.forwarded, self.peers))
         r.add_get("/metrics", self.metrics, allow_head=False)
         r.add_get("/healthz", self.healthz, allow_head=False)
         if self._settings.allow_fault_injection:
@@ -163,7 +194,7 @@ class HttpApi:
         self._check_value(body)
         prev = _int_param(request, "prev_revision", minimum=0)
         data = encode_command(Put(key, body, prev), self._session(request))
-        return await self._write(request, body, data, revision_json)
+        return await self._write(request, data, revision_json)
 
     async def delete_kv(self, request: web.Request) -> web.StreamResponse:
         key = self._key(request)
@@ -173,7 +204,7 @@ class HttpApi:
         def render(result: Result, index: int) -> dict[str, Any]:
             return {"revision": result.revision, "index": index, "deleted": result.deleted}
 
-        return await self._write(request, b"", data, render)
+        return await self._write(request, data, render)
 
     async def get_kv(self, request: web.Request) -> web.StreamResponse:
         key = self._key(request)
@@ -181,9 +212,7 @@ class HttpApi:
         if consistency not in CONSISTENCY:
             raise BadRequest(f"consistency must be one of {', '.join(CONSISTENCY)}")
         if consistency != "stale":
-            forwarded = await self._read_barrier(request, lease=consistency == "lease")
-            if forwarded is not None:
-                return forwarded
+            await self._read_barrier(request, lease=consistency == "lease")
         kv = self._node.kv.get(key)
         if kv is None:
             return error_response(404, "not_found", f"key {key!r} does not exist")
@@ -205,7 +234,7 @@ class HttpApi:
         for c in txn.compares:
             self._check_key(c.key)
         data = encode_command(txn, self._session(request))
-        return await self._write(request, body, data, txn_result_json)
+        return await self._write(request, data, txn_result_json)
 
     async def open_session(self, request: web.Request) -> web.StreamResponse:
         """A new client session, opened through the log. The id is the entry's index and a
@@ -217,7 +246,7 @@ class HttpApi:
         def render(result: Result, index: int) -> dict[str, Any]:
             return {"client_id": result.client_id, "index": index}
 
-        return await self._write(request, b"", data, render)
+        return await self._write(request, data, render)
 
     # --- watch and events (SSE) ----------------------------------------------------------
 
@@ -342,14 +371,25 @@ class HttpApi:
             "members": members,
         }
 
-    async def _forward(self, request: web.Request, body: bytes, write: bool) -> web.Response | None:
-        return await self._to_leader(request, body, write=write)
+    async def _forward(self, request: web.Request, op: str, body: bytes, write: bool) -> Answer:
+        """op at the leader for this request's client (forward.py); NotLeader when no
+        leader is known. The answer to the client will name the leader (LEADER_HEADER)."""
+        node = self._node
+        leader = node.leader
+        if leader is None or leader == self._id:
+            raise NotLeader(
+                f"no leader is known right now ({self._id} is a {node.role.value}); retry", None
+            )
+        request[LEADER_KEY] = leader
+        caller = Caller(request.headers.get("Authorization"), identity_of(request))
+        timeout = self._settings.request_timeout_s + 1.0  # the leader's own timeout first
+        return await self._forwarder.call(leader, op, body, timeout, write=write, caller=caller)
 
     async def _timed_write(self, aw: Awaitable[_T]) -> _T:
         return await self._timed(aw, write=True)
 
-    async def _linearizable(self, request: web.Request) -> web.Response | None:
-        return await self._read_barrier(request, lease=False)
+    async def _linearizable(self, request: web.Request) -> None:
+        await self._read_barrier(request, lease=False)
 
     async def transfer(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -359,16 +399,26 @@ class HttpApi:
         target = doc.get("to")
         if target is not None and target not in self._node.raft.membership.voters:
             raise BadRequest(f"{target!r} is not a voter")
-        forwarded = await self._to_leader(request, body, write=False)
-        if forwarded is not None:
-            return forwarded
+        if self._node.is_leader:
+            return json_response(await self.transfer_here(target))
+        answer = await self._forward(request, TRANSFER, encode_transfer(target), write=False)
+        return raw_json(answer.result)
+
+    async def _transfer_op(self, body: bytes, peer: str | None) -> tuple[int, bytes]:
+        require_leader(self._node)
+        doc = await self.transfer_here(decode_transfer(body))
+        return 0, json_bytes(doc)
+
+    async def transfer_here(self, target: str | None) -> dict[str, Any]:
+        """Hand this leader's leadership to target (None: the best reachable follower)."""
         node = self._node
+        require_leader(node)
         if target is None:
             target = node.best_transfer_target(self._reachable)
             if target is None:
                 raise NotLeader("no reachable follower can take over leadership", node.id)
         if target == node.id:
-            return json_response({"leader": node.id, "term": node.term})
+            return {"leader": node.id, "term": node.term}
         timeout = min(self._settings.request_timeout_s, 4 * self._settings.election_timeout_seconds)
         try:
             leader = await asyncio.wait_for(node.transfer(target), timeout)
@@ -377,7 +427,7 @@ class HttpApi:
                 f"leadership did not move to {target} within {timeout:g}s "
                 f"(current leader: {node.leader or 'unknown'})"
             ) from None
-        return json_response({"leader": leader, "term": node.term})
+        return {"leader": leader, "term": node.term}
 
     # --- operations ---------------------------------------------------------------------
 
@@ -416,60 +466,42 @@ class HttpApi:
     def _reachable(self, peer: str) -> bool:
         return self._transport.connected(peer) and not self._faults.blocks(peer)
 
-    async def _write(
-        self, request: web.Request, body: bytes, data: bytes, render: Render
-    ) -> web.StreamResponse:
-        forwarded = await self._to_leader(request, body, write=True)
-        if forwarded is not None:
-            return forwarded
-        try:
-            result, index = await self._timed(self._node.propose(data), write=True)
-        except NotLeader:  # lost leadership before proposing: nothing was appended
-            forwarded = await self._to_leader(request, body, write=True)
-            if forwarded is None:
-                raise
-            return forwarded
-        return result_response(result, index, render)
-
-    async def _read_barrier(self, request: web.Request, *, lease: bool) -> web.Response | None:
-        """None once a local read is linearizable (lease: within the lease); or the
-        leader's answer to the forwarded request."""
-        forwarded = await self._to_leader(request, b"", write=False)
-        if forwarded is not None:
-            return forwarded
-        try:
-            await self._timed(self._node.read_barrier(lease=lease), write=False)
-        except NotLeader:
-            forwarded = await self._to_leader(request, b"", write=False)
-            if forwarded is None:
-                raise
-            return forwarded
-        return None
-
-    async def _to_leader(
-        self, request: web.Request, body: bytes, *, write: bool
-    ) -> web.Response | None:
-        """None when this node leads; else the forwarded answer, or NotLeader."""
+    async def _write(self, request: web.Request, data: bytes, render: Render) -> web.StreamResponse:
+        """Replicate the encoded command: here when this node leads, else at the leader."""
         node = self._node
         if node.is_leader:
-            return None
-        leader = node.leader
-        hop = request.headers.get(HOP_HEADER)
-        if hop is not None:
-            raise NotLeader(
-                f"{self._id} got a request forwarded by {hop} but is not the leader "
-                f"(leader: {leader or 'unknown'}); retry",
-                leader,
-            )
-        addr = None if leader is None else self._book.get(leader)
-        if leader is None or addr is None:
-            raise NotLeader(
-                f"no leader is known right now ({self._id} is a {node.role.value}); retry", None
-            )
-        if self._faults.blocks(leader):
-            raise NotLeader(f"{self._id} cannot reach leader {leader} (network fault)", leader)
-        url = addr.http_url
-        return await self._forwarder.forward(request, body, leader, url, write=write)
+            try:
+                result, index = await self._timed(node.propose(data), write=True)
+            except NotLeader:  # lost leadership before proposing: nothing was appended
+                if node.leader is None:
+                    raise
+            else:
+                return result_response(result, index, render)
+        answer = await self._forward(request, PROPOSE, data, write=True)
+        return result_response(_results.decode(answer.result), answer.index, render)
+
+    async def _read_barrier(self, request: web.Request, *, lease: bool) -> None:
+        """Return once a local read is linearizable (lease: within the leader's lease): this
+        leader confirmed its leadership, or this follower applied the leader's read index."""
+        node = self._node
+        if node.is_leader:
+            try:
+                await self._timed(node.read_barrier(lease=lease), write=False)
+            except NotLeader:
+                if node.leader is None:
+                    raise
+            else:
+                return
+        answer = await self._forward(request, READ_INDEX, encode_lease(lease), write=False)
+        timeout = self._settings.request_timeout_s
+        deadline = asyncio.get_running_loop().time() + timeout
+        try:
+            await wait_applied(node, answer.index, deadline)
+        except Timeout:
+            raise Timeout(
+                f"{self._id} did not apply the leader's read index {answer.index} within "
+                f"{timeout:g}s; the read had no effect, retry"
+            ) from None
 
     async def _timed(self, aw: Awaitable[_T], *, write: bool) -> _T:
         timeout = self._settings.request_timeout_s
@@ -524,27 +556,23 @@ def session_from(client: str | None, seq: str | None, ack: str | None) -> Sessio
     return session
 
 
-def timeout_error(timeout: float, *, write: bool) -> Timeout:
-    if write:
-        return Timeout(
-            f"the write was not acknowledged within {timeout:g}s; its outcome is "
-            "unknown (it may still commit): read the key, or retry with the same "
-            "session seq"
-        )
-    return Timeout(
-        f"the leader could not confirm the read with a quorum within {timeout:g}s; "
-        "the read had no effect, retry"
-    )
-
-
 @web.middleware
 async def _error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        return await handler(request)
+        resp = await handler(request)
     except web.HTTPException as e:
-        return from_http_exception(e, request)
+        resp = from_http_exception(e, request)
     except RaftkvError as e:
-        return from_exception(e)
+        resp = from_exception(e)
+    leader = request.get(LEADER_KEY)
+    if leader is not None and not resp.prepared and LEADER_HEADER not in resp.headers:
+        resp.headers[LEADER_HEADER] = leader  # a forwarded request: where the leader is
+    return resp
+
+
+def raw_json(body: bytes) -> web.Response:
+    """A JSON document the leader rendered (forwarded requests)."""
+    return web.Response(body=body, content_type="application/json")
 
 
 def result_response(result: Result, index: int, render: Render) -> web.Response:

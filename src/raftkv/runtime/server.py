@@ -27,7 +27,7 @@ from raftkv.errors import DiskError, RaftkvError
 from raftkv.kv.results import Result
 from raftkv.runtime.addresses import MEMBERS_FILE, AddressBook
 from raftkv.runtime.admission import forward_key
-from raftkv.runtime.forward import Forwarder
+from raftkv.runtime.forward import ForwardClient
 from raftkv.runtime.http_api import HttpApi
 from raftkv.runtime.http_site import forwarder_ssl, make_site, url_scheme
 from raftkv.runtime.kvhooks import ServerHooks, ServerStore
@@ -137,11 +137,13 @@ class KvFront:
     def __init__(self, shell: NodeShell[ServerStore, Result], book: AddressBook) -> None:
         settings = shell.settings
         self._settings = settings
-        self._forwarder = Forwarder(
+        self._forwarder = ForwardClient(
             settings.node_id,
-            settings.request_timeout_s + 1.0,
-            forwarder_ssl(settings),
-            forward_key(settings),
+            settings.cluster_id,
+            book.get,
+            shell.faults,
+            ssl_context=forwarder_ssl(settings),
+            peer_key=forward_key(settings),
         )
         self._api = HttpApi(
             settings,

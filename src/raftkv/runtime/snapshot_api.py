@@ -1,7 +1,8 @@
 """GET /v1/snapshot: a point-in-time backup of the whole store, as a snapshot file.
 
-The answer is linearizable (a follower forwards to the leader, which confirms its leadership
-with a quorum first), so it holds every write acknowledged before the request. The body is in
+The answer is linearizable (the leader confirms its leadership with a quorum first; a follower
+first applies the leader's read index), so it holds every write acknowledged before the
+request. The body is in
 the storage's snapshot file format (magic, checksummed record: index, term, configuration, the
 store and the address book); `raftkv snapshot save FILE` writes it, `raftkv snapshot restore`
 seeds a new node's data directory from it. Headers: X-Raftkv-Snapshot-Index, -Term.
@@ -17,7 +18,7 @@ from raftkv.runtime.addresses import AddressBook
 from raftkv.runtime.node import RaftRuntime
 from raftkv.storage.snapshot import encode_snapshot
 
-Barrier = Callable[[web.Request], Awaitable[web.Response | None]]
+Barrier = Callable[[web.Request], Awaitable[None]]  # returns once a read here is linearizable
 
 
 class SnapshotApi:
@@ -30,9 +31,7 @@ class SnapshotApi:
         router.add_get("/v1/snapshot", self.get, allow_head=False)
 
     async def get(self, request: web.Request) -> web.StreamResponse:
-        forwarded = await self._barrier(request)
-        if forwarded is not None:
-            return forwarded
+        await self._barrier(request)
         snap = await self._node.snapshot()
         return web.Response(
             body=encode_snapshot(snap),
