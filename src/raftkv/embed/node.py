@@ -30,7 +30,6 @@ from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
-from aiohttp import web
 
 from raftkv.client.session import SessionKeeper
 from raftkv.core.membership import ConfChange, ConfChangeKind
@@ -68,17 +67,20 @@ from raftkv.errors import (
 from raftkv.runtime.admission import PeerPolicy
 from raftkv.runtime.faults import NetFaults
 from raftkv.runtime.forward import (
+    MAX_FORWARD_BODY,
     MEMBER,
     PROPOSE,
     READ_INDEX,
     Answer,
     ForwardClient,
     ForwardServer,
+    add_internal_route,
     encode_lease,
-    internal_app,
 )
+from raftkv.runtime.http_server import HttpServer
+from raftkv.runtime.http_types import Router
 from raftkv.runtime.node import NodeStopped, RaftRuntime
-from raftkv.runtime.settings import NodeSettings, PeerAddress
+from raftkv.runtime.settings import PeerAddress
 from raftkv.runtime.shell import EMBEDDED, HttpFront, NodeShell, Parts, wait_applied
 from raftkv.storage import Recovered
 
@@ -109,7 +111,6 @@ class _Tried:
 _SESSION_ID: Decoder[str] = Decoder(str, "the session id")
 _OUTCOME = msgspec.msgpack.Decoder(Outcome)
 _CHANGES = msgspec.msgpack.Decoder(ConfChange)
-_HTTP_SHUTDOWN_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +250,9 @@ class Node(Generic[M]):
             {MEMBER: self._member_op},
         )
         peers = PeerPolicy.of(settings, lambda p: p != self.id and p in settings.peers)
-        return _ForwardFront(server, peers, settings)
+        router = Router(MAX_FORWARD_BODY)
+        add_internal_route(router, server, peers)
+        return HttpServer(settings, router, peers)
 
     async def _member_op(self, body: bytes, peer: str | None) -> tuple[int, bytes]:
         """A follower's membership change, at this node (forward.py)."""
@@ -679,37 +682,6 @@ async def _call(
         raise _Retry(str(e), maybe_applied=write) from e
     except CallerError as e:  # not the leader, dropped, no quorum, stopping: not applied
         raise _Retry(str(e)) from e
-
-
-class _ForwardFront:
-    """The embedded node's HTTP listener: the forwarding routes (runtime/forward.py)."""
-
-    def __init__(self, server: ForwardServer, peers: PeerPolicy, settings: NodeSettings) -> None:
-        self._runner = web.AppRunner(
-            internal_app(server, peers),
-            access_log=None,
-            handler_cancellation=True,
-            shutdown_timeout=_HTTP_SHUTDOWN_S,
-        )
-        self._settings = settings
-        self._site: web.TCPSite | None = None
-
-    async def start(self) -> int:
-        await self._runner.setup()
-        host, port = self._settings.http
-        self._site = web.TCPSite(self._runner, host, port)
-        await self._site.start()
-        return port
-
-    def close_streams(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        if self._site is not None:
-            await self._site.stop()
-
-    async def drain(self) -> None:
-        await self._runner.cleanup()
 
 
 __all__ = ["Consistency", "Node", "NodeStatus"]

@@ -37,7 +37,6 @@ from typing import Any
 
 import aiohttp
 import msgspec
-from aiohttp import web
 
 from raftkv.client.http import client_session
 from raftkv.core.types import NodeId
@@ -53,12 +52,8 @@ from raftkv.errors import (
 from raftkv.runtime.admission import HOP_HEADER, PEER_KEY_HEADER, PeerPolicy
 from raftkv.runtime.conn_guard import FORWARD_POOL
 from raftkv.runtime.faults import NetFaults
-from raftkv.runtime.http_errors import (
-    exception_from,
-    from_exception,
-    from_http_exception,
-    timeout_error,
-)
+from raftkv.runtime.http_errors import exception_from, timeout_error
+from raftkv.runtime.http_types import Request, Response, Router
 from raftkv.runtime.node import RaftRuntime
 from raftkv.runtime.settings import PeerAddress
 from raftkv.security.auth import FORWARDED_IDENTITY_HEADER, Identity, forwarded_value
@@ -73,6 +68,7 @@ PROPOSE, READ_INDEX, MEMBER, MEMBERS, TRANSFER = (
 )
 CLUSTER_HEADER = "X-Raftkv-Cluster"
 LEADER_HEADER = "X-Raftkv-Leader"  # on a follower's answers to forwarded requests
+_CLUSTER, _HOP, _PEER_KEY = CLUSTER_HEADER.lower(), HOP_HEADER.lower(), PEER_KEY_HEADER.lower()
 MAX_FORWARD_BODY = 4 * 1024 * 1024 + 64 * 1024  # the largest command (embedded) + envelope
 MSGPACK = "application/msgpack"
 
@@ -301,43 +297,19 @@ class ForwardServer:
         return index, b""
 
 
-def internal_handler(
-    server: ForwardServer, policy: PeerPolicy
-) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """POST /v1/internal/{op}: the ops of server, for members only."""
+def add_internal_route(router: Router, server: ForwardServer, policy: PeerPolicy) -> None:
+    """POST /v1/internal/{op}: server's ops, for members only (policy says who is one)."""
 
-    async def handle(request: web.Request) -> web.Response:
-        transport = request.transport
-        peercert = transport.get_extra_info("peercert") if transport is not None else None
+    async def handle(request: Request) -> Response:
         h = request.headers
-        node = policy.node_of_cert(peercert) or policy.forwarded_by(
-            h.get(HOP_HEADER), h.get(PEER_KEY_HEADER)
+        node = policy.node_of_cert(request.peercert) or policy.forwarded_by(
+            h.get(_HOP), h.get(_PEER_KEY)
         )
-        node = server.admit(h.get(CLUSTER_HEADER), node)
-        body = await request.read()
-        answer = await server.serve(request.match_info["op"], body, node)
-        return web.Response(body=answer, content_type=MSGPACK)
+        node = server.admit(h.get(_CLUSTER), node)
+        answer = await server.serve(request.params["op"], request.body, node)
+        return Response(answer, 200, MSGPACK)
 
-    return handle
-
-
-def internal_app(server: ForwardServer, policy: PeerPolicy) -> web.Application:
-    """An application serving only the forwarding routes (the embedded library's listener)."""
-
-    @web.middleware
-    async def errors(
-        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except web.HTTPException as e:
-            return from_http_exception(e, request)
-        except RaftkvError as e:
-            return from_exception(e)
-
-    app = web.Application(middlewares=[errors], client_max_size=MAX_FORWARD_BODY)
-    app.router.add_post(INTERNAL_PREFIX + "{op}", internal_handler(server, policy))
-    return app
+    router.add("POST", INTERNAL_PREFIX + "{op}", handle, max_body=MAX_FORWARD_BODY)
 
 
 def require_leader(runtime: RaftRuntime[Any, Any]) -> None:

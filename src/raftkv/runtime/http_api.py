@@ -37,14 +37,13 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import msgspec
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from raftkv.errors import BadRequest, NotLeader, RaftkvError, Timeout, TooLarge
+from raftkv.errors import BadRequest, NotLeader, Timeout, TooLarge
 from raftkv.kv.commands import (
     Delete,
     OpenSession,
@@ -60,12 +59,10 @@ from raftkv.kv.model import Event
 from raftkv.kv.results import Result, Status
 from raftkv.runtime import sse
 from raftkv.runtime.addresses import AddressBook
-from raftkv.runtime.admission import PeerPolicy, admission_middleware
+from raftkv.runtime.admission import PeerPolicy
 from raftkv.runtime.events import EventHub
 from raftkv.runtime.faults import NetFaults
 from raftkv.runtime.forward import (
-    INTERNAL_PREFIX,
-    LEADER_HEADER,
     PROPOSE,
     READ_INDEX,
     TRANSFER,
@@ -73,21 +70,19 @@ from raftkv.runtime.forward import (
     Caller,
     ForwardClient,
     ForwardServer,
+    add_internal_route,
     decode_transfer,
     encode_lease,
     encode_transfer,
-    internal_handler,
     require_leader,
 )
-from raftkv.runtime.http_auth import access_middleware, identity_of
 from raftkv.runtime.http_errors import (
     error_response,
-    from_exception,
-    from_http_exception,
     json_bytes,
     json_response,
     timeout_error,
 )
+from raftkv.runtime.http_types import Answered, Pending, Request, Response, Router
 from raftkv.runtime.members_api import MembersApi
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.node import RaftRuntime
@@ -99,14 +94,12 @@ from raftkv.runtime.txn_json import decode_json, kv_json, parse_txn, txn_result_
 
 log = logging.getLogger("raftkv.http")
 
-LEADER_KEY = web.RequestKey("raftkv.leader", str)  # set when the request was forwarded
 _results = msgspec.msgpack.Decoder(Result)
-
 _T = TypeVar("_T")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Render = Callable[[Result, int], dict[str, Any]]
 CONSISTENCY = ("linearizable", "lease", "stale")
 MAX_WATCHES = 64  # watches (prefixes) on one stream
+MAX_BODY = 2 * MAX_COMMAND_SIZE  # any request body (a PUT's value: max_value_size)
 
 
 class HttpApi:
@@ -134,7 +127,8 @@ class HttpApi:
         self._closing = asyncio.Event()
         self._watches: set[asyncio.Event] = set()  # wake-ups of the open watch streams
         self._id = settings.node_id
-        # Who is a peer, for the connection budgets (admission.py); the fast path asks too.
+        self._timeout = settings.request_timeout_s
+        # Who is a peer, for the connection budgets (admission.py) and forwarded requests.
         self.peers = PeerPolicy.of(settings, lambda p: p != self._id and p in self._book.peers())
         self._members = MembersApi(node, self._book, self._forward, self._timed_write)
         # What a follower may ask of this node while it leads (forward.py).
@@ -149,32 +143,27 @@ class HttpApi:
     def node_metrics(self) -> NodeMetrics:
         return self._metrics
 
-    def app(self) -> web.Application:
-        admission = admission_middleware(self.peers)  # connection budgets (admission.py)
-        access = access_middleware(self._settings.security)  # 401 / 403 / 408 (http_auth.py)
-        app = web.Application(
-            middlewares=[admission, _error_middleware, access],
-            client_max_size=2 * MAX_COMMAND_SIZE,
-        )
-        r = app.router
-        r.add_put("/v1/kv/{key:.+}", self.put_kv)
-        r.add_get("/v1/kv/{key:.+}", self.get_kv, allow_head=False)
-        r.add_delete("/v1/kv/{key:.+}", self.delete_kv)
-        r.add_post("/v1/txn", self.txn)
-        r.add_post("/v1/sessions", self.open_session)
-        r.add_get("/v1/watch", self.watch, allow_head=False)
-        r.add_get("/v1/events", self.events, allow_head=False)
-        r.add_get("/v1/status", self.status, allow_head=False)
+    def router(self) -> Router:
+        r = Router(MAX_BODY)
+        value_limit = self._settings.max_value_size
+        r.add("PUT", "/v1/kv/{key:.+}", self.put_kv, max_body=value_limit, what="value")
+        r.add("GET", "/v1/kv/{key:.+}", self.get_kv)
+        r.add("DELETE", "/v1/kv/{key:.+}", self.delete_kv)
+        r.add("POST", "/v1/txn", self.txn)
+        r.add("POST", "/v1/sessions", self.open_session)
+        r.add("GET", "/v1/watch", self.watch)
+        r.add("GET", "/v1/events", self.events)
+        r.add("GET", "/v1/status", self.status)
         self._members.add_routes(r)
         SnapshotApi(self._node, self._book, self._linearizable).add_routes(r)
-        r.add_post("/v1/leader/transfer", self.transfer)
-        r.add_post(INTERNAL_PREFIX + "{op}", internal_handler(self.forwarded, self.peers))
-        r.add_get("/metrics", self.metrics, allow_head=False)
-        r.add_get("/healthz", self.healthz, allow_head=False)
+        r.add("POST", "/v1/leader/transfer", self.transfer)
+        add_internal_route(r, self.forwarded, self.peers)
+        r.add("GET", "/metrics", self.metrics)
+        r.add("GET", "/healthz", self.healthz)
         if self._settings.allow_fault_injection:
-            r.add_get("/v1/debug/net", self.get_net, allow_head=False)
-            r.add_post("/v1/debug/net", self.post_net)
-        return app
+            r.add("GET", "/v1/debug/net", self.get_net)
+            r.add("POST", "/v1/debug/net", self.post_net)
+        return r
 
     def close_streams(self) -> None:
         """End every SSE stream (watch, events) so shutdown does not wait for them."""
@@ -185,46 +174,56 @@ class HttpApi:
 
     # --- key-value ----------------------------------------------------------------------
 
-    async def put_kv(self, request: web.Request) -> web.StreamResponse:
+    def put_kv(self, request: Request) -> Answered:
         key = self._key(request)
-        limit = self._settings.max_value_size
-        if request.content_length is not None and request.content_length > limit:
-            raise TooLarge(f"value is {request.content_length} bytes, the limit is {limit}")
-        body = await request.read()
-        self._check_value(body)
+        self._check_value(request.body)
         prev = _int_param(request, "prev_revision", minimum=0)
-        data = encode_command(Put(key, body, prev), self._session(request))
-        return await self._write(request, data, revision_json)
+        data = encode_command(Put(key, request.body, prev), _session(request))
+        return self._write(request, data, revision_json)
 
-    async def delete_kv(self, request: web.Request) -> web.StreamResponse:
+    def delete_kv(self, request: Request) -> Answered:
         key = self._key(request)
         prev = _int_param(request, "prev_revision", minimum=0)
-        data = encode_command(Delete(key, prev), self._session(request))
+        data = encode_command(Delete(key, prev), _session(request))
 
         def render(result: Result, index: int) -> dict[str, Any]:
             return {"revision": result.revision, "index": index, "deleted": result.deleted}
 
-        return await self._write(request, data, render)
+        return self._write(request, data, render)
 
-    async def get_kv(self, request: web.Request) -> web.StreamResponse:
+    def get_kv(self, request: Request) -> Answered:
         key = self._key(request)
-        consistency = request.query.get("consistency", "linearizable")
+        consistency = request.arg("consistency", "linearizable")
         if consistency not in CONSISTENCY:
             raise BadRequest(f"consistency must be one of {', '.join(CONSISTENCY)}")
-        if consistency != "stale":
-            await self._read_barrier(request, lease=consistency == "lease")
+        if consistency == "stale":
+            return self._value(key)
+        lease = consistency == "lease"
+        node = self._node
+        if not node.is_leader:
+            return self._read_then(request, lease, key)
+        return Pending(
+            node.submit_read(lease=lease),
+            lambda _: self._value(key),
+            timeout=self._timeout,
+            on_timeout=lambda: timeout_error(self._timeout, write=False),
+            otherwise=lambda e: self._unless_no_leader(e, self._read_then(request, lease, key)),
+        )
+
+    async def _read_then(self, request: Request, lease: bool, key: str) -> Response:
+        await self._read_at_leader(request, lease)
+        return self._value(key)
+
+    def _value(self, key: str) -> Response:
         kv = self._node.kv.get(key)
         if kv is None:
             return error_response(404, "not_found", f"key {key!r} does not exist")
-        return web.Response(
-            body=kv.value,
-            content_type="application/octet-stream",
-            headers={"X-Raftkv-Revision": str(kv.mod_revision)},
+        return Response(
+            kv.value, 200, "application/octet-stream", {"X-Raftkv-Revision": str(kv.mod_revision)}
         )
 
-    async def txn(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        txn = parse_txn(decode_json(body))
+    async def txn(self, request: Request) -> Response:
+        txn = parse_txn(decode_json(request.body))
         for op in (*txn.success, *txn.failure):
             if isinstance(op, TxnPut):
                 self._check_key(op.key)
@@ -233,37 +232,37 @@ class HttpApi:
                 self._check_key(op.key)
         for c in txn.compares:
             self._check_key(c.key)
-        data = encode_command(txn, self._session(request))
-        return await self._write(request, data, txn_result_json)
+        data = encode_command(txn, _session(request))
+        return await _answer(self._write(request, data, txn_result_json))
 
-    async def open_session(self, request: web.Request) -> web.StreamResponse:
+    def open_session(self, request: Request) -> Answered:
         """A new client session, opened through the log. The id is the entry's index and a
         random nonce (kv/sessions.py: unique, and not guessable)."""
-        if await request.read():
+        if request.body:
             raise BadRequest("POST /v1/sessions takes no body")
         data = encode_command(OpenSession(secrets.token_hex(8)))
 
         def render(result: Result, index: int) -> dict[str, Any]:
             return {"client_id": result.client_id, "index": index}
 
-        return await self._write(request, data, render)
+        return self._write(request, data, render)
 
     # --- watch and events (SSE) ----------------------------------------------------------
 
-    async def watch(self, request: web.Request) -> web.StreamResponse:
-        prefixes = request.query.getall("prefix", [""])
+    async def watch(self, request: Request) -> Response:
+        prefixes = request.query.get("prefix", [""])
         if len(prefixes) > MAX_WATCHES:
             raise BadRequest(f"at most {MAX_WATCHES} watches (prefix=) on one stream")
         for prefix in prefixes:
             validate_prefix(prefix)
-        if len(request.query.getall("from_revision", [])) > 1:
+        if len(request.query.get("from_revision", [])) > 1:
             raise BadRequest("from_revision is given once, for every watch of the stream")
         kv = self._node.kv
         start = _int_param(request, "from_revision", minimum=1)
         next_rev = kv.revision + 1 if start is None else start
         if next_rev < kv.first_event_revision:  # 410 before the stream starts
             raise Compacted(next_rev, kv.first_event_revision)
-        stream = await sse.open_stream(request, self._settings.security.idle_timeout_s)
+        stream = sse.open_stream(request, self._settings.security.idle_timeout_s)
         with self._node.watcher() as wake:
             self._watches.add(wake)
             try:
@@ -301,8 +300,8 @@ class HttpApi:
             except TimeoutError:
                 await stream.keepalive()
 
-    async def events(self, request: web.Request) -> web.StreamResponse:
-        stream = await sse.open_stream(request, self._settings.security.idle_timeout_s)
+    async def events(self, request: Request) -> Response:
+        stream = sse.open_stream(request, self._settings.security.idle_timeout_s)
         try:
             with self._hub.subscribe() as sub:
                 await stream.send(self._hub.encode("state", self._node.state_fields()))
@@ -328,7 +327,7 @@ class HttpApi:
 
     # --- cluster ------------------------------------------------------------------------
 
-    async def status(self, request: web.Request) -> web.StreamResponse:
+    def status(self, request: Request) -> Response:
         return json_response(self.status_json())
 
     def status_json(self) -> dict[str, Any]:
@@ -371,28 +370,38 @@ class HttpApi:
             "members": members,
         }
 
-    async def _forward(self, request: web.Request, op: str, body: bytes, write: bool) -> Answer:
+    async def _forward(self, request: Request, op: str, body: bytes, write: bool) -> Answer:
         """op at the leader for this request's client (forward.py); NotLeader when no
-        leader is known. The answer to the client will name the leader (LEADER_HEADER)."""
+        leader is known. The answer to the client will name the leader (http_server.py)."""
         node = self._node
         leader = node.leader
         if leader is None or leader == self._id:
             raise NotLeader(
                 f"no leader is known right now ({self._id} is a {node.role.value}); retry", None
             )
-        request[LEADER_KEY] = leader
-        caller = Caller(request.headers.get("Authorization"), identity_of(request))
-        timeout = self._settings.request_timeout_s + 1.0  # the leader's own timeout first
+        request.leader = leader
+        caller = Caller(request.headers.get("authorization"), request.identity)
+        timeout = self._timeout + 1.0  # the leader's own timeout comes first
         return await self._forwarder.call(leader, op, body, timeout, write=write, caller=caller)
 
     async def _timed_write(self, aw: Awaitable[_T]) -> _T:
         return await self._timed(aw, write=True)
 
-    async def _linearizable(self, request: web.Request) -> None:
-        await self._read_barrier(request, lease=False)
+    async def _linearizable(self, request: Request) -> None:
+        """Return once a local read is linearizable (here, or at a follower)."""
+        node = self._node
+        if node.is_leader:
+            try:
+                await self._timed(node.read_barrier(lease=False), write=False)
+            except NotLeader:
+                if node.leader is None:
+                    raise
+            else:
+                return
+        await self._read_at_leader(request, lease=False)
 
-    async def transfer(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
+    async def transfer(self, request: Request) -> Response:
+        body = request.body
         doc = decode_json(body) if body.strip() else {}
         if not isinstance(doc, dict) or set(doc) - {"to"}:
             raise BadRequest('expected {"to": "<node id>"} or an empty body')
@@ -419,7 +428,7 @@ class HttpApi:
                 raise NotLeader("no reachable follower can take over leadership", node.id)
         if target == node.id:
             return {"leader": node.id, "term": node.term}
-        timeout = min(self._settings.request_timeout_s, 4 * self._settings.election_timeout_seconds)
+        timeout = min(self._timeout, 4 * self._settings.election_timeout_seconds)
         try:
             leader = await asyncio.wait_for(node.transfer(target), timeout)
         except TimeoutError:
@@ -431,12 +440,10 @@ class HttpApi:
 
     # --- operations ---------------------------------------------------------------------
 
-    async def metrics(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(
-            body=self._metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+    def metrics(self, request: Request) -> Response:
+        return Response(self._metrics.exposition(), 200, CONTENT_TYPE_LATEST)
 
-    async def healthz(self, request: web.Request) -> web.StreamResponse:
+    def healthz(self, request: Request) -> Response:
         node = self._node
         leader, applied, commit = node.leader, node.applied_index, node.commit_index
         if not node.running:
@@ -451,11 +458,11 @@ class HttpApi:
             )
         return error_response(503, "unhealthy", problem)
 
-    async def get_net(self, request: web.Request) -> web.StreamResponse:
+    def get_net(self, request: Request) -> Response:
         return json_response(self._faults.as_json())
 
-    async def post_net(self, request: web.Request) -> web.StreamResponse:
-        doc = decode_json(await request.read())
+    def post_net(self, request: Request) -> Response:
+        doc = decode_json(request.body)
         peers = frozenset(p for p in self._book.peers() if p != self._id)
         self._faults.apply(doc, peers)
         log.warning("%s: network faults now %s", self._id, self._faults.as_json())
@@ -466,62 +473,60 @@ class HttpApi:
     def _reachable(self, peer: str) -> bool:
         return self._transport.connected(peer) and not self._faults.blocks(peer)
 
-    async def _write(self, request: web.Request, data: bytes, render: Render) -> web.StreamResponse:
+    def _write(self, request: Request, data: bytes, render: Render) -> Answered:
         """Replicate the encoded command: here when this node leads, else at the leader."""
         node = self._node
-        if node.is_leader:
-            try:
-                result, index = await self._timed(node.propose(data), write=True)
-            except NotLeader:  # lost leadership before proposing: nothing was appended
-                if node.leader is None:
-                    raise
-            else:
-                return result_response(result, index, render)
+        if not node.is_leader:
+            return self._write_at_leader(request, data, render)
+        return Pending(
+            node.submit(data),
+            lambda done: result_response(done[0], done[1], render),
+            timeout=self._timeout,
+            on_timeout=lambda: timeout_error(self._timeout, write=True),
+            # lost leadership before proposing: nothing was appended, ask the new leader
+            otherwise=lambda e: self._unless_no_leader(
+                e, self._write_at_leader(request, data, render)
+            ),
+        )
+
+    async def _write_at_leader(self, request: Request, data: bytes, render: Render) -> Response:
         answer = await self._forward(request, PROPOSE, data, write=True)
         return result_response(_results.decode(answer.result), answer.index, render)
 
-    async def _read_barrier(self, request: web.Request, *, lease: bool) -> None:
-        """Return once a local read is linearizable (lease: within the leader's lease): this
-        leader confirmed its leadership, or this follower applied the leader's read index."""
-        node = self._node
-        if node.is_leader:
-            try:
-                await self._timed(node.read_barrier(lease=lease), write=False)
-            except NotLeader:
-                if node.leader is None:
-                    raise
-            else:
-                return
+    def _unless_no_leader(
+        self, error: BaseException, retry: Coroutine[Any, Any, Response]
+    ) -> Coroutine[Any, Any, Response] | None:
+        """retry when error is NotLeader and another leader is known, else None (answer the
+        error)."""
+        if isinstance(error, NotLeader) and self._node.leader not in (None, self._id):
+            return retry
+        retry.close()
+        return None
+
+    async def _read_at_leader(self, request: Request, lease: bool) -> None:
+        """This follower applies the leader's read index: a local read is then linearizable
+        (lease: within the leader's lease)."""
         answer = await self._forward(request, READ_INDEX, encode_lease(lease), write=False)
-        timeout = self._settings.request_timeout_s
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + self._timeout
         try:
-            await wait_applied(node, answer.index, deadline)
+            await wait_applied(self._node, answer.index, deadline)
         except Timeout:
             raise Timeout(
                 f"{self._id} did not apply the leader's read index {answer.index} within "
-                f"{timeout:g}s; the read had no effect, retry"
+                f"{self._timeout:g}s; the read had no effect, retry"
             ) from None
 
     async def _timed(self, aw: Awaitable[_T], *, write: bool) -> _T:
-        timeout = self._settings.request_timeout_s
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(self._timeout):
                 return await aw
         except TimeoutError:
-            raise timeout_error(timeout, write=write) from None
+            raise timeout_error(self._timeout, write=write) from None
 
-    def _key(self, request: web.Request) -> str:
-        key = request.match_info["key"]
+    def _key(self, request: Request) -> str:
+        key = request.params["key"]
         self._check_key(key)
         return key
-
-    def check_key(self, key: str) -> None:
-        """BadRequest / TooLarge unless key is acceptable (also used by the fast path)."""
-        self._check_key(key)
-
-    def check_value(self, value: bytes) -> None:
-        self._check_value(value)
 
     def _check_key(self, key: str) -> None:
         validate_key(key)
@@ -535,10 +540,34 @@ class HttpApi:
                 f"value is {len(value)} bytes, the limit is {self._settings.max_value_size}"
             )
 
-    @staticmethod
-    def _session(request: web.Request) -> Session | None:
-        h = request.headers
-        return session_from(h.get("X-Raftkv-Client"), h.get("X-Raftkv-Seq"), h.get("X-Raftkv-Ack"))
+
+async def _answer(answered: Answered) -> Response:
+    """What a handler that awaits gets from a helper answering in any of the three ways."""
+    if isinstance(answered, Response):
+        return answered
+    if isinstance(answered, Pending):
+        return await _wait(answered)
+    return await answered
+
+
+async def _wait(pending: Pending) -> Response:
+    """A Pending, awaited (in a handler that is a coroutine anyway)."""
+    try:
+        async with asyncio.timeout(pending.timeout):
+            result = await pending.fut
+    except TimeoutError:
+        raise pending.on_timeout() from None
+    except Exception as e:
+        retry = pending.otherwise(e)
+        if retry is None:
+            raise
+        return await retry
+    return pending.on_result(result)
+
+
+def _session(request: Request) -> Session | None:
+    h = request.headers
+    return session_from(h.get("x-raftkv-client"), h.get("x-raftkv-seq"), h.get("x-raftkv-ack"))
 
 
 def session_from(client: str | None, seq: str | None, ack: str | None) -> Session | None:
@@ -556,26 +585,14 @@ def session_from(client: str | None, seq: str | None, ack: str | None) -> Sessio
     return session
 
 
-@web.middleware
-async def _error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        resp = await handler(request)
-    except web.HTTPException as e:
-        resp = from_http_exception(e, request)
-    except RaftkvError as e:
-        resp = from_exception(e)
-    leader = request.get(LEADER_KEY)
-    if leader is not None and not resp.prepared and LEADER_HEADER not in resp.headers:
-        resp.headers[LEADER_HEADER] = leader  # a forwarded request: where the leader is
-    return resp
-
-
-def raw_json(body: bytes) -> web.Response:
+def raw_json(body: bytes) -> Response:
     """A JSON document the leader rendered (forwarded requests)."""
-    return web.Response(body=body, content_type="application/json")
+    return Response(body)
 
 
-def result_response(result: Result, index: int, render: Render) -> web.Response:
+def result_response(result: Result, index: int, render: Render) -> Response:
+    if render is revision_json and result.status is Status.OK and not result.duplicate:
+        return Response(b'{"revision":%d,"index":%d}' % (result.revision, index))  # (hot)
     headers = {"X-Raftkv-Duplicate": "true"} if result.duplicate else None
     match result.status:
         case Status.OK:
@@ -621,8 +638,8 @@ def _common_prefix(texts: list[str]) -> str:
     return low[:n]
 
 
-def _int_param(request: web.Request, name: str, *, minimum: int) -> int | None:
-    text = request.query.get(name)
+def _int_param(request: Request, name: str, *, minimum: int) -> int | None:
+    text = request.arg(name)
     if text is None:
         return None
     value = _parse_int(text, name)

@@ -35,7 +35,6 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from aiohttp import web
 
 from raftkv.errors import (
     BadRequest,
@@ -57,6 +56,7 @@ from raftkv.errors import (
     WrongCluster,
 )
 from raftkv.kv.history import Compacted
+from raftkv.runtime.http_types import Response
 
 RETRY_AFTER_S = "1"
 _json = msgspec.json.Encoder()
@@ -66,12 +66,8 @@ def json_bytes(doc: Any) -> bytes:
     return _json.encode(doc)
 
 
-def json_response(
-    body: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        body=_json.encode(body), status=status, content_type="application/json", headers=headers
-    )
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_json.encode(body), status, "application/json", headers)
 
 
 def error_response(
@@ -82,14 +78,14 @@ def error_response(
     retry: bool = False,
     headers: dict[str, str] | None = None,
     **extra: Any,
-) -> web.Response:
+) -> Response:
     hdrs = dict(headers or {})
     if retry:
         hdrs["Retry-After"] = RETRY_AFTER_S
     return json_response({"error": code, "message": message, **extra}, status, hdrs)
 
 
-def from_exception(exc: RaftkvError) -> web.Response:
+def from_exception(exc: RaftkvError) -> Response:
     """The HTTP answer for a raftkv error."""
     msg = str(exc)
     match exc:
@@ -197,21 +193,3 @@ def timeout_error(timeout: float, *, write: bool) -> Timeout:
         f"the leader could not confirm the read with a quorum within {timeout:g}s; "
         "the read had no effect, retry"
     )
-
-
-def from_http_exception(exc: web.HTTPException, request: web.Request) -> web.Response:
-    """aiohttp's own errors (unknown route, body too large, ...) as JSON."""
-    match exc.status:
-        case 404:
-            return error_response(404, "not_found", f"no route for {request.method} {request.path}")
-        case 405:
-            return error_response(
-                405,
-                "method_not_allowed",
-                f"{request.method} is not allowed on {request.path}",
-                headers={"Allow": exc.headers.get("Allow", "")},
-            )
-        case 413:
-            return error_response(413, "too_large", f"request body is too large: {exc.text}")
-    code = exc.reason.lower().replace(" ", "_") if exc.reason else "http_error"
-    return error_response(exc.status, code, exc.text or exc.reason)

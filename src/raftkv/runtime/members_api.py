@@ -22,13 +22,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
-from aiohttp import web
 
 from raftkv.core.membership import ConfChange, ConfChangeKind, Membership
 from raftkv.errors import BadRequest, NotCaughtUp, Timeout
 from raftkv.runtime.addresses import AddressBook, decode_address, decode_context, encode_context
 from raftkv.runtime.forward import MEMBER, MEMBERS, Answer, Op, require_leader
 from raftkv.runtime.http_errors import json_bytes, json_response
+from raftkv.runtime.http_types import Request, Response, Router
 from raftkv.runtime.node import RaftRuntime
 from raftkv.runtime.settings import parse_peers
 from raftkv.runtime.txn_json import decode_json
@@ -38,7 +38,7 @@ from raftkv.runtime.txn_json import decode_json
 PROMOTE_MAX_LAG = 1000
 
 # (request, op, body, write) -> the leader's answer to op (forward.py), for this request
-Forward = Callable[[web.Request, str, bytes, bool], Awaitable[Answer]]
+Forward = Callable[[Request, str, bytes, bool], Awaitable[Answer]]
 Timed = Callable[[Awaitable[Any]], Awaitable[Any]]
 _changes = msgspec.msgpack.Decoder(ConfChange)
 _encoder = msgspec.msgpack.Encoder()
@@ -53,11 +53,11 @@ class MembersApi:
         self._forward = forward
         self._timed = timed
 
-    def add_routes(self, router: web.UrlDispatcher) -> None:
-        router.add_get("/v1/members", self.list, allow_head=False)
-        router.add_post("/v1/members", self.add)
-        router.add_post("/v1/members/{id}/promote", self.promote)
-        router.add_delete("/v1/members/{id}", self.remove)
+    def add_routes(self, router: Router) -> None:
+        router.add("GET", "/v1/members", self.list)
+        router.add("POST", "/v1/members", self.add)
+        router.add("POST", "/v1/members/{id}/promote", self.promote)
+        router.add("DELETE", "/v1/members/{id}", self.remove)
 
     def ops(self) -> dict[str, Op]:
         """What a follower forwards to this node while it leads (forward.py)."""
@@ -65,8 +65,8 @@ class MembersApi:
 
     # --- handlers -----------------------------------------------------------------------
 
-    async def list(self, request: web.Request) -> web.StreamResponse:
-        consistency = request.query.get("consistency", "leader")
+    async def list(self, request: Request) -> Response:
+        consistency = request.arg("consistency", "leader")
         if consistency not in ("leader", "stale"):
             raise BadRequest("consistency must be leader (the default) or stale")
         if consistency == "stale" or self._node.is_leader:
@@ -74,9 +74,8 @@ class MembersApi:
         answer = await self._forward(request, MEMBERS, b"", False)
         return _raw_json(answer.result)
 
-    async def add(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        doc = decode_json(body)
+    async def add(self, request: Request) -> Response:
+        doc = decode_json(request.body)
         if not isinstance(doc, dict) or not isinstance(doc.get("id"), str):
             raise BadRequest('expected {"id": ID, "raft_address": "HOST:PORT", "http_url": URL}')
         node_id = doc["id"]
@@ -85,15 +84,15 @@ class MembersApi:
         change = ConfChange(ConfChangeKind.ADD_LEARNER, node_id, encode_context(addr))
         return await self._apply(request, change)
 
-    async def promote(self, request: web.Request) -> web.StreamResponse:
-        change = ConfChange(ConfChangeKind.PROMOTE, request.match_info["id"])
+    async def promote(self, request: Request) -> Response:
+        change = ConfChange(ConfChangeKind.PROMOTE, request.params["id"])
         return await self._apply(request, change)
 
-    async def remove(self, request: web.Request) -> web.StreamResponse:
-        change = ConfChange(ConfChangeKind.REMOVE, request.match_info["id"])
+    async def remove(self, request: Request) -> Response:
+        change = ConfChange(ConfChangeKind.REMOVE, request.params["id"])
         return await self._apply(request, change)
 
-    async def _apply(self, request: web.Request, change: ConfChange) -> web.StreamResponse:
+    async def _apply(self, request: Request, change: ConfChange) -> Response:
         if self._node.is_leader:
             return json_response(await self.change_here(change))
         answer = await self._forward(request, MEMBER, _encoder.encode(change), True)
@@ -218,8 +217,8 @@ class MembersApi:
         }
 
 
-def _raw_json(body: bytes) -> web.Response:
-    return web.Response(body=body, content_type="application/json")
+def _raw_json(body: bytes) -> Response:
+    return Response(body)
 
 
 def _membership_json(m: Membership) -> dict[str, list[str]]:

@@ -18,27 +18,27 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
+from collections.abc import Callable
 from pathlib import Path
-
-from aiohttp import web
 
 from raftkv.errors import DiskError, RaftkvError
 from raftkv.kv.results import Result
 from raftkv.runtime.addresses import MEMBERS_FILE, AddressBook
 from raftkv.runtime.admission import forward_key
+from raftkv.runtime.conn_guard import Budget, ConnectionGuard
 from raftkv.runtime.forward import ForwardClient
 from raftkv.runtime.http_api import HttpApi
-from raftkv.runtime.http_site import forwarder_ssl, make_site, url_scheme
+from raftkv.runtime.http_server import HttpServer
 from raftkv.runtime.kvhooks import ServerHooks, ServerStore
 from raftkv.runtime.node import RaftRuntime
 from raftkv.runtime.settings import NodeSettings
 from raftkv.runtime.shell import KV_SERVER, HttpFront, NodeShell, Parts, write_file
+from raftkv.security.tls import http_client_context
 from raftkv.storage import Recovered
 
 log = logging.getLogger("raftkv.server")
-
-HTTP_SHUTDOWN_TIMEOUT_S = 3.0
 
 
 class NodeServer:
@@ -86,7 +86,7 @@ class NodeServer:
             self.shell.transport.set_peers(book.peers())
 
     def _front(self, shell: NodeShell[ServerStore, Result]) -> HttpFront:
-        return KvFront(shell, self._book())
+        return kv_front(shell, self._book())
 
     @property
     def node(self) -> RaftRuntime[ServerStore, Result] | None:
@@ -131,56 +131,54 @@ class NodeServer:
         return None if self.shell is None else self.shell.failed
 
 
-class KvFront:
-    """The KV server's HTTP front: the API (http_api.py) on a guarded site (http_site.py)."""
-
-    def __init__(self, shell: NodeShell[ServerStore, Result], book: AddressBook) -> None:
-        settings = shell.settings
-        self._settings = settings
-        self._forwarder = ForwardClient(
-            settings.node_id,
-            settings.cluster_id,
-            book.get,
-            shell.faults,
-            ssl_context=forwarder_ssl(settings),
-            peer_key=forward_key(settings),
+def kv_front(shell: NodeShell[ServerStore, Result], book: AddressBook) -> HttpServer:
+    """The KV server's HTTP front: the API (http_api.py) on the node's HTTP server, which
+    forwards to the leader through one pooled client (closed with the server)."""
+    settings = shell.settings
+    forwarder = ForwardClient(
+        settings.node_id,
+        settings.cluster_id,
+        book.get,
+        shell.faults,
+        ssl_context=forwarder_ssl(settings),
+        peer_key=forward_key(settings),
+    )
+    api = HttpApi(
+        settings,
+        shell.runtime,
+        shell.transport,
+        shell.faults,
+        shell.hub,
+        shell.metrics,
+        forwarder,
+        book=book,
+    )
+    server = HttpServer(
+        settings, api.router(), api.peers, close_streams=api.close_streams, after=forwarder.close
+    )
+    for budget in Budget:
+        shell.metrics.http_connections.labels(budget.value).set_function(
+            _count_of(server.guard, budget)
         )
-        self._api = HttpApi(
-            settings,
-            shell.runtime,
-            shell.transport,
-            shell.faults,
-            shell.hub,
-            shell.metrics,
-            self._forwarder,
-            book=book,
-        )
-        self._runner = web.AppRunner(
-            self._api.app(),
-            access_log=None,
-            handler_cancellation=True,
-            shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S,
-            keepalive_timeout=settings.security.idle_timeout_s,
-        )
-        self._runtime = shell.runtime
-        self._site: web.TCPSite | None = None
+    return server
 
-    async def start(self) -> int:
-        await self._runner.setup()
-        self._site = make_site(self._runner, self._api, self._runtime, self._settings)
-        await self._site.start()
-        return _bound_port(self._runner, self._settings.http[1])
 
-    def close_streams(self) -> None:
-        self._api.close_streams()
+def _count_of(guard: ConnectionGuard, budget: Budget) -> Callable[[], float]:
+    return lambda: float(guard.count(budget))
 
-    async def stop(self) -> None:
-        if self._site is not None:
-            await self._site.stop()
 
-    async def drain(self) -> None:
-        await self._runner.cleanup()
-        await self._forwarder.close()
+def forwarder_ssl(settings: NodeSettings) -> ssl.SSLContext | None:
+    """What the follower->leader forwarder speaks: verify the leader against the cluster CA
+    and present this node's own certificate (the leader trusts forwarded identities only
+    from node certificates)."""
+    tls = settings.security.tls
+    if tls is None:
+        return None
+    return http_client_context(tls.ca, tls.cert, tls.key)
+
+
+def url_scheme(settings: NodeSettings) -> str:
+    return "https" if settings.security.tls is not None else "http"
 
 
 async def serve(
@@ -262,13 +260,6 @@ def _write_ready_file(path: Path, settings: NodeSettings, server: NodeServer) ->
         "raft": f"{settings.listen[0]}:{server.raft_port}",
     }
     write_file(settings, path, json.dumps(doc) + "\n")
-
-
-def _bound_port(runner: web.AppRunner, default: int) -> int:
-    for addr in runner.addresses:
-        if isinstance(addr, tuple) and len(addr) >= 2:
-            return int(addr[1])
-    return default
 
 
 def _install_signals(stop: asyncio.Event, stack: contextlib.AsyncExitStack) -> None:

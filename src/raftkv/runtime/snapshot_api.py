@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
-
 from raftkv.runtime.addresses import AddressBook
+from raftkv.runtime.http_types import Request, Response, Router
 from raftkv.runtime.node import RaftRuntime
 from raftkv.storage.snapshot import encode_snapshot
 
-Barrier = Callable[[web.Request], Awaitable[None]]  # returns once a read here is linearizable
+Barrier = Callable[[Request], Awaitable[None]]  # returns once a read here is linearizable
 
 
 class SnapshotApi:
@@ -27,16 +26,17 @@ class SnapshotApi:
         self._book = book
         self._barrier = barrier
 
-    def add_routes(self, router: web.UrlDispatcher) -> None:
-        router.add_get("/v1/snapshot", self.get, allow_head=False)
+    def add_routes(self, router: Router) -> None:
+        router.add("GET", "/v1/snapshot", self.get)
 
-    async def get(self, request: web.Request) -> web.StreamResponse:
+    async def get(self, request: Request) -> Response:
         await self._barrier(request)
         snap = await self._node.snapshot()
-        return web.Response(
-            body=encode_snapshot(snap),
-            content_type="application/octet-stream",
-            headers={
+        return Response(
+            encode_snapshot(snap),
+            200,
+            "application/octet-stream",
+            {
                 "X-Raftkv-Snapshot-Index": str(snap.index),
                 "X-Raftkv-Snapshot-Term": str(snap.term),
             },
