@@ -68,6 +68,8 @@ _IDENTITY = FORWARDED_IDENTITY_HEADER.lower()
 _REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _STATUS_LINES: dict[int, bytes] = {}
+_NAMES: dict[bytes, str] = {}  # header names as sent -> lower-case str (clients repeat them)
+MAX_NAMES = 512
 
 
 class HttpApp:
@@ -280,7 +282,11 @@ class HttpProtocol(asyncio.Protocol):
             raise _HeadTooLarge(
                 f"request head over {MAX_HEAD} bytes, or a header over {MAX_LINE} bytes"
             )
-        key = name.lower().decode("latin-1")
+        key = _NAMES.get(name)
+        if key is None:
+            key = name.lower().decode("latin-1")
+            if len(_NAMES) < MAX_NAMES and len(name) <= 64:
+                _NAMES[name] = key
         headers = self._headers
         if key in headers:
             headers[key] += ", " + value.decode("latin-1")
