@@ -200,7 +200,7 @@ def test_refusals_and_errors_are_json(tmp_path: Path) -> None:
                 (b"G\x00T / HTTP/1.1\r\n\r\n", 400, "bad_request", True),
                 (b"PUT /v1/kv/a HTTP/1.1\r\nContent-Length: +1\r\n\r\nx", 400, "bad_request", True),
                 (
-                    b"GET /v1/kv/a HTTP/1.1\r\nHost: a\r\nX-Big: " + b"x" * 9000 + b"\r\n\r\n",
+                    b"GET /v1/kv/a HTTP/1.1\r\nHost: a\r\nX-Big: " + b"x" * 70000 + b"\r\n\r\n",
                     431,
                     "request_header_fields_too_large",
                     True,
@@ -209,6 +209,11 @@ def test_refusals_and_errors_are_json(tmp_path: Path) -> None:
             for data, status, error, closed in cases:
                 (a,), was_closed = await exchange(port, data)
                 assert (a.status, a.error(), was_closed) == (status, error, closed), data[:80]
+            (a,), closed = await exchange(port, req("GET", "/v1/kv/" + "k" * 9000))
+            assert (a.status, a.error(), closed) == (431, "request_header_fields_too_large", True)
+            many = "".join(f"X-H{i}: {'v' * 100}\r\n" for i in range(700)).encode()
+            (a,), closed = await exchange(port, b"GET /v1/status HTTP/1.1\r\nHost: a\r\n" + many)
+            assert (a.status, closed) == (431, True)  # no end of head in 64 KiB: refused at once
             (a,), _ = await exchange(port, req("HEAD", "/v1/status"))
             assert a.status == 405 and a.headers["allow"] == "GET" and a.body == b""
             # A value over the limit is refused from its Content-Length, before it is sent.

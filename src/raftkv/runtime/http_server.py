@@ -58,7 +58,7 @@ from raftkv.security.tls import http_server_context
 
 log = logging.getLogger("raftkv.http")
 
-MAX_LINE = 8190  # longest request target or header field (bytes): longer gets 431
+MAX_LINE = 8190  # longest request target (bytes): longer gets 431
 MAX_HEAD = 64 * 1024  # longest request head in all: longer gets 431
 MAX_QUEUED = 16  # pipelined requests waiting on one connection before reading pauses
 SHUTDOWN_TIMEOUT_S = 3.0  # how long stop() lets requests in flight finish
@@ -207,6 +207,8 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if not self._parsing:
             return
+        if self._current is None:
+            self._head += len(data)  # bytes since the last head ended (reset by the callbacks)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -224,6 +226,9 @@ class HttpProtocol(asyncio.Protocol):
             reason = " ".join(str(e).split())[:300] or type(e).__name__
             log.debug("refused malformed HTTP: %s", reason)
             self._stop(error_response(400, "bad_request", f"malformed HTTP request: {reason}"))
+        if self._head > MAX_HEAD and (self._url or self._headers):
+            # a head still incomplete after that many bytes (the parser keeps what it got)
+            self._stop(_head_too_large())
         current = self._current
         if current is not None and current.route is not None and self._body_timer is None:
             # its body is still on the way: it must arrive within read_timeout_s
@@ -272,16 +277,11 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._head += len(url)
         if len(self._url) > MAX_LINE:
             raise _HeadTooLarge(f"the request target is over {MAX_LINE} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._head += len(name) + len(value)
-        if len(value) > MAX_LINE or self._head > MAX_HEAD:
-            raise _HeadTooLarge(
-                f"request head over {MAX_HEAD} bytes, or a header over {MAX_LINE} bytes"
-            )
+        # (the head's size is bounded as it arrives: data_received)
         key = _NAMES.get(name)
         if key is None:
             key = name.lower().decode("latin-1")
@@ -301,6 +301,9 @@ class HttpProtocol(asyncio.Protocol):
         headers, url = self._headers, self._url
         self._headers, self._url, self._head = {}, b"", 0  # for the next request
         path, query, problem = _target(url)
+        if len(url) + sum(map(len, headers)) + sum(map(len, headers.values())) > MAX_HEAD:
+            self._stop(_head_too_large())
+            return
         req = Request(method, path, query, headers, version)
         req.conn = self._guarded
         req.peercert = self._peercert
@@ -351,6 +354,7 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         req = self._current
         self._current = None
+        self._head = 0
         self._begun += 1
         if self._body_timer is not None:
             self._body_timer.cancel()
@@ -605,6 +609,12 @@ def _target(url: bytes) -> tuple[str, str, str | None]:
     except UnicodeDecodeError:
         return "", "", "the request target is not valid UTF-8 (percent-encoded)"
     return path, query, None
+
+
+def _head_too_large() -> Response:
+    return error_response(
+        431, "request_header_fields_too_large", f"the request head is over {MAX_HEAD} bytes"
+    )
 
 
 def _internal(exc: BaseException) -> Response:
