@@ -437,9 +437,11 @@ def profile_leader(system: Raftkv, kvload_py: Path, args: argparse.Namespace) ->
 
 
 _GROUPS = (
-    ("raftkv/runtime/fasthttp.py", "HTTP fast path (parse, answer)"),
-    ("raftkv/runtime/http_api.py", "aiohttp handlers"),
-    ("aiohttp/", "aiohttp"),
+    ("raftkv/runtime/http_server.py", "HTTP server (parse, answer)"),
+    ("raftkv/runtime/http_types.py", "HTTP server (parse, answer)"),
+    ("httptools/", "HTTP server (parse, answer)"),
+    ("raftkv/runtime/http_api.py", "HTTP handlers"),
+    ("aiohttp/", "aiohttp (the forwarding client)"),
     ("raftkv/runtime/transport.py", "peer transport"),
     ("raftkv/wire.py", "peer message codec"),
     ("raftkv/runtime/node.py", "Ready loop (runtime/node.py)"),

@@ -60,6 +60,21 @@ class SessionExpired(Timeout):
     attempts certainly never reached the log is retried in a new session instead.)"""
 
 
+class ForwardFailed(CallerError):
+    """The connection to the leader broke while it held a forwarded request (or its answer
+    made no sense): for a write, the outcome is unknown, as after a Timeout (HTTP 502)."""
+
+
+class NotCaughtUp(CallerError):
+    """A learner cannot be promoted yet: its log (match_index) lags the leader's commit
+    index too far (HTTP 409 not_caught_up)."""
+
+    def __init__(self, message: str, match_index: int, commit_index: int) -> None:
+        super().__init__(message)
+        self.match_index = match_index
+        self.commit_index = commit_index
+
+
 class Overloaded(CallerError):
     """A capacity limit of this node is reached (connections, streams): retry later."""
 

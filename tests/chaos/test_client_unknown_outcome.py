@@ -6,7 +6,7 @@ failure for a write that may have committed.
 Cause: aiohttp resends an idempotent method (PUT, DELETE; RFC 9112 section 9.3.1) once, on a
 new connection, when the first connection breaks; when the node is gone the resend fails to
 connect and aiohttp raises ClientConnectorError, which raftkv.client.router classifies as
-"never sent". The follower's forwarder (raftkv.runtime.forward) does the same and answers 503
+"never sent". The follower's forwarder (raftkv.runtime.forward) did the same and answered 503
 no_leader ("nothing was sent: safe to retry"). These tests play the dying node: it reads one
 request, stops listening and drops the connection without answering.
 """
@@ -17,11 +17,13 @@ import asyncio
 import json
 
 import pytest
-from aiohttp.test_utils import make_mocked_request
 
 from raftkv.client import AsyncClient, RetryPolicy
-from raftkv.errors import RaftkvError, Timeout
-from raftkv.runtime.forward import Forwarder
+from raftkv.errors import ForwardFailed, NotLeader, RaftkvError, Timeout
+from raftkv.runtime.faults import NetFaults
+from raftkv.runtime.forward import PROPOSE, ForwardClient
+from raftkv.runtime.http_errors import from_exception
+from raftkv.runtime.settings import PeerAddress
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -87,8 +89,8 @@ def test_a_write_received_by_a_node_that_then_died_has_an_unknown_outcome(method
     )
 
 
-async def forward_to_a_leader_that_dies() -> tuple[list[bytes], int, bytes]:
-    """A follower forwards a PUT to its leader, which reads it and dies (same aiohttp resend)."""
+async def forward_to_a_leader_that_dies() -> tuple[list[bytes], RaftkvError]:
+    """A follower forwards a write to its leader, which reads it and dies."""
     received: list[bytes] = []
     server: asyncio.Server | None = None
 
@@ -100,20 +102,24 @@ async def forward_to_a_leader_that_dies() -> tuple[list[bytes], int, bytes]:
 
     server = await asyncio.start_server(die, "127.0.0.1", 0)
     url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    forwarder = Forwarder("n2", timeout_s=2.0)
-    request = make_mocked_request("PUT", "/v1/kv/k", headers={"X-Raftkv-Seq": "1"})
+    leader = PeerAddress("127.0.0.1", 1, url)
+    forwarder = ForwardClient("n2", "raftkv", {"n1": leader}.get, NetFaults())
     try:
-        resp = await forwarder.forward(request, b"v", "n1", url, write=True)
+        await forwarder.call("n1", PROPOSE, b"an encoded command", 2.0, write=True)
+    except RaftkvError as e:
+        return received, e
     finally:
         await forwarder.close()
-    assert resp.body is not None and isinstance(resp.body, bytes)
-    return received, resp.status, resp.body
+    raise AssertionError("the forwarded write got an answer from a leader that died")
 
 
 def test_a_forwarded_write_the_dead_leader_received_is_not_reported_as_not_sent() -> None:
-    received, status, body = asyncio.run(forward_to_a_leader_that_dies())
+    received, error = asyncio.run(forward_to_a_leader_that_dies())
     assert received, "the leader got the forwarded request"
-    assert status in (502, 504), (
+    status = from_exception(error).status
+    assert isinstance(error, (ForwardFailed, Timeout)) and status in (502, 504), (
         f"the forwarded write reached the leader, so its outcome is unknown (502/504), but the "
-        f"follower answered {status} {body.decode()} (503 tells the client it was not applied)"
+        f"follower would answer {status} ({type(error).__name__}: {error}); 503 tells the "
+        "client it was not applied"
     )
+    assert not isinstance(error, NotLeader)

@@ -1,6 +1,6 @@
 """End to end with TLS: `raftkv certs init`, three `raftkv serve` processes with mutual TLS
 between peers and token authentication, the CLI over https with a token or a client certificate;
-no token gets 401 (on the leader's fast path too), a peer certificate from another CA is
+no token gets 401 (on the leader too), a peer certificate from another CA is
 refused, oversized input gets 413."""
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def test_no_token_gets_401_and_a_read_token_cannot_write(cluster: TlsCluster) ->
     r = raftkv("put", "y", "1", env=cluster.env("read"))
     assert r.returncode == 1 and "needs role write" in r.stderr, r.stderr
     leader = cluster.leader()
-    for nid, url in cluster.urls.items():  # the leader's fast path and the followers alike
+    for nid, url in cluster.urls.items():  # the leader and the followers alike
         status, body = cluster.https("PUT", url + "/v1/kv/y", b"1")
         assert status == 401, (nid, nid == leader, body)
         assert json.loads(body)["error"] == "unauthorized"

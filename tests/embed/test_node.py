@@ -20,11 +20,11 @@ from raftkv.embed import (
     NodeOptions,
     NodeStopped,
 )
-from raftkv.embed.forward import ForwardClient
 from raftkv.embed.options import build_settings
 from raftkv.embed.protocol import encode_envelope
 from raftkv.errors import BadRequest, NotLeader, WrongCluster
 from raftkv.runtime.faults import NetFaults
+from raftkv.runtime.forward import PROPOSE, ForwardClient
 
 from .harness import FAST, cluster, eventually, leader_of, make_peers, run_async
 
@@ -206,11 +206,12 @@ def test_forwarding_checks_the_cluster_id(tmp_path: Path) -> None:
         async with bank_nodes(tmp_path) as nodes:
             leader = await leader_of(nodes)
             peers = {n.id: n.settings.peers[n.id] for n in nodes}
-            foreign = build_settings("n1", peers, tmp_path / "x", "other", NodeOptions())
-            client = ForwardClient(foreign, NetFaults())
+            asking = next(n.id for n in nodes if n is not leader)  # a member, but of "other"
+            foreign = build_settings(asking, peers, tmp_path / "x", "other", NodeOptions())
+            client = ForwardClient(asking, foreign.cluster_id, foreign.peers.get, NetFaults())
             try:
                 with pytest.raises(WrongCluster):
-                    await client.apply(leader.id, b"anything", 2.0)
+                    await client.call(leader.id, PROPOSE, b"anything", 2.0, write=True)
             finally:
                 await client.close()
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from raftkv.embed.options import NodeOptions, build_settings, check_identity
+from raftkv.embed.options import NodeOptions, build_settings
 from raftkv.faultfs import FaultMount
 from raftkv.runtime.addresses import AddressBook
-from raftkv.runtime.server import IDENTITY_FILE, _check_identity
 from raftkv.runtime.settings import NodeSettings, PeerAddress
+from raftkv.runtime.shell import EMBEDDED, IDENTITY_FILE, KV_SERVER, check_identity
 
 A1 = PeerAddress("127.0.0.1", 7001, "http://127.0.0.1:8001")
 A2 = PeerAddress("127.0.0.1", 7002, "http://127.0.0.1:8002")
@@ -30,7 +30,7 @@ def test_a_new_data_dir_and_its_identity_survive_a_power_cut(fs: FaultMount) -> 
     server = NodeSettings(
         "n1", fs.mountpoint / "kv" / "n1", ("127.0.0.1", 7001), ("127.0.0.1", 8001), {"n1": A1}
     )
-    _check_identity(server)
+    check_identity(server, KV_SERVER)
     embedded = build_settings(
         "n1",
         {"n1": "127.0.0.1:7001@http://127.0.0.1:8001"},
@@ -38,7 +38,7 @@ def test_a_new_data_dir_and_its_identity_survive_a_power_cut(fs: FaultMount) -> 
         "raftkv",
         NodeOptions(),
     )
-    check_identity(embedded)
+    check_identity(embedded, EMBEDDED)
     fs.power_cut()
     for settings in (server, embedded):
         path = settings.data_dir / IDENTITY_FILE

@@ -1,6 +1,7 @@
 """Requests forwarded by peers have a connection budget of their own on the leader, and a
 client cannot claim it (issue #15, item 4): with TLS only a node certificate earns it, with
-tokens only the key derived from the token table, with neither the member-naming header."""
+tokens only the key derived from the token table, with neither the member-naming header. The
+same proofs guard the forwarding routes themselves (/v1/internal/OP)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import ssl
 from dataclasses import replace
 from pathlib import Path
 
-from raftkv.runtime.admission import forward_key
-from raftkv.runtime.forward import HOP_HEADER, PEER_KEY_HEADER
+from raftkv.kv.commands import Put, encode_command
+from raftkv.runtime.admission import HOP_HEADER, PEER_KEY_HEADER, forward_key
+from raftkv.runtime.forward import CLUSTER_HEADER
 from raftkv.security.config import SecurityConfig
 from runtime.cluster import LocalCluster
 
@@ -150,3 +152,88 @@ def test_forward_key_is_none_with_tls_or_without_tokens(tmp_path: Path) -> None:
     tokens = SecureCluster(tmp_path / "c", 1, tls=False).settings["n1"]
     other_cluster = replace(tokens, cluster_id="other")
     assert forward_key(tokens) != forward_key(other_cluster)
+
+
+def _propose(key: str) -> bytes:
+    return encode_command(Put(key, b"v", None), None)
+
+
+def test_with_tokens_forwarded_ops_need_the_key_and_the_clients_role(tmp_path: Path) -> None:
+    """POST /v1/internal/OP (runtime/forward.py): a client cannot call it by naming a member;
+    a member's call is authorized again for the original client's role."""
+
+    async def main() -> None:
+        async with SecureCluster(tmp_path, 3, tls=False) as c:
+            leader = await c.leader()
+            follower = next(n for n in c.ids if n != leader)
+            key = forward_key(c.settings[leader])
+            assert key is not None
+            member = {CLUSTER_HEADER: "raftkv", HOP_HEADER: follower}
+            proof = {**member, PEER_KEY_HEADER: key}
+            cases = [
+                ({**bearer("admin"), **member}, 403, "forbidden"),  # no key: not a member
+                ({**bearer("admin"), **member, PEER_KEY_HEADER: "0" * 64}, 403, "forbidden"),
+                (proof, 401, "unauthorized"),  # a member, but whose request is it?
+                ({**bearer("read"), **proof}, 403, "forbidden"),  # propose needs write
+            ]
+            for headers, status, code in cases:
+                answer = await c.request(
+                    "POST", leader, "/v1/internal/propose", body=_propose("f"), headers=headers
+                )
+                assert answer[:1] == (status,) and json.loads(answer[1])["error"] == code
+            got = await c.request("GET", leader, "/v1/kv/f", headers=bearer("read"))
+            assert got[0] == 404  # nothing refused was applied
+            # read-index needs only read; propose with a write token goes through.
+            status, _, _ = await c.request(
+                "POST",
+                leader,
+                "/v1/internal/read-index",
+                body=b"\x91\xc2",
+                headers={**bearer("read"), **proof},
+            )
+            assert status == 200
+            status, _, _ = await c.request(
+                "POST",
+                leader,
+                "/v1/internal/propose",
+                body=_propose("f"),
+                headers={**bearer("write"), **proof},
+            )
+            assert status == 200
+            got = await c.request("GET", follower, "/v1/kv/f", headers=bearer("read"))
+            assert got[:2] == (200, b"v")
+
+    run_async(main)
+
+
+def test_with_tls_only_a_node_certificate_may_call_forwarded_ops(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with SecureCluster(tmp_path, 3) as c:
+            leader = await c.leader()
+            follower = next(n for n in c.ids if n != leader)
+            member = {CLUSTER_HEADER: "raftkv", HOP_HEADER: follower}
+            admin = client_ssl(c.certs, "admin")  # a client certificate with every role
+            status, body, _ = await c.request(
+                "POST",
+                leader,
+                "/v1/internal/propose",
+                body=_propose("t"),
+                headers=member,
+                ssl_ctx=admin,
+            )
+            assert status == 403 and json.loads(body)["error"] == "forbidden"
+            node = client_ssl(c.certs)
+            node.load_cert_chain(c.certs / f"{follower}.pem", c.certs / f"{follower}.key")
+            status, body, _ = await c.request(  # the node itself, for a write token's client
+                "POST",
+                leader,
+                "/v1/internal/propose",
+                body=_propose("t"),
+                headers={**member, **bearer("write")},
+                ssl_ctx=node,
+            )
+            assert status == 200, body
+            got = await c.request("GET", leader, "/v1/kv/t", headers=bearer("read"))
+            assert got[:2] == (200, b"v")
+
+    run_async(main)

@@ -1,5 +1,5 @@
 """A 3-node TLS cluster in one process: tokens and client certificates, roles, forwarding, and
-the leader's fast path refusing what the aiohttp path refuses."""
+the leader refusing over raw TLS what it refuses to the client library."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 
 from raftkv.client import AsyncClient, Credentials
 from raftkv.errors import Forbidden, Unauthorized
-from raftkv.runtime.fasthttp import FastProtocol
 from raftkv.security.auth import FORWARDED_IDENTITY_HEADER
 
 from .secure import SecureCluster, bearer, client_ssl, run_async
@@ -101,26 +100,7 @@ def test_client_certificates_carry_roles_and_are_forwarded(tmp_path: Path) -> No
     run_async(main)
 
 
-def test_the_leaders_fast_path_refuses_without_a_token(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    handovers = [0]
-    original = FastProtocol._hand_over
-
-    def counting(self: FastProtocol) -> None:
-        handovers[0] += 1
-        original(self)
-
-    monkeypatch.setattr(FastProtocol, "_hand_over", counting)
-    served: list[FastProtocol] = []
-    original_init = FastProtocol.__init__
-
-    def tracking(self: FastProtocol, *args: object, **kwargs: object) -> None:
-        original_init(self, *args, **kwargs)  # type: ignore[arg-type]
-        served.append(self)
-
-    monkeypatch.setattr(FastProtocol, "__init__", tracking)
-
+def test_the_leader_refuses_without_a_token_over_tls(tmp_path: Path) -> None:
     async def main() -> None:
         async with SecureCluster(tmp_path) as c:
             leader = await c.leader()
@@ -144,15 +124,12 @@ def test_the_leaders_fast_path_refuses_without_a_token(
                 finally:
                     writer.close()
 
-            # With a token the leader serves the PUT on its fast path, over TLS.
-            before = sum(p.requests for p in served), handovers[0]
+            # With a token the leader serves the PUT, over TLS.
             token = f"Authorization: Bearer {bearer('write')['Authorization'][7:]}\r\n".encode()
             put = b"PUT /v1/kv/fast HTTP/1.1\r\nHost: t\r\n" + token
             status, body = await raw(put + b"Content-Length: 2\r\nConnection: close\r\n\r\nok")
             assert status == 200, body
-            assert sum(p.requests for p in served) == before[0] + 1
-            assert handovers[0] == before[1]
-            # Without a token, or with a bad one, the same request is refused (aiohttp answers).
+            # Without a token, or with a bad one, the same request is refused.
             for auth in (b"", b"Authorization: Bearer wrong-wrong-wrong-wrong\r\n"):
                 req = b"PUT /v1/kv/fast HTTP/1.1\r\nHost: t\r\n" + auth
                 status, body = await raw(req + b"Content-Length: 3\r\nConnection: close\r\n\r\nbad")
@@ -162,7 +139,7 @@ def test_the_leaders_fast_path_refuses_without_a_token(
                 )
                 status, body = await raw(get)
                 assert status == 401
-            # A read token on the fast path: GET yes, PUT no.
+            # A read token: GET yes, PUT no.
             read = f"Authorization: Bearer {bearer('read')['Authorization'][7:]}\r\n".encode()
             status, body = await raw(
                 b"GET /v1/kv/fast HTTP/1.1\r\nHost: t\r\n" + read + b"Connection: close\r\n\r\n"
@@ -210,12 +187,10 @@ def test_the_python_client_with_token_and_ca(tmp_path: Path) -> None:
     run_async(main)
 
 
-def test_without_the_fast_path_the_same_rules_hold(tmp_path: Path) -> None:
-    """fast_http=False: aiohttp's own TLS site, under the same connection guard."""
-
+def test_an_idle_tls_connection_is_closed(tmp_path: Path) -> None:
     async def main() -> None:
         limits = {"idle_timeout_s": 0.5}
-        async with SecureCluster(tmp_path, 1, fast_http=False, security=limits) as c:
+        async with SecureCluster(tmp_path, 1, security=limits) as c:
             await c.leader()
             status, body, _ = await c.request("PUT", "n1", "/v1/kv/a", body=b"1")
             assert status == 401 and _error(body) == "unauthorized"

@@ -29,47 +29,61 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
 
-from aiohttp import web
+import msgspec
 
 from raftkv.client.session import SessionKeeper
-from raftkv.core.config import Config
 from raftkv.core.membership import ConfChange, ConfChangeKind
-from raftkv.core.raft import RaftNode
 from raftkv.core.types import NodeId
 from raftkv.driver import SnapshotPolicy
 from raftkv.embed.codec import Decoder, encode
 from raftkv.embed.errors import CommandFailed
 from raftkv.embed.events import EventBus, EventStream, Listener
-from raftkv.embed.forward import (
-    MAX_COMMAND_SIZE,
-    UNKNOWN,
-    ForwardClient,
-    ForwardServer,
-)
 from raftkv.embed.hooks import EmbedHooks
 from raftkv.embed.machine import AnyMachine
 from raftkv.embed.membership import already
-from raftkv.embed.options import NodeOptions, build_settings, check_identity
-from raftkv.embed.protocol import Outcome, Status, encode_envelope, encode_open_session
+from raftkv.embed.options import NodeOptions, build_settings
+from raftkv.embed.protocol import (
+    ENCODER,
+    MAX_COMMAND_SIZE,
+    Outcome,
+    Status,
+    encode_envelope,
+    encode_open_session,
+)
 from raftkv.embed.replica import Replica
 from raftkv.embed.replicated import Call, Replicated
 from raftkv.errors import (
     BadRequest,
     CallerError,
+    DiskError,
+    ForwardFailed,
     NoQuorum,
     NotLeader,
     ProposalDropped,
     SessionExpired,
     Timeout,
     TooLarge,
+    WrongCluster,
 )
-from raftkv.runtime.clock import TickClock
-from raftkv.runtime.events import EventHub
+from raftkv.runtime.admission import PeerPolicy
 from raftkv.runtime.faults import NetFaults
-from raftkv.runtime.metrics import NodeMetrics
-from raftkv.runtime.node import Inbox, NodeStopped, RaftRuntime, ticker
-from raftkv.runtime.settings import PeerAddress, open_storage
-from raftkv.runtime.transport import PeerTransport
+from raftkv.runtime.forward import (
+    MAX_FORWARD_BODY,
+    MEMBER,
+    PROPOSE,
+    READ_INDEX,
+    Answer,
+    ForwardClient,
+    ForwardServer,
+    add_internal_route,
+    encode_lease,
+)
+from raftkv.runtime.http_server import HttpServer
+from raftkv.runtime.http_types import Router
+from raftkv.runtime.node import NodeStopped, RaftRuntime
+from raftkv.runtime.settings import PeerAddress
+from raftkv.runtime.shell import EMBEDDED, HttpFront, NodeShell, Parts, wait_applied
+from raftkv.storage import Recovered
 
 log = logging.getLogger("raftkv.embed")
 
@@ -96,7 +110,8 @@ class _Tried:
 
 
 _SESSION_ID: Decoder[str] = Decoder(str, "the session id")
-_HTTP_SHUTDOWN_S = 1.0
+_OUTCOME = msgspec.msgpack.Decoder(Outcome)
+_CHANGES = msgspec.msgpack.Decoder(ConfChange)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +172,6 @@ class Node(Generic[M]):
         self._sessions = SessionKeeper(self._open_session)
         self._runtime: RaftRuntime[Replica, Outcome] | None = None
         self._stack: contextlib.AsyncExitStack | None = None
-        self._task: asyncio.Task[None] | None = None
         self._forward: ForwardClient | None = None
         self._faults = NetFaults()
         self._used = False
@@ -205,83 +219,47 @@ class Node(Generic[M]):
 
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         s, opts = self.settings, self.options
-        await asyncio.to_thread(check_identity, s)
-        storage, rec = await asyncio.to_thread(open_storage, s)
-        stack.callback(storage.close)
-        if rec.torn_tail:
-            log.warning("%s: %s", self.id, rec.torn_tail)
-        if rec.lost_data:
-            log.error("%s: %s", self.id, rec.lost_data)
-        if rec.snapshot is not None:
-            self._replica.restore(rec.snapshot.data, rec.snapshot.index)
-        config = Config(
-            election_ticks=s.election_ticks,
-            heartbeat_ticks=s.heartbeat_ticks,
-            tick_us=round(s.tick_seconds * 1_000_000),
-        )
         joining = () if self.id in self._initial_voters else (self.id,)
-        raft = RaftNode(
-            s.node_id,
-            self._initial_voters,
-            config,
-            random.Random(),
-            hard_state=rec.hard_state,
-            entries=rec.entries,
-            snapshot=rec.snapshot,
-            learners=joining,  # not a voter at first: listen until the leader adds us
-        )
-        inbox = Inbox(TickClock(s.tick_seconds))
-        hub, metrics = EventHub(s.node_id), NodeMetrics()
-        transport = PeerTransport(s, inbox.add_messages, self._faults, hub, metrics)
-        runtime: RaftRuntime[Replica, Outcome] = RaftRuntime(
-            raft,
-            self._replica,
-            storage,
-            inbox=inbox,
-            send=transport.send,
-            hub=hub,
-            metrics=metrics,
-            hooks=self._hooks,
-            policy=SnapshotPolicy(opts.snapshot_every, 0, opts.snapshot_log_ratio),
-        )
-        self._runtime = runtime
+
+        async def build(recovered: Recovered) -> Parts[Replica]:
+            # not a voter at first when joining: listen until the leader adds us
+            return Parts(self._replica, self._initial_voters, joining, s, self._hooks)
+
         stack.callback(self._bus.close)
         if opts.forward:
-            self._forward = ForwardClient(s, self._faults)
+            self._forward = ForwardClient(s.node_id, s.cluster_id, s.peers.get, self._faults)
             stack.push_async_callback(self._forward.close)
-        runner = web.AppRunner(
-            ForwardServer(s, runtime, self._change_here).app(),
-            access_log=None,
-            handler_cancellation=True,
-            shutdown_timeout=_HTTP_SHUTDOWN_S,
+        shell: NodeShell[Replica, Outcome] = await NodeShell.start(
+            stack,
+            s,
+            EMBEDDED,
+            build,
+            front=self._front,
+            policy=SnapshotPolicy(opts.snapshot_every, 0, opts.snapshot_log_ratio),
+            faults=self._faults,
         )
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        await transport.start()
-        stack.push_async_callback(transport.close)
-        ticks = ticker(inbox, s.tick_seconds, metrics.loop_lag.observe)
-        tick_task = asyncio.create_task(ticks, name=f"tick-{self.id}")
-        stack.push_async_callback(_cancel, tick_task)
-        self._task = asyncio.create_task(runtime.run(), name=f"raft-{self.id}")
-        stack.push_async_callback(self._stop_runtime)
-        site = web.TCPSite(runner, s.http[0], s.http[1])
-        await site.start()
-        stack.push_async_callback(site.stop)
-        log.info(
-            "%s: embedded node up (cluster %s, peers on %s:%d, term %d, log %d..%d)",
-            self.id,
-            s.cluster_id,
-            s.listen[0],
-            transport.port,
-            raft.term,
-            raft.log.first_index(),
-            raft.log.last_index(),
-        )
+        self._runtime = shell.runtime
 
-    async def _stop_runtime(self) -> None:
-        if self._runtime is not None and self._task is not None:
-            self._runtime.stop()
-            await asyncio.shield(self._task)
+    def _front(self, shell: NodeShell[Replica, Outcome]) -> HttpFront:
+        settings = shell.settings
+        server = ForwardServer(
+            shell.runtime,
+            settings.cluster_id,
+            settings.request_timeout_s,
+            {MEMBER: self._member_op},
+        )
+        peers = PeerPolicy.of(settings, lambda p: p != self.id and p in settings.peers)
+        router = Router(MAX_FORWARD_BODY)
+        add_internal_route(router, server, peers)
+        return HttpServer(settings, router, peers)
+
+    async def _member_op(self, body: bytes, peer: str | None) -> tuple[int, bytes]:
+        """A follower's membership change, at this node (forward.py)."""
+        try:
+            change = _CHANGES.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise BadRequest(f"malformed membership change: {e}") from None
+        return await self._change_here(change, self.settings.request_timeout_s), b""
 
     # --- state ----------------------------------------------------------------------------
 
@@ -412,12 +390,9 @@ class Node(Generic[M]):
                 raise _Retry(str(e)) from e
 
         async def there(forward: ForwardClient, leader: NodeId, attempt: float) -> int:
-            reply = await forward.change_members(leader, change, attempt)
-            if reply.code == "ok":
-                return reply.index
-            if reply.code == "bad_request":
-                raise BadRequest(reply.message)
-            raise _Retry(reply.message)
+            body = ENCODER.encode(change)
+            answer = await _call(forward, leader, MEMBER, body, attempt, write=True)
+            return answer.index
 
         def failed(why: str, _: bool) -> str:
             return (
@@ -569,14 +544,12 @@ class Node(Generic[M]):
         async def there(
             forward: ForwardClient, leader: NodeId, attempt: float
         ) -> tuple[Outcome, int]:
-            reply = await forward.apply(leader, envelope, attempt)
-            if reply.code == "ok" and reply.outcome is not None:
-                return reply.outcome, reply.index
-            if reply.code == "bad_request":
-                raise BadRequest(reply.message)
-            maybe_applied = reply.code in (UNKNOWN, "timeout")
-            tried.maybe_applied = tried.maybe_applied or maybe_applied
-            raise _Retry(reply.message, maybe_applied=maybe_applied)
+            try:
+                answer = await _call(forward, leader, PROPOSE, envelope, attempt, write=True)
+            except _Retry as e:
+                tried.maybe_applied = tried.maybe_applied or e.maybe_applied
+                raise
+            return _OUTCOME.decode(answer.result), answer.index
 
         def failed(why: str, maybe_applied: bool) -> str:
             outcome = (
@@ -619,11 +592,10 @@ class Node(Generic[M]):
                 raise _Retry(f"leadership not confirmed within {attempt:g}s") from e
 
         async def there(forward: ForwardClient, leader: NodeId, attempt: float) -> int:
-            reply = await forward.read_index(leader, lease, attempt)
-            if reply.code != "ok":
-                raise _Retry(reply.message)
-            await self._applied_through(reply.index, deadline)
-            return reply.index
+            body = encode_lease(lease)
+            answer = await _call(forward, leader, READ_INDEX, body, attempt, write=False)
+            await self._applied_through(answer.index, deadline)
+            return answer.index
 
         def failed(why: str, _: bool) -> str:
             return f"{self.id}: read not confirmed within {timeout:g}s (last: {why})"
@@ -631,18 +603,7 @@ class Node(Generic[M]):
         return await self._at_leader(timeout, here, there, failed, deadline=deadline)
 
     async def _applied_through(self, index: int, deadline: float) -> None:
-        runtime = self._running()
-        loop = asyncio.get_running_loop()
-        with runtime.watcher() as changed:
-            while runtime.applied_index < index:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    raise Timeout(f"{self.id} did not apply index {index} in time")
-                changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    # watchers fire on apply; the poll covers snapshot installs
-                    await asyncio.wait_for(changed.wait(), min(remaining, 0.05))
-                self._running()
+        await wait_applied(self._running(), index, deadline)
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -707,10 +668,19 @@ class Node(Generic[M]):
         await asyncio.sleep(max(0.0, min(pause, deadline - loop.time())))
 
 
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+async def _call(
+    forward: ForwardClient, leader: NodeId, op: str, body: bytes, attempt: float, *, write: bool
+) -> Answer:
+    """One attempt of op at the leader (forward.py). Raises BadRequest / WrongCluster (final),
+    else _Retry: maybe applied when a write was sent and its answer lost or unknown."""
+    try:
+        return await forward.call(leader, op, body, attempt, write=write)
+    except (BadRequest, WrongCluster):
+        raise
+    except (Timeout, ForwardFailed, DiskError) as e:
+        raise _Retry(str(e), maybe_applied=write) from e
+    except CallerError as e:  # not the leader, dropped, no quorum, stopping: not applied
+        raise _Retry(str(e)) from e
 
 
 __all__ = ["Consistency", "Node", "NodeStatus"]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from raftkv.errors import BadRequest, DiskError
+from raftkv.errors import BadRequest
 from raftkv.kv.sessions import SessionLimits
 from raftkv.runtime.settings import (
     DEFAULT_WAL_SEGMENT_MB,
@@ -17,10 +16,6 @@ from raftkv.runtime.settings import (
     check_wal_segment_mb,
     parse_peers,
 )
-from raftkv.storage import fsutil
-
-IDENTITY_FILE = "identity.json"
-MACHINE_KIND = "embedded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,27 +84,3 @@ def build_settings(
         fsync=options.fsync,
         wal_segment_mb=options.wal_segment_mb,
     )
-
-
-def check_identity(settings: NodeSettings) -> None:
-    """A data dir belongs to one embedded node of one cluster; refuse to open it as another
-    (or a KV server's data dir, whose log holds KV commands)."""
-    path = settings.data_dir / IDENTITY_FILE
-    mine = {"cluster_id": settings.cluster_id, "node_id": settings.node_id, "kind": MACHINE_KIND}
-    if path.exists():
-        try:
-            found = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise DiskError(f"node {settings.node_id}: cannot read {path}: {e}", str(path)) from e
-        if found != mine:
-            raise BadRequest(
-                f"{settings.data_dir} belongs to {found.get('kind', 'a KV server')} node "
-                f"{found.get('node_id')!r} of cluster {found.get('cluster_id')!r}, not to "
-                f"embedded node {settings.node_id!r} of cluster {settings.cluster_id!r}"
-            )
-        return
-    try:
-        fsutil.durable_dir(settings.data_dir)  # it must survive a power cut
-        fsutil.atomic_write(path, (json.dumps(mine) + "\n").encode())
-    except OSError as e:
-        raise fsutil.write_error(f"node {settings.node_id}", path, e) from e

@@ -10,7 +10,8 @@ Log entry:  [2, client, seq, ack, command]   Envelope: command = the encoded use
                                              opened its session implicitly); replayed as then.
 Per entry:  Outcome(status, result | error)  built on every replica, identically; an
                                              OpenSession's result is the session id (msgpack).
-Forwarded:  ForwardReply(code, index, outcome, leader, message)   leader -> follower.
+Forwarded:  an Envelope or OpenSession entry, proposed at the leader (runtime/forward.py);
+            the leader answers the entry's Outcome.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import msgspec
 
 from raftkv.errors import BadRequest
 from raftkv.kv.sessions import validate_nonce
+
+MAX_COMMAND_SIZE = 4 * 1024 * 1024  # an encoded command (runtime/forward.py takes a bit more)
 
 
 class _Entry(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
@@ -64,16 +67,7 @@ class Outcome(msgspec.Struct, frozen=True, array_like=True):
     duplicate: bool = False  # answered from the session cache (a retried command)
 
 
-class ForwardReply(msgspec.Struct, frozen=True, array_like=True):
-    code: str  # ok | not_leader | dropped | no_quorum | timeout | stopped | bad_request
-    index: int = 0
-    outcome: Outcome | None = None
-    leader: str | None = None
-    message: str = ""
-
-
 _ENTRY_DECODER: msgspec.msgpack.Decoder[Entry] = msgspec.msgpack.Decoder(Entry)
-_REPLY_DECODER = msgspec.msgpack.Decoder(ForwardReply)
 ENCODER = msgspec.msgpack.Encoder()
 
 
@@ -95,10 +89,3 @@ def decode_entry(data: bytes) -> Entry:
     if isinstance(entry, OpenSession):
         validate_nonce(entry.nonce)
     return entry
-
-
-def decode_reply(data: bytes) -> ForwardReply:
-    try:
-        return _REPLY_DECODER.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise BadRequest(f"malformed reply from the leader: {e}") from None

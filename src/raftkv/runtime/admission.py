@@ -1,5 +1,4 @@
-"""Which HTTP connection budget a request uses: the rules both HTTP paths follow (aiohttp's
-middleware here, and the fast path, which hands anything not plainly admitted to aiohttp).
+"""Which HTTP connection budget a request uses, decided once its head is in (http_server.py).
 
 Budgets (conn_guard.Budget), so that no kind of traffic can starve another:
 
@@ -26,21 +25,17 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
-from aiohttp.typedefs import Middleware
-
-from raftkv.errors import TooManyConnections, TooManyStreams
-from raftkv.runtime.conn_guard import Budget, GuardedProtocol, guarded, too_many_message
-from raftkv.runtime.forward import HOP_HEADER, PEER_KEY_HEADER
-from raftkv.runtime.http_errors import from_exception
+from raftkv.errors import TooManyStreams
+from raftkv.runtime.conn_guard import Budget, GuardedProtocol
 from raftkv.runtime.settings import NodeSettings
 from raftkv.security.tls import cert_identity
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+HOP_HEADER = "X-Raftkv-Forwarded-By"  # the member forwarding a request (forward.py)
+PEER_KEY_HEADER = "X-Raftkv-Peer-Key"  # its proof without TLS, with tokens (forward_key)
 STREAM_ROUTES = frozenset(("/v1/watch", "/v1/events"))
 
 
@@ -110,7 +105,7 @@ def admit(
 ) -> bool:
     """Whether to serve a request on conn (False: 503 too_many_connections, then close). A
     peer's forwarded request moves its connection to the PEER budget."""
-    if conn is None:  # not under a guard (only in tests that build an app by hand)
+    if conn is None:  # not under a guard
         return True
     if hop is not None and conn.budget is not Budget.PEER:
         node = policy.forwarded_by(hop, key)
@@ -129,23 +124,3 @@ def take_stream_slot(conn: GuardedProtocol | None) -> None:
         "(--max-streams); close one, watch several prefixes on one stream "
         "(GET /v1/watch?prefix=a&prefix=b), or retry"
     )
-
-
-def admission_middleware(policy: PeerPolicy) -> Middleware:
-    @web.middleware
-    async def admission(request: web.Request, handler: Handler) -> web.StreamResponse:
-        conn = guarded(request.transport)
-        headers = request.headers
-        route = route_of(request.method, request.path)
-        if not admit(policy, conn, route, headers.get(HOP_HEADER), headers.get(PEER_KEY_HEADER)):
-            assert conn is not None
-            err = TooManyConnections(too_many_message(conn.guard.config.max_http_connections))
-            refusal = from_exception(err)
-            refusal.force_close()
-            return refusal
-        resp = await handler(request)
-        if conn is not None and conn.budget is Budget.OVERFLOW:
-            resp.force_close()  # over the client limit: one answer (/healthz), then close
-        return resp
-
-    return admission

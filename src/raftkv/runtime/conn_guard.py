@@ -1,9 +1,7 @@
 """Bounds on HTTP connections: how many at once, how long idle, how slow a request may arrive.
 
-Every accepted connection is a GuardedProtocol wrapping the real one (the fast path's
-FastProtocol, or aiohttp's RequestHandler). The guard stays the transport's protocol for the
-connection's whole life: when the fast path hands a connection to aiohttp it switches the
-guard's inner protocol (see `switch`), so the limits hold on both paths.
+Every accepted connection is a GuardedProtocol wrapping the real one (http_server.py's
+HttpProtocol), and stays the transport's protocol for the connection's whole life.
 
 - Every connection counts against one Budget; who gets which is admission.py's call. At
   connect: a peer's TLS connection goes to PEER, else CLIENT while it has room (at most
@@ -13,10 +11,10 @@ guard's inner protocol (see `switch`), so the limits hold on both paths.
 - A reaper closes a connection that is not serving a request and either has received nothing
   for idle_timeout_s (idle keep-alive, or a client that connected and went silent; OVERFLOW
   connections get read_timeout_s), or has had a request arriving for more than
-  read_timeout_s without it being complete (a slow client dribbling its request head, or a
-  fast-path body). While a request is being served (its handler runs: a long-poll, an SSE
-  stream) the connection is not reaped; a body that a handler waits for is bounded by the
-  access middleware instead (408), a stream whose client stops reading by sse.py.
+  read_timeout_s without its head being complete (a slow client dribbling it). While a
+  request is being served (its handler runs: a long-poll, an SSE stream; or
+  while its body arrives) the connection is not reaped: a body is bounded by the server
+  instead (408), a stream whose client stops reading by sse.py.
 """
 
 from __future__ import annotations
@@ -26,14 +24,9 @@ import contextlib
 import enum
 import json
 import logging
-import ssl
 from collections.abc import Callable
 from typing import Any, Protocol, cast, runtime_checkable
 
-from aiohttp import web
-
-from raftkv.runtime.forward import FORWARD_POOL
-from raftkv.runtime.http_parse_errors import use_json_errors
 from raftkv.security.config import SecurityConfig
 
 log = logging.getLogger("raftkv.http")
@@ -41,6 +34,7 @@ log = logging.getLogger("raftkv.http")
 ProtocolFactory = Callable[[], asyncio.Protocol]
 NodeOfCert = Callable[[Any], "str | None"]  # the member a TLS client certificate names
 
+FORWARD_POOL = 512  # connections a follower may hold to the leader (the leader allows as many)
 OVERFLOW_LIMIT = 64  # connections over max_http_connections held until their first request
 
 
@@ -64,10 +58,7 @@ def _state(proto: asyncio.BaseProtocol) -> tuple[bool, int]:
     """(serving a request now, requests begun so far) of the inner protocol."""
     if isinstance(proto, Progress):
         return proto.guard_state()
-    # aiohttp's RequestHandler: _current_request is set while a handler runs, and
-    # _request_count counts parsed requests (checked by tests/runtime/test_conn_guard.py).
-    serving = getattr(proto, "_current_request", None) is not None
-    return serving, int(getattr(proto, "_request_count", 0))
+    return False, 0
 
 
 class ConnectionGuard:
@@ -166,7 +157,6 @@ class GuardedProtocol(asyncio.Protocol):
     def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
         self.guard = guard
         self.inner = inner
-        use_json_errors(inner)
         self.transport: asyncio.Transport | None = None
         self.refused = False
         self.budget: Budget | None = None  # None until admitted, and once closed
@@ -175,15 +165,6 @@ class GuardedProtocol(asyncio.Protocol):
         self.last_rx = 0.0
         self.pending_since: float | None = None  # first byte of a request not yet begun
         self.seen_requests = 0
-        if hasattr(inner, "replace_protocol"):
-            inner.replace_protocol = self.switch
-
-    def switch(self, new: asyncio.Protocol) -> None:
-        """The inner protocol hands the connection over (fast path -> aiohttp)."""
-        self.inner = new
-        use_json_errors(new)
-        if hasattr(new, "replace_protocol"):
-            new.replace_protocol = self.switch
 
     # --- asyncio.Protocol -------------------------------------------------------------
 
@@ -275,40 +256,3 @@ def _too_many(limit: int) -> bytes:
         f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
     )
     return head.encode() + body.encode()
-
-
-class GuardedSite(web.TCPSite):
-    """aiohttp's TCPSite, with every connection under a ConnectionGuard (no fast path)."""
-
-    def __init__(
-        self,
-        runner: web.BaseRunner,
-        host: str,
-        port: int,
-        guard: ConnectionGuard,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        super().__init__(runner, host, port, ssl_context=ssl_context)
-        self._guard = guard
-
-    async def start(self) -> None:
-        await web.BaseSite.start(self)  # registers the site; TCPSite.start would bind
-        server = self._runner.server
-        assert server is not None
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            self._guard.wrap(server),
-            self._host,
-            self._port,
-            ssl=self._ssl_context,
-            ssl_handshake_timeout=(
-                self._guard.config.handshake_timeout_s if self._ssl_context else None
-            ),
-            backlog=self._backlog,
-            reuse_address=True,
-        )
-        self._guard.start()
-
-    async def stop(self) -> None:
-        await super().stop()
-        await self._guard.stop()

@@ -37,13 +37,13 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from aiohttp import web
+import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from raftkv.errors import BadRequest, NotLeader, RaftkvError, Timeout, TooLarge
+from raftkv.errors import BadRequest, NotLeader, Timeout, TooLarge
 from raftkv.kv.commands import (
     Delete,
     OpenSession,
@@ -59,32 +59,47 @@ from raftkv.kv.model import Event
 from raftkv.kv.results import Result, Status
 from raftkv.runtime import sse
 from raftkv.runtime.addresses import AddressBook
-from raftkv.runtime.admission import PeerPolicy, admission_middleware
+from raftkv.runtime.admission import PeerPolicy
 from raftkv.runtime.events import EventHub
 from raftkv.runtime.faults import NetFaults
-from raftkv.runtime.forward import HOP_HEADER, Forwarder
-from raftkv.runtime.http_auth import access_middleware
+from raftkv.runtime.forward import (
+    PROPOSE,
+    READ_INDEX,
+    TRANSFER,
+    Answer,
+    Caller,
+    ForwardClient,
+    ForwardServer,
+    add_internal_route,
+    decode_transfer,
+    encode_lease,
+    encode_transfer,
+    require_leader,
+)
 from raftkv.runtime.http_errors import (
     error_response,
-    from_exception,
-    from_http_exception,
+    json_bytes,
     json_response,
+    timeout_error,
 )
+from raftkv.runtime.http_types import Answered, Pending, Request, Response, Router
 from raftkv.runtime.members_api import MembersApi
 from raftkv.runtime.metrics import NodeMetrics
 from raftkv.runtime.node import RaftRuntime
 from raftkv.runtime.settings import NodeSettings
+from raftkv.runtime.shell import wait_applied
 from raftkv.runtime.snapshot_api import SnapshotApi
 from raftkv.runtime.transport import PeerTransport
 from raftkv.runtime.txn_json import decode_json, kv_json, parse_txn, txn_result_json
 
 log = logging.getLogger("raftkv.http")
 
+_results = msgspec.msgpack.Decoder(Result)
 _T = TypeVar("_T")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Render = Callable[[Result, int], dict[str, Any]]
 CONSISTENCY = ("linearizable", "lease", "stale")
 MAX_WATCHES = 64  # watches (prefixes) on one stream
+MAX_BODY = 2 * MAX_COMMAND_SIZE  # any request body (a PUT's value: max_value_size)
 
 
 class HttpApi:
@@ -96,7 +111,7 @@ class HttpApi:
         faults: NetFaults,
         hub: EventHub,
         metrics: NodeMetrics,
-        forwarder: Forwarder,
+        forwarder: ForwardClient,
         *,
         book: AddressBook | None = None,
     ) -> None:
@@ -112,38 +127,43 @@ class HttpApi:
         self._closing = asyncio.Event()
         self._watches: set[asyncio.Event] = set()  # wake-ups of the open watch streams
         self._id = settings.node_id
-        # Who is a peer, for the connection budgets (admission.py); the fast path asks too.
+        self._timeout = settings.request_timeout_s
+        # Who is a peer, for the connection budgets (admission.py) and forwarded requests.
         self.peers = PeerPolicy.of(settings, lambda p: p != self._id and p in self._book.peers())
+        self._members = MembersApi(node, self._book, self._forward, self._timed_write)
+        # What a follower may ask of this node while it leads (forward.py).
+        self.forwarded = ForwardServer(
+            node,
+            settings.cluster_id,
+            settings.request_timeout_s,
+            {**self._members.ops(), TRANSFER: self._transfer_op},
+        )
 
     @property
     def node_metrics(self) -> NodeMetrics:
         return self._metrics
 
-    def app(self) -> web.Application:
-        admission = admission_middleware(self.peers)  # connection budgets (admission.py)
-        access = access_middleware(self._settings.security)  # 401 / 403 / 408 (http_auth.py)
-        app = web.Application(
-            middlewares=[admission, _error_middleware, access],
-            client_max_size=2 * MAX_COMMAND_SIZE,
-        )
-        r = app.router
-        r.add_put("/v1/kv/{key:.+}", self.put_kv)
-        r.add_get("/v1/kv/{key:.+}", self.get_kv, allow_head=False)
-        r.add_delete("/v1/kv/{key:.+}", self.delete_kv)
-        r.add_post("/v1/txn", self.txn)
-        r.add_post("/v1/sessions", self.open_session)
-        r.add_get("/v1/watch", self.watch, allow_head=False)
-        r.add_get("/v1/events", self.events, allow_head=False)
-        r.add_get("/v1/status", self.status, allow_head=False)
-        MembersApi(self._node, self._book, self._forward, self._timed_write).add_routes(r)
+    def router(self) -> Router:
+        r = Router(MAX_BODY)
+        value_limit = self._settings.max_value_size
+        r.add("PUT", "/v1/kv/{key:.+}", self.put_kv, max_body=value_limit, what="value")
+        r.add("GET", "/v1/kv/{key:.+}", self.get_kv)
+        r.add("DELETE", "/v1/kv/{key:.+}", self.delete_kv)
+        r.add("POST", "/v1/txn", self.txn)
+        r.add("POST", "/v1/sessions", self.open_session)
+        r.add("GET", "/v1/watch", self.watch)
+        r.add("GET", "/v1/events", self.events)
+        r.add("GET", "/v1/status", self.status)
+        self._members.add_routes(r)
         SnapshotApi(self._node, self._book, self._linearizable).add_routes(r)
-        r.add_post("/v1/leader/transfer", self.transfer)
-        r.add_get("/metrics", self.metrics, allow_head=False)
-        r.add_get("/healthz", self.healthz, allow_head=False)
+        r.add("POST", "/v1/leader/transfer", self.transfer)
+        add_internal_route(r, self.forwarded, self.peers)
+        r.add("GET", "/metrics", self.metrics)
+        r.add("GET", "/healthz", self.healthz)
         if self._settings.allow_fault_injection:
-            r.add_get("/v1/debug/net", self.get_net, allow_head=False)
-            r.add_post("/v1/debug/net", self.post_net)
-        return app
+            r.add("GET", "/v1/debug/net", self.get_net)
+            r.add("POST", "/v1/debug/net", self.post_net)
+        return r
 
     def close_streams(self) -> None:
         """End every SSE stream (watch, events) so shutdown does not wait for them."""
@@ -154,48 +174,56 @@ class HttpApi:
 
     # --- key-value ----------------------------------------------------------------------
 
-    async def put_kv(self, request: web.Request) -> web.StreamResponse:
+    def put_kv(self, request: Request) -> Answered:
         key = self._key(request)
-        limit = self._settings.max_value_size
-        if request.content_length is not None and request.content_length > limit:
-            raise TooLarge(f"value is {request.content_length} bytes, the limit is {limit}")
-        body = await request.read()
-        self._check_value(body)
+        self._check_value(request.body)
         prev = _int_param(request, "prev_revision", minimum=0)
-        data = encode_command(Put(key, body, prev), self._session(request))
-        return await self._write(request, body, data, revision_json)
+        data = encode_command(Put(key, request.body, prev), _session(request))
+        return self._write(request, data, revision_json)
 
-    async def delete_kv(self, request: web.Request) -> web.StreamResponse:
+    def delete_kv(self, request: Request) -> Answered:
         key = self._key(request)
         prev = _int_param(request, "prev_revision", minimum=0)
-        data = encode_command(Delete(key, prev), self._session(request))
+        data = encode_command(Delete(key, prev), _session(request))
 
         def render(result: Result, index: int) -> dict[str, Any]:
             return {"revision": result.revision, "index": index, "deleted": result.deleted}
 
-        return await self._write(request, b"", data, render)
+        return self._write(request, data, render)
 
-    async def get_kv(self, request: web.Request) -> web.StreamResponse:
+    def get_kv(self, request: Request) -> Answered:
         key = self._key(request)
-        consistency = request.query.get("consistency", "linearizable")
+        consistency = request.arg("consistency", "linearizable")
         if consistency not in CONSISTENCY:
             raise BadRequest(f"consistency must be one of {', '.join(CONSISTENCY)}")
-        if consistency != "stale":
-            forwarded = await self._read_barrier(request, lease=consistency == "lease")
-            if forwarded is not None:
-                return forwarded
+        if consistency == "stale":
+            return self._value(key)
+        lease = consistency == "lease"
+        node = self._node
+        if not node.is_leader:
+            return self._read_then(request, lease, key)
+        return Pending(
+            node.submit_read(lease=lease),
+            lambda _: self._value(key),
+            timeout=self._timeout,
+            on_timeout=lambda: timeout_error(self._timeout, write=False),
+            otherwise=lambda e: self._unless_no_leader(e, self._read_then(request, lease, key)),
+        )
+
+    async def _read_then(self, request: Request, lease: bool, key: str) -> Response:
+        await self._read_at_leader(request, lease)
+        return self._value(key)
+
+    def _value(self, key: str) -> Response:
         kv = self._node.kv.get(key)
         if kv is None:
             return error_response(404, "not_found", f"key {key!r} does not exist")
-        return web.Response(
-            body=kv.value,
-            content_type="application/octet-stream",
-            headers={"X-Raftkv-Revision": str(kv.mod_revision)},
+        return Response(
+            kv.value, 200, "application/octet-stream", {"X-Raftkv-Revision": str(kv.mod_revision)}
         )
 
-    async def txn(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        txn = parse_txn(decode_json(body))
+    async def txn(self, request: Request) -> Response:
+        txn = parse_txn(decode_json(request.body))
         for op in (*txn.success, *txn.failure):
             if isinstance(op, TxnPut):
                 self._check_key(op.key)
@@ -204,37 +232,37 @@ class HttpApi:
                 self._check_key(op.key)
         for c in txn.compares:
             self._check_key(c.key)
-        data = encode_command(txn, self._session(request))
-        return await self._write(request, body, data, txn_result_json)
+        data = encode_command(txn, _session(request))
+        return await _answer(self._write(request, data, txn_result_json))
 
-    async def open_session(self, request: web.Request) -> web.StreamResponse:
+    def open_session(self, request: Request) -> Answered:
         """A new client session, opened through the log. The id is the entry's index and a
         random nonce (kv/sessions.py: unique, and not guessable)."""
-        if await request.read():
+        if request.body:
             raise BadRequest("POST /v1/sessions takes no body")
         data = encode_command(OpenSession(secrets.token_hex(8)))
 
         def render(result: Result, index: int) -> dict[str, Any]:
             return {"client_id": result.client_id, "index": index}
 
-        return await self._write(request, b"", data, render)
+        return self._write(request, data, render)
 
     # --- watch and events (SSE) ----------------------------------------------------------
 
-    async def watch(self, request: web.Request) -> web.StreamResponse:
-        prefixes = request.query.getall("prefix", [""])
+    async def watch(self, request: Request) -> Response:
+        prefixes = request.query.get("prefix", [""])
         if len(prefixes) > MAX_WATCHES:
             raise BadRequest(f"at most {MAX_WATCHES} watches (prefix=) on one stream")
         for prefix in prefixes:
             validate_prefix(prefix)
-        if len(request.query.getall("from_revision", [])) > 1:
+        if len(request.query.get("from_revision", [])) > 1:
             raise BadRequest("from_revision is given once, for every watch of the stream")
         kv = self._node.kv
         start = _int_param(request, "from_revision", minimum=1)
         next_rev = kv.revision + 1 if start is None else start
         if next_rev < kv.first_event_revision:  # 410 before the stream starts
             raise Compacted(next_rev, kv.first_event_revision)
-        stream = await sse.open_stream(request, self._settings.security.idle_timeout_s)
+        stream = sse.open_stream(request, self._settings.security.idle_timeout_s)
         with self._node.watcher() as wake:
             self._watches.add(wake)
             try:
@@ -272,8 +300,8 @@ class HttpApi:
             except TimeoutError:
                 await stream.keepalive()
 
-    async def events(self, request: web.Request) -> web.StreamResponse:
-        stream = await sse.open_stream(request, self._settings.security.idle_timeout_s)
+    async def events(self, request: Request) -> Response:
+        stream = sse.open_stream(request, self._settings.security.idle_timeout_s)
         try:
             with self._hub.subscribe() as sub:
                 await stream.send(self._hub.encode("state", self._node.state_fields()))
@@ -299,7 +327,7 @@ class HttpApi:
 
     # --- cluster ------------------------------------------------------------------------
 
-    async def status(self, request: web.Request) -> web.StreamResponse:
+    def status(self, request: Request) -> Response:
         return json_response(self.status_json())
 
     def status_json(self) -> dict[str, Any]:
@@ -346,34 +374,65 @@ class HttpApi:
             "lost_from": st.lost_from,  # > 0: recovering lost entries from there on
         }
 
-    async def _forward(self, request: web.Request, body: bytes, write: bool) -> web.Response | None:
-        return await self._to_leader(request, body, write=write)
+    async def _forward(self, request: Request, op: str, body: bytes, write: bool) -> Answer:
+        """op at the leader for this request's client (forward.py); NotLeader when no
+        leader is known. The answer to the client will name the leader (http_server.py)."""
+        node = self._node
+        leader = node.leader
+        if leader is None or leader == self._id:
+            raise NotLeader(
+                f"no leader is known right now ({self._id} is a {node.role.value}); retry", None
+            )
+        request.leader = leader
+        caller = Caller(request.headers.get("authorization"), request.identity)
+        timeout = self._timeout + 1.0  # the leader's own timeout comes first
+        return await self._forwarder.call(leader, op, body, timeout, write=write, caller=caller)
 
     async def _timed_write(self, aw: Awaitable[_T]) -> _T:
         return await self._timed(aw, write=True)
 
-    async def _linearizable(self, request: web.Request) -> web.Response | None:
-        return await self._read_barrier(request, lease=False)
+    async def _linearizable(self, request: Request) -> None:
+        """Return once a local read is linearizable (here, or at a follower)."""
+        node = self._node
+        if node.is_leader:
+            try:
+                await self._timed(node.read_barrier(lease=False), write=False)
+            except NotLeader:
+                if node.leader is None:
+                    raise
+            else:
+                return
+        await self._read_at_leader(request, lease=False)
 
-    async def transfer(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
+    async def transfer(self, request: Request) -> Response:
+        body = request.body
         doc = decode_json(body) if body.strip() else {}
         if not isinstance(doc, dict) or set(doc) - {"to"}:
             raise BadRequest('expected {"to": "<node id>"} or an empty body')
         target = doc.get("to")
         if target is not None and target not in self._node.raft.membership.voters:
             raise BadRequest(f"{target!r} is not a voter")
-        forwarded = await self._to_leader(request, body, write=False)
-        if forwarded is not None:
-            return forwarded
+        if self._node.is_leader:
+            return json_response(await self.transfer_here(target))
+        answer = await self._forward(request, TRANSFER, encode_transfer(target), write=False)
+        return raw_json(answer.result)
+
+    async def _transfer_op(self, body: bytes, peer: str | None) -> tuple[int, bytes]:
+        require_leader(self._node)
+        doc = await self.transfer_here(decode_transfer(body))
+        return 0, json_bytes(doc)
+
+    async def transfer_here(self, target: str | None) -> dict[str, Any]:
+        """Hand this leader's leadership to target (None: the best reachable follower)."""
         node = self._node
+        require_leader(node)
         if target is None:
             target = node.best_transfer_target(self._reachable)
             if target is None:
                 raise NotLeader("no reachable follower can take over leadership", node.id)
         if target == node.id:
-            return json_response({"leader": node.id, "term": node.term})
-        timeout = min(self._settings.request_timeout_s, 4 * self._settings.election_timeout_seconds)
+            return {"leader": node.id, "term": node.term}
+        timeout = min(self._timeout, 4 * self._settings.election_timeout_seconds)
         try:
             leader = await asyncio.wait_for(node.transfer(target), timeout)
         except TimeoutError:
@@ -381,16 +440,14 @@ class HttpApi:
                 f"leadership did not move to {target} within {timeout:g}s "
                 f"(current leader: {node.leader or 'unknown'})"
             ) from None
-        return json_response({"leader": leader, "term": node.term})
+        return {"leader": leader, "term": node.term}
 
     # --- operations ---------------------------------------------------------------------
 
-    async def metrics(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(
-            body=self._metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+    def metrics(self, request: Request) -> Response:
+        return Response(self._metrics.exposition(), 200, CONTENT_TYPE_LATEST)
 
-    async def healthz(self, request: web.Request) -> web.StreamResponse:
+    def healthz(self, request: Request) -> Response:
         node = self._node
         leader, applied, commit = node.leader, node.applied_index, node.commit_index
         if not node.running:
@@ -405,11 +462,11 @@ class HttpApi:
             )
         return error_response(503, "unhealthy", problem)
 
-    async def get_net(self, request: web.Request) -> web.StreamResponse:
+    def get_net(self, request: Request) -> Response:
         return json_response(self._faults.as_json())
 
-    async def post_net(self, request: web.Request) -> web.StreamResponse:
-        doc = decode_json(await request.read())
+    def post_net(self, request: Request) -> Response:
+        doc = decode_json(request.body)
         peers = frozenset(p for p in self._book.peers() if p != self._id)
         self._faults.apply(doc, peers)
         log.warning("%s: network faults now %s", self._id, self._faults.as_json())
@@ -420,80 +477,60 @@ class HttpApi:
     def _reachable(self, peer: str) -> bool:
         return self._transport.connected(peer) and not self._faults.blocks(peer)
 
-    async def _write(
-        self, request: web.Request, body: bytes, data: bytes, render: Render
-    ) -> web.StreamResponse:
-        forwarded = await self._to_leader(request, body, write=True)
-        if forwarded is not None:
-            return forwarded
-        try:
-            result, index = await self._timed(self._node.propose(data), write=True)
-        except NotLeader:  # lost leadership before proposing: nothing was appended
-            forwarded = await self._to_leader(request, body, write=True)
-            if forwarded is None:
-                raise
-            return forwarded
-        return result_response(result, index, render)
+    def _write(self, request: Request, data: bytes, render: Render) -> Answered:
+        """Replicate the encoded command: here when this node leads, else at the leader."""
+        node = self._node
+        if not node.is_leader:
+            return self._write_at_leader(request, data, render)
+        return Pending(
+            node.submit(data),
+            lambda done: result_response(done[0], done[1], render),
+            timeout=self._timeout,
+            on_timeout=lambda: timeout_error(self._timeout, write=True),
+            # lost leadership before proposing: nothing was appended, ask the new leader
+            otherwise=lambda e: self._unless_no_leader(
+                e, self._write_at_leader(request, data, render)
+            ),
+        )
 
-    async def _read_barrier(self, request: web.Request, *, lease: bool) -> web.Response | None:
-        """None once a local read is linearizable (lease: within the lease); or the
-        leader's answer to the forwarded request."""
-        forwarded = await self._to_leader(request, b"", write=False)
-        if forwarded is not None:
-            return forwarded
-        try:
-            await self._timed(self._node.read_barrier(lease=lease), write=False)
-        except NotLeader:
-            forwarded = await self._to_leader(request, b"", write=False)
-            if forwarded is None:
-                raise
-            return forwarded
+    async def _write_at_leader(self, request: Request, data: bytes, render: Render) -> Response:
+        answer = await self._forward(request, PROPOSE, data, write=True)
+        return result_response(_results.decode(answer.result), answer.index, render)
+
+    def _unless_no_leader(
+        self, error: BaseException, retry: Coroutine[Any, Any, Response]
+    ) -> Coroutine[Any, Any, Response] | None:
+        """retry when error is NotLeader and another leader is known, else None (answer the
+        error)."""
+        if isinstance(error, NotLeader) and self._node.leader not in (None, self._id):
+            return retry
+        retry.close()
         return None
 
-    async def _to_leader(
-        self, request: web.Request, body: bytes, *, write: bool
-    ) -> web.Response | None:
-        """None when this node leads; else the forwarded answer, or NotLeader."""
-        node = self._node
-        if node.is_leader:
-            return None
-        leader = node.leader
-        hop = request.headers.get(HOP_HEADER)
-        if hop is not None:
-            raise NotLeader(
-                f"{self._id} got a request forwarded by {hop} but is not the leader "
-                f"(leader: {leader or 'unknown'}); retry",
-                leader,
-            )
-        addr = None if leader is None else self._book.get(leader)
-        if leader is None or addr is None:
-            raise NotLeader(
-                f"no leader is known right now ({self._id} is a {node.role.value}); retry", None
-            )
-        if self._faults.blocks(leader):
-            raise NotLeader(f"{self._id} cannot reach leader {leader} (network fault)", leader)
-        url = addr.http_url
-        return await self._forwarder.forward(request, body, leader, url, write=write)
+    async def _read_at_leader(self, request: Request, lease: bool) -> None:
+        """This follower applies the leader's read index: a local read is then linearizable
+        (lease: within the leader's lease)."""
+        answer = await self._forward(request, READ_INDEX, encode_lease(lease), write=False)
+        deadline = asyncio.get_running_loop().time() + self._timeout
+        try:
+            await wait_applied(self._node, answer.index, deadline)
+        except Timeout:
+            raise Timeout(
+                f"{self._id} did not apply the leader's read index {answer.index} within "
+                f"{self._timeout:g}s; the read had no effect, retry"
+            ) from None
 
     async def _timed(self, aw: Awaitable[_T], *, write: bool) -> _T:
-        timeout = self._settings.request_timeout_s
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(self._timeout):
                 return await aw
         except TimeoutError:
-            raise timeout_error(timeout, write=write) from None
+            raise timeout_error(self._timeout, write=write) from None
 
-    def _key(self, request: web.Request) -> str:
-        key = request.match_info["key"]
+    def _key(self, request: Request) -> str:
+        key = request.params["key"]
         self._check_key(key)
         return key
-
-    def check_key(self, key: str) -> None:
-        """BadRequest / TooLarge unless key is acceptable (also used by the fast path)."""
-        self._check_key(key)
-
-    def check_value(self, value: bytes) -> None:
-        self._check_value(value)
 
     def _check_key(self, key: str) -> None:
         validate_key(key)
@@ -507,10 +544,34 @@ class HttpApi:
                 f"value is {len(value)} bytes, the limit is {self._settings.max_value_size}"
             )
 
-    @staticmethod
-    def _session(request: web.Request) -> Session | None:
-        h = request.headers
-        return session_from(h.get("X-Raftkv-Client"), h.get("X-Raftkv-Seq"), h.get("X-Raftkv-Ack"))
+
+async def _answer(answered: Answered) -> Response:
+    """What a handler that awaits gets from a helper answering in any of the three ways."""
+    if isinstance(answered, Response):
+        return answered
+    if isinstance(answered, Pending):
+        return await _wait(answered)
+    return await answered
+
+
+async def _wait(pending: Pending) -> Response:
+    """A Pending, awaited (in a handler that is a coroutine anyway)."""
+    try:
+        async with asyncio.timeout(pending.timeout):
+            result = await pending.fut
+    except TimeoutError:
+        raise pending.on_timeout() from None
+    except Exception as e:
+        retry = pending.otherwise(e)
+        if retry is None:
+            raise
+        return await retry
+    return pending.on_result(result)
+
+
+def _session(request: Request) -> Session | None:
+    h = request.headers
+    return session_from(h.get("x-raftkv-client"), h.get("x-raftkv-seq"), h.get("x-raftkv-ack"))
 
 
 def session_from(client: str | None, seq: str | None, ack: str | None) -> Session | None:
@@ -528,30 +589,14 @@ def session_from(client: str | None, seq: str | None, ack: str | None) -> Sessio
     return session
 
 
-def timeout_error(timeout: float, *, write: bool) -> Timeout:
-    if write:
-        return Timeout(
-            f"the write was not acknowledged within {timeout:g}s; its outcome is "
-            "unknown (it may still commit): read the key, or retry with the same "
-            "session seq"
-        )
-    return Timeout(
-        f"the leader could not confirm the read with a quorum within {timeout:g}s; "
-        "the read had no effect, retry"
-    )
+def raw_json(body: bytes) -> Response:
+    """A JSON document the leader rendered (forwarded requests)."""
+    return Response(body)
 
 
-@web.middleware
-async def _error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPException as e:
-        return from_http_exception(e, request)
-    except RaftkvError as e:
-        return from_exception(e)
-
-
-def result_response(result: Result, index: int, render: Render) -> web.Response:
+def result_response(result: Result, index: int, render: Render) -> Response:
+    if render is revision_json and result.status is Status.OK and not result.duplicate:
+        return Response(b'{"revision":%d,"index":%d}' % (result.revision, index))  # (hot)
     headers = {"X-Raftkv-Duplicate": "true"} if result.duplicate else None
     match result.status:
         case Status.OK:
@@ -597,8 +642,8 @@ def _common_prefix(texts: list[str]) -> str:
     return low[:n]
 
 
-def _int_param(request: web.Request, name: str, *, minimum: int) -> int | None:
-    text = request.query.get(name)
+def _int_param(request: Request, name: str, *, minimum: int) -> int | None:
+    text = request.arg(name)
     if text is None:
         return None
     value = _parse_int(text, name)

@@ -262,8 +262,8 @@ class RaftRuntime(Generic[M, R]):
         return await self.submit(data)
 
     def submit(self, data: bytes) -> WriteFuture:
-        """propose() without a coroutine (the HTTP fast path): the future resolves to what
-        propose() returns or raises. Cancelling it only stops waiting."""
+        """propose() without a coroutine (an HTTP handler answers without a task): the future
+        resolves to what propose() returns or raises. Cancelling it only stops waiting."""
         fut: WriteFuture = asyncio.get_running_loop().create_future()
         self._submit(lambda: self._driver.propose(data, fut))
         return fut

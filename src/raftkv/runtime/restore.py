@@ -19,8 +19,8 @@ from raftkv.core.types import HardState, Snapshot
 from raftkv.errors import BadRequest
 from raftkv.kv.store import KvStore
 from raftkv.runtime.addresses import MEMBERS_FILE, AddressBook
-from raftkv.runtime.server import IDENTITY_FILE
 from raftkv.runtime.settings import PeerAddress
+from raftkv.runtime.shell import IDENTITY_FILE
 from raftkv.runtime.snapshot_data import decode_server_snapshot, encode_server_snapshot
 from raftkv.storage import LogStorage
 from raftkv.storage.snapshot import parse_snapshot

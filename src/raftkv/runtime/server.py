@@ -1,4 +1,4 @@
-"""Run one node: storage, Raft loop, peer transport and HTTP API in one asyncio event loop.
+"""Run one KV server node: a NodeShell (shell.py) with the address book and the KV HTTP API.
 
     serve(settings)  starts everything and runs until SIGTERM/SIGINT (or `stop` is set, or
                      the task is cancelled), then shuts down gracefully: stop accepting HTTP,
@@ -17,139 +17,97 @@ import dataclasses
 import json
 import logging
 import os
-import random
 import signal
+import ssl
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from aiohttp import web
-
-from raftkv.core.config import Config
-from raftkv.core.raft import RaftNode
-from raftkv.errors import BadRequest, DiskError, RaftkvError
+from raftkv.errors import DiskError, RaftkvError
+from raftkv.kv.results import Result
 from raftkv.runtime.addresses import MEMBERS_FILE, AddressBook
 from raftkv.runtime.admission import forward_key
-from raftkv.runtime.clock import TickClock
-from raftkv.runtime.events import EventHub
-from raftkv.runtime.faults import NetFaults
-from raftkv.runtime.forward import Forwarder
+from raftkv.runtime.conn_guard import Budget, ConnectionGuard
+from raftkv.runtime.forward import ForwardClient
 from raftkv.runtime.http_api import HttpApi
-from raftkv.runtime.http_site import forwarder_ssl, make_site, url_scheme
+from raftkv.runtime.http_server import HttpServer
 from raftkv.runtime.kvhooks import ServerHooks, ServerStore
-from raftkv.runtime.metrics import NodeMetrics
-from raftkv.runtime.node import Inbox, RaftRuntime, ticker
-from raftkv.runtime.settings import NodeSettings, open_storage
-from raftkv.runtime.transport import PeerTransport
-from raftkv.storage import Recovered, fsutil
+from raftkv.runtime.node import RaftRuntime
+from raftkv.runtime.settings import NodeSettings
+from raftkv.runtime.shell import KV_SERVER, HttpFront, NodeShell, Parts, write_file
+from raftkv.security.tls import http_client_context
+from raftkv.storage import Recovered
 
 log = logging.getLogger("raftkv.server")
 
-HTTP_SHUTDOWN_TIMEOUT_S = 3.0
-IDENTITY_FILE = "identity.json"
-
 
 class NodeServer:
-    """One started node. Use NodeServer.start() inside an AsyncExitStack that stops it."""
+    """One started KV server node. Use NodeServer.start() inside an AsyncExitStack that
+    stops it. The node itself is a NodeShell (shell.py); this adds the address book, the KV
+    HTTP API and the shutdown after this node's removal."""
 
     def __init__(self, settings: NodeSettings) -> None:
         self.settings = settings
-        self.http_port = settings.http[1]
-        self.raft_port = settings.listen[1]
-        self.node: RaftRuntime[ServerStore] | None = None
+        self.shell: NodeShell[ServerStore, Result] | None = None
         self.book: AddressBook | None = None
-        self._node_task: asyncio.Task[None] | None = None
         self._removed = asyncio.Event()  # set a grace period after our removal is applied
 
     @classmethod
     async def start(cls, settings: NodeSettings, stack: contextlib.AsyncExitStack) -> NodeServer:
-        """Start every part; stack.aclose() stops them in the right order (even half-started).
-
-        Callbacks run in reverse order of registration, so the shutdown sequence is: HTTP
-        stops listening and streams end -> Ready loop finishes -> ticks stop -> transport
-        closes -> HTTP handlers drain -> client sessions close -> storage closes.
-        """
+        """Start every part; stack.aclose() stops them in the right order (even half-started)."""
         self = cls(settings)
-        sid = settings.node_id
-        await asyncio.to_thread(_check_identity, settings)
-        storage, recovered = await asyncio.to_thread(open_storage, settings)
-        stack.callback(storage.close)
-        if recovered.torn_tail:
-            log.warning("%s: %s", sid, recovered.torn_tail)
-        if recovered.lost_data:
-            log.error("%s: %s", sid, recovered.lost_data)
-        book = await asyncio.to_thread(load_address_book, settings)
-        kv, raft = _restore(settings, recovered, book)
-        # The address book (saved members, else --peers) says who the peers are.
-        settings = dataclasses.replace(settings, peers=book.peers())
-        self.settings, self.book = settings, book
 
-        inbox = Inbox(TickClock(settings.tick_seconds))
-        hub, metrics, faults = EventHub(sid), NodeMetrics(), NetFaults()
-        transport = PeerTransport(settings, inbox.add_messages, faults, hub, metrics)
-        book.on_change(lambda b: transport.set_peers(b.peers()))
-        node: RaftRuntime[ServerStore] = RaftRuntime(
-            raft,
-            kv,
-            storage,
-            inbox=inbox,
-            send=transport.send,
-            hub=hub,
-            metrics=metrics,
-            hooks=ServerHooks(book, self._on_removed),
+        async def build(recovered: Recovered) -> Parts[ServerStore]:
+            book = await asyncio.to_thread(load_address_book, settings)
+            book.on_change(self._set_peers)
+            self.book = book
+            # The address book (saved members, else --peers) says who the peers are.
+            self.settings = dataclasses.replace(settings, peers=book.peers())
+            boot = book.bootstrap
+            hooks = ServerHooks(book, self._on_removed)
+            return Parts(ServerStore(book), boot.voters, boot.learners, self.settings, hooks)
+
+        self.shell = await NodeShell.start(
+            stack,
+            settings,
+            KV_SERVER,
+            build,
+            front=self._front,
             policy=settings.snapshot_policy,
-        )
-        self.node = node
-        forwarder = Forwarder(
-            sid, settings.request_timeout_s + 1.0, forwarder_ssl(settings), forward_key(settings)
-        )
-        stack.push_async_callback(forwarder.close)
-        api = HttpApi(settings, node, transport, faults, hub, metrics, forwarder, book=book)
-        runner = web.AppRunner(
-            api.app(),
-            access_log=None,
-            handler_cancellation=True,
-            shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S,
-            keepalive_timeout=settings.security.idle_timeout_s,
-        )
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-
-        await transport.start()
-        stack.push_async_callback(transport.close)
-        self.raft_port = transport.port
-
-        ticks = ticker(inbox, settings.tick_seconds, metrics.loop_lag.observe)
-        tick_task = asyncio.create_task(ticks, name=f"tick-{sid}")
-        stack.push_async_callback(_cancel, tick_task)
-        self._node_task = asyncio.create_task(node.run(), name=f"raft-{sid}")
-        stack.push_async_callback(self._stop_node)
-
-        site = make_site(runner, api, node, settings)  # TLS, fast path, connection guard
-        await site.start()
-        self.http_port = _bound_port(runner, settings.http[1])
-        stack.push_async_callback(_stop_http, site, api)
-        log.info(
-            "%s: serving HTTP on %s:%d, peers on %s:%d (cluster %s, term %d, log %d..%d)",
-            sid,
-            settings.http[0],
-            self.http_port,
-            settings.listen[0],
-            self.raft_port,
-            settings.cluster_id,
-            raft.term,
-            raft.log.first_index(),
-            raft.log.last_index(),
         )
         return self
 
+    def _book(self) -> AddressBook:
+        assert self.book is not None
+        return self.book
+
+    def _set_peers(self, book: AddressBook) -> None:
+        if self.shell is not None:
+            self.shell.transport.set_peers(book.peers())
+
+    def _front(self, shell: NodeShell[ServerStore, Result]) -> HttpFront:
+        return kv_front(shell, self._book())
+
+    @property
+    def node(self) -> RaftRuntime[ServerStore, Result] | None:
+        return None if self.shell is None else self.shell.runtime
+
+    @property
+    def http_port(self) -> int:
+        return self.settings.http[1] if self.shell is None else self.shell.http_port
+
+    @property
+    def raft_port(self) -> int:
+        return self.settings.listen[1] if self.shell is None else self.shell.raft_port
+
     async def wait(self, stop: asyncio.Event) -> None:
-        """Until stop is set or the Ready loop ended on its own (a failure)."""
-        assert self._node_task is not None
+        """Until stop is set, this node was removed, or the Ready loop ended on its own."""
+        assert self.shell is not None and self.shell.task is not None
         stopper = asyncio.create_task(stop.wait())
         removed = asyncio.create_task(self._removed.wait())
         try:
             await asyncio.wait(
-                {stopper, removed, self._node_task}, return_when=asyncio.FIRST_COMPLETED
+                {stopper, removed, self.shell.task}, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
             stopper.cancel()
@@ -170,12 +128,57 @@ class NodeServer:
 
     @property
     def failed(self) -> BaseException | None:
-        return None if self.node is None else self.node.failed
+        return None if self.shell is None else self.shell.failed
 
-    async def _stop_node(self) -> None:
-        if self.node is not None and self._node_task is not None:
-            self.node.stop()
-            await asyncio.shield(self._node_task)  # the Ready in flight completes
+
+def kv_front(shell: NodeShell[ServerStore, Result], book: AddressBook) -> HttpServer:
+    """The KV server's HTTP front: the API (http_api.py) on the node's HTTP server, which
+    forwards to the leader through one pooled client (closed with the server)."""
+    settings = shell.settings
+    forwarder = ForwardClient(
+        settings.node_id,
+        settings.cluster_id,
+        book.get,
+        shell.faults,
+        ssl_context=forwarder_ssl(settings),
+        peer_key=forward_key(settings),
+    )
+    api = HttpApi(
+        settings,
+        shell.runtime,
+        shell.transport,
+        shell.faults,
+        shell.hub,
+        shell.metrics,
+        forwarder,
+        book=book,
+    )
+    server = HttpServer(
+        settings, api.router(), api.peers, close_streams=api.close_streams, after=forwarder.close
+    )
+    for budget in Budget:
+        shell.metrics.http_connections.labels(budget.value).set_function(
+            _count_of(server.guard, budget)
+        )
+    return server
+
+
+def _count_of(guard: ConnectionGuard, budget: Budget) -> Callable[[], float]:
+    return lambda: float(guard.count(budget))
+
+
+def forwarder_ssl(settings: NodeSettings) -> ssl.SSLContext | None:
+    """What the follower->leader forwarder speaks: verify the leader against the cluster CA
+    and present this node's own certificate (the leader trusts forwarded identities only
+    from node certificates)."""
+    tls = settings.security.tls
+    if tls is None:
+        return None
+    return http_client_context(tls.ca, tls.cert, tls.key)
+
+
+def url_scheme(settings: NodeSettings) -> str:
+    return "https" if settings.security.tls is not None else "http"
 
 
 async def serve(
@@ -249,66 +252,6 @@ def load_address_book(settings: NodeSettings) -> AddressBook:
     return book
 
 
-def _restore(
-    settings: NodeSettings, rec: Recovered, book: AddressBook
-) -> tuple[ServerStore, RaftNode]:
-    """A fresh store (from the snapshot, if any) and a RaftNode holding the durable log.
-
-    applied starts at the snapshot: the core hands the committed suffix out again in Readys,
-    so the KvStore is rebuilt by the same apply path as live traffic.
-    """
-    config = Config(
-        election_ticks=settings.election_ticks,
-        heartbeat_ticks=settings.heartbeat_ticks,
-        tick_us=round(settings.tick_seconds * 1_000_000),
-    )
-    snap = rec.snapshot
-    kv = ServerStore(book)
-    if snap is not None:
-        kv.load_server_image(snap.data, snap.index)
-    hs = rec.hard_state
-    raft = RaftNode(
-        settings.node_id,
-        book.bootstrap.voters,
-        config,
-        random.Random(),
-        hard_state=hs,
-        entries=rec.entries,
-        snapshot=snap,
-        learners=book.bootstrap.learners,
-    )
-    if rec.entries or hs.term:
-        log.info(
-            "%s: recovered term %d, vote %s, commit %d, %d entries after index %d",
-            settings.node_id,
-            hs.term,
-            hs.vote,
-            hs.commit,
-            len(rec.entries),
-            snap.index if snap is not None else 0,
-        )
-    return kv, raft
-
-
-def _check_identity(settings: NodeSettings) -> None:
-    """A data dir belongs to one node of one cluster; refuse to start it as another."""
-    path = settings.data_dir / IDENTITY_FILE
-    mine = {"cluster_id": settings.cluster_id, "node_id": settings.node_id}
-    if path.exists():
-        try:
-            found = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise DiskError(f"node {settings.node_id}: cannot read {path}: {e}", str(path)) from e
-        if found != mine:
-            raise BadRequest(
-                f"{settings.data_dir} holds node {found.get('node_id')!r} of cluster "
-                f"{found.get('cluster_id')!r}, not node {settings.node_id!r} of cluster "
-                f"{settings.cluster_id!r}"
-            )
-        return
-    _write_file(settings, path, json.dumps(mine) + "\n")
-
-
 def _write_ready_file(path: Path, settings: NodeSettings, server: NodeServer) -> None:
     doc = {
         "id": settings.node_id,
@@ -316,34 +259,7 @@ def _write_ready_file(path: Path, settings: NodeSettings, server: NodeServer) ->
         "http": f"{url_scheme(settings)}://{settings.http[0]}:{server.http_port}",
         "raft": f"{settings.listen[0]}:{server.raft_port}",
     }
-    _write_file(settings, path, json.dumps(doc) + "\n")
-
-
-def _write_file(settings: NodeSettings, path: Path, text: str) -> None:
-    """Write path atomically (creating its directory); DiskError names the node and file."""
-    try:
-        fsutil.durable_dir(path.parent)  # a new data dir must survive a power cut
-        fsutil.atomic_write(path, text.encode())
-    except OSError as e:
-        raise fsutil.write_error(f"node {settings.node_id}", path, e) from e
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-async def _stop_http(site: web.TCPSite, api: HttpApi) -> None:
-    api.close_streams()
-    await site.stop()
-
-
-def _bound_port(runner: web.AppRunner, default: int) -> int:
-    for addr in runner.addresses:
-        if isinstance(addr, tuple) and len(addr) >= 2:
-            return int(addr[1])
-    return default
+    write_file(settings, path, json.dumps(doc) + "\n")
 
 
 def _install_signals(stop: asyncio.Event, stack: contextlib.AsyncExitStack) -> None:

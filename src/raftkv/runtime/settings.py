@@ -58,7 +58,6 @@ class NodeSettings:
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     peer_queue_size: int = 4096  # messages queued per peer before the oldest are dropped
     fsync: bool = True  # False skips every fsync: for tests that do not test durability
-    fast_http: bool = True  # serve plain PUT/GET /v1/kv on the leader without aiohttp
     # Log compaction (raftkv.driver.compaction): snapshot once snapshot_entries entries (0:
     # never snapshot) or snapshot_bytes of them were applied since the last snapshot, and
     # they hold snapshot_log_ratio times that snapshot's size.

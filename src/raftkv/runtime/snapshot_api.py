@@ -1,7 +1,8 @@
 """GET /v1/snapshot: a point-in-time backup of the whole store, as a snapshot file.
 
-The answer is linearizable (a follower forwards to the leader, which confirms its leadership
-with a quorum first), so it holds every write acknowledged before the request. The body is in
+The answer is linearizable (the leader confirms its leadership with a quorum first; a follower
+first applies the leader's read index), so it holds every write acknowledged before the
+request. The body is in
 the storage's snapshot file format (magic, checksummed record: index, term, configuration, the
 store and the address book); `raftkv snapshot save FILE` writes it, `raftkv snapshot restore`
 seeds a new node's data directory from it. Headers: X-Raftkv-Snapshot-Index, -Term.
@@ -11,13 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
-
 from raftkv.runtime.addresses import AddressBook
+from raftkv.runtime.http_types import Request, Response, Router
 from raftkv.runtime.node import RaftRuntime
 from raftkv.storage.snapshot import encode_snapshot
 
-Barrier = Callable[[web.Request], Awaitable[web.Response | None]]
+Barrier = Callable[[Request], Awaitable[None]]  # returns once a read here is linearizable
 
 
 class SnapshotApi:
@@ -26,18 +26,17 @@ class SnapshotApi:
         self._book = book
         self._barrier = barrier
 
-    def add_routes(self, router: web.UrlDispatcher) -> None:
-        router.add_get("/v1/snapshot", self.get, allow_head=False)
+    def add_routes(self, router: Router) -> None:
+        router.add("GET", "/v1/snapshot", self.get)
 
-    async def get(self, request: web.Request) -> web.StreamResponse:
-        forwarded = await self._barrier(request)
-        if forwarded is not None:
-            return forwarded
+    async def get(self, request: Request) -> Response:
+        await self._barrier(request)
         snap = await self._node.snapshot()
-        return web.Response(
-            body=encode_snapshot(snap),
-            content_type="application/octet-stream",
-            headers={
+        return Response(
+            encode_snapshot(snap),
+            200,
+            "application/octet-stream",
+            {
                 "X-Raftkv-Snapshot-Index": str(snap.index),
                 "X-Raftkv-Snapshot-Term": str(snap.term),
             },

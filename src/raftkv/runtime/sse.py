@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import asyncio
 
-from aiohttp import web
-
 from raftkv.runtime.admission import take_stream_slot
-from raftkv.runtime.conn_guard import guarded
+from raftkv.runtime.http_server import StreamedResponse
+from raftkv.runtime.http_types import Request, StreamSink
 
 KEEPALIVE_S = 15.0
+HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
 
 
 class Stream:
-    def __init__(self, request: web.Request, resp: web.StreamResponse, write_timeout_s: float):
-        self.resp = resp
-        self._transport = request.transport
+    def __init__(self, sink: StreamSink, write_timeout_s: float) -> None:
+        self._sink = sink
         self._timeout = write_timeout_s
+        self.resp = StreamedResponse()  # what the handler returns once the stream ends
 
     async def send(self, data: str, *, event: str | None = None, id: int | None = None) -> None:
         """One event; data must not contain newlines (compact JSON never does)."""
@@ -40,25 +44,19 @@ class Stream:
         """Raises ConnectionError once the client is gone or stopped reading."""
         try:
             async with asyncio.timeout(self._timeout):
-                await self.resp.write(chunk)
+                await self._sink.write_stream(chunk)
         except TimeoutError:
-            if self._transport is not None:
-                self._transport.abort()  # close() would wait for the unread buffer to drain
+            self._sink.abort()  # close() would wait for the unread buffer to drain
             raise ConnectionResetError(
                 f"the client took no stream data for {self._timeout:g}s"
             ) from None
 
 
-async def open_stream(request: web.Request, write_timeout_s: float) -> Stream:
+def open_stream(request: Request, write_timeout_s: float) -> Stream:
     """Start an SSE answer, or TooManyStreams (503) when the stream budget is full."""
-    take_stream_slot(guarded(request.transport))
-    resp = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-        }
-    )
-    resp.force_close()  # the connection ends with the stream: it never rejoins the clients
-    await resp.prepare(request)
-    return Stream(request, resp, write_timeout_s)
+    take_stream_slot(request.conn)
+    sink = request.sink
+    if sink is None:
+        raise ConnectionResetError("this request has no connection to stream to")
+    sink.start_stream(200, HEADERS)
+    return Stream(sink, write_timeout_s)

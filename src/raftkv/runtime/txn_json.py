@@ -54,7 +54,7 @@ def decode_json(body: bytes) -> Any:
         raise BadRequest("expected a JSON body")
     try:
         return msgspec.json.decode(body)
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:  # (invalid UTF-8 in a string)
         raise BadRequest(f"malformed JSON: {e}") from None
 
 

@@ -7,6 +7,9 @@ Roles are ordered: read < write < admin; a role allows everything a lower one do
     admin  POST|DELETE /v1/members..., /v1/leader/..., /v1/debug/... (membership, faults),
            GET /v1/snapshot (a backup of the whole store)
 
+A request a follower forwards to the leader (POST /v1/internal/OP, runtime/forward.py) needs
+the role of what it asks for: read-index and members read, propose write, the rest admin.
+
 A caller proves who it is with a bearer token (Authorization: Bearer TOKEN, looked up in the
 node's token table) or, over TLS, with a client certificate of the cluster CA whose OU is a
 role. A node certificate (OU=node) carries no role of its own: a follower forwarding a request
@@ -118,6 +121,11 @@ class TokenTable:
 
 def required_role(method: str, path: str) -> Role:
     """The least role that may make this request (unknown routes need read, then 404)."""
+    if path.startswith("/v1/internal/"):
+        op = path[len("/v1/internal/") :]
+        if op in ("read-index", "members"):
+            return Role.READ
+        return Role.WRITE if op == "propose" else Role.ADMIN
     if path.startswith(("/v1/debug/", "/v1/leader/")) or path in ("/v1/debug", "/v1/snapshot"):
         return Role.ADMIN
     if path.startswith("/v1/members") and method not in ("GET", "HEAD"):
