@@ -188,3 +188,27 @@ def _vote_replies(node: RaftNode) -> list[bool]:
     assert not any(isinstance(m, RequestVoteResponse) for m in rd.messages)
     assert rd.persist is not None
     return [m.granted for m in rd.persist.after_sync if isinstance(m, RequestVoteResponse)]
+
+
+def test_a_candidate_rejected_by_a_majority_steps_back_an_election_timeout() -> None:
+    """A stale candidate (no pre-vote) that a majority refuses waits one more election timeout
+    before trying again, so a fit node campaigns first instead of its term being bumped."""
+    h = Harness(config=Config(election_ticks=10, heartbeat_ticks=1, pre_vote=False))
+    # a and b hold entry 2, c does not. (No term on a's and b's disks: a node that never had
+    # a term promised nothing, so no restart hold keeps it from answering at once.)
+    for node, term, last in (("a", 0, 2), ("b", 0, 2), ("c", 1, 1)):
+        h.disks[node].persist(HardState(term, None, 0), [Entry(1, i) for i in range(1, last + 1)])
+        h.restart(node)
+    c = h.nodes["c"]
+    c.campaign()
+    h.drain()
+    assert c.role is Role.FOLLOWER and c.term == 2, "a majority refused it"
+    h.down |= {"a", "b"}  # from here on c hears from nobody
+    for _ in range(2 * 10 - 1):  # an election timeout is drawn from [10, 20) ticks
+        c.tick()
+        h.drain()
+    assert c.term == 2 and c.role is Role.FOLLOWER, "it stepped back"
+    for _ in range(10):
+        c.tick()
+        h.drain()
+    assert c.term == 3, "and then it tries again"

@@ -33,6 +33,7 @@ class RequestVote(_Base, frozen=True, tag="rv"):
 class RequestVoteResponse(_Base, frozen=True, tag="rvr"):
     granted: bool
     pre_vote: bool = False
+    newer_log: bool = False  # refused because the voter's log is more up to date
 
 
 class AppendEntries(_Base, frozen=True, tag="ae"):

@@ -154,6 +154,7 @@ class RaftNode:
         # Until this tick we help elect no one (see _in_lease); it covers the start too.
         self._hold_until = self._hold_after_start(hs)
         self._votes: dict[NodeId, bool] = {}
+        self._outdated = False  # a voter of the current election said its log is newer
         self.progress: dict[NodeId, Progress] = {}
         self._transferee: NodeId | None = None
         self._transfer_elapsed = 0
@@ -559,6 +560,7 @@ class RaftNode:
         self._heartbeat_elapsed = 0
         self._reset_election_timer()
         self._votes = {}
+        self._outdated = False
         self.progress = {}
         self._transferee = None
         self._lease_until = 0
@@ -650,7 +652,8 @@ class RaftNode:
             can_vote = msg.term > self.term
         else:
             can_vote = self.vote == msg.src or (self.vote is None and self.leader is None)
-        granted = can_vote and self._log_ok_for_vote(msg) and self._helps_elect()
+        log_ok = self._log_ok_for_vote(msg)
+        granted = can_vote and log_ok and self._helps_elect()
         reply_term = msg.term if msg.pre_vote and granted else self.term
         if granted and not msg.pre_vote:
             self.vote = msg.src
@@ -660,7 +663,11 @@ class RaftNode:
             EventKind.VOTE_GRANTED if granted else EventKind.VOTE_REJECTED,
             detail=f"{'pre-vote ' if msg.pre_vote else ''}{msg.src}{why}",
         )
-        self._send(RequestVoteResponse(reply_term, self.id, msg.src, granted, msg.pre_vote))
+        self._send(
+            RequestVoteResponse(
+                reply_term, self.id, msg.src, granted, msg.pre_vote, newer_log=not log_ok
+            )
+        )
 
     def _on_vote_response(self, msg: RequestVoteResponse) -> None:
         expected = Role.PRE_CANDIDATE if msg.pre_vote else Role.CANDIDATE
@@ -669,11 +676,21 @@ class RaftNode:
         if msg.pre_vote and msg.term != self.term + 1 and msg.granted:
             return
         self._votes.setdefault(msg.src, msg.granted)
+        self._outdated = self._outdated or msg.newer_log
         result = self._tally()
         if result is quorum.VoteResult.WON:
             self._won_vote(msg.pre_vote)
         elif result is quorum.VoteResult.LOST:
+            outdated = self._outdated
             self._become_follower(self.term, None)
+            if outdated and not msg.pre_vote:
+                # We lost a real election (its term is spent) and a voter's log is newer than
+                # ours: we cannot win before catching up. Step back one more election timeout,
+                # so a node that can win campaigns first instead of our next try bumping the
+                # term under it again (without pre-vote, a stale candidate could keep a fit
+                # one from winning for many rounds). A split vote or a lost pre-vote (no term
+                # spent) steps back nothing.
+                self._randomized_timeout += self.config.election_ticks
 
     # === replication (leader) ===============================================================
 
