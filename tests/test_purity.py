@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "raftkv"
-PURE = ["core", "kv", "sim", "check", "wire.py", "packing.py"]
+PURE = ["core", "kv", "driver", "sim", "check", "wire.py", "packing.py"]
 FORBIDDEN_MODULES = {"asyncio", "socket", "threading", "time", "os", "subprocess", "selectors"}
 
 
