@@ -73,7 +73,7 @@ class PeerStatus:
 
 
 @dataclass(frozen=True, slots=True)
-class Status:
+class RaftStatus:
     id: NodeId
     role: Role
     term: int
@@ -447,14 +447,14 @@ class RaftNode:
         if self.role is Role.LEADER:
             self._self_progress_update()
 
-    def status(self) -> Status:
+    def status(self) -> RaftStatus:
         peers = {
             p: PeerStatus(
                 pr.match, pr.next, pr.state.value, pr.recent_active, pr.recover_epoch != 0
             )
             for p, pr in self.progress.items()
         }
-        return Status(
+        return RaftStatus(
             self.id,
             self.role,
             self.term,
