@@ -45,8 +45,8 @@ from raftkv.embed.options import NodeOptions, build_settings
 from raftkv.embed.protocol import (
     ENCODER,
     MAX_COMMAND_SIZE,
+    ApplyStatus,
     Outcome,
-    Status,
     encode_envelope,
     encode_open_session,
 )
@@ -471,7 +471,7 @@ class Node(Generic[M]):
                 outcome, index = await self._replicate(envelope, deadline - loop.time(), tried)
             finally:
                 session.finish(seq)
-            if outcome.status is not Status.SESSION_EXPIRED:
+            if outcome.status is not ApplyStatus.SESSION_EXPIRED:
                 return outcome, index
             if tried.maybe_applied:
                 raise SessionExpired(
@@ -502,7 +502,7 @@ class Node(Generic[M]):
     def result(outcome: Outcome, index: int, decoder: Decoder[T]) -> T:
         """The caller's view of an Outcome: the decoded result, or the matching error."""
         match outcome.status:
-            case Status.OK:
+            case ApplyStatus.OK:
                 try:
                     return decoder.decode(outcome.result)
                 except BadRequest as e:
@@ -511,9 +511,9 @@ class Node(Generic[M]):
                         error_type="DecodeError",
                         index=index,
                     ) from None
-            case Status.BAD_COMMAND:
+            case ApplyStatus.BAD_COMMAND:
                 raise BadRequest(f"{outcome.error} (nothing was applied)")
-            case Status.SESSION_EXPIRED:
+            case ApplyStatus.SESSION_EXPIRED:
                 raise SessionExpired(outcome.error)
             case _:
                 raise CommandFailed(

@@ -51,7 +51,7 @@ class OpenSession(_Entry, frozen=True, tag=3):
 Entry = Envelope | OpenSession | LegacyEnvelope
 
 
-class Status(enum.IntEnum):
+class ApplyStatus(enum.IntEnum):
     OK = 0
     FAILED = 1  # the state machine raised while applying (state changes before it stay)
     BAD_COMMAND = 2  # the entry or command could not be decoded: nothing was applied
@@ -60,7 +60,7 @@ class Status(enum.IntEnum):
 
 
 class Outcome(msgspec.Struct, frozen=True, array_like=True):
-    status: Status
+    status: ApplyStatus
     result: bytes = b""
     error_type: str = ""
     error: str = ""
