@@ -70,7 +70,7 @@ class MemberStatus:
 
 
 @dataclass(frozen=True, slots=True)
-class NodeStatus:
+class ServerStatus:
     """GET /v1/status of one node; raw keeps every field the server sent."""
 
     id: str
@@ -84,7 +84,7 @@ class NodeStatus:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def from_json(cls, doc: Any) -> NodeStatus:
+    def from_json(cls, doc: Any) -> ServerStatus:
         if not isinstance(doc, dict):
             raise ServerError(f"malformed status (not a JSON object): {str(doc)[:100]}")
         try:
