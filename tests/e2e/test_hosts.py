@@ -22,7 +22,7 @@ import pytest
 from raftkv.chaos.checks import check_convergence, check_linearizable, find_lost_writes
 from raftkv.chaos.cluster import ChaosCluster, NodeTiming
 from raftkv.chaos.history import FINAL_CLIENT, OpRecord
-from raftkv.chaos.workload import Workload, WorkloadConfig, monotonic_clock
+from raftkv.chaos.workload import ChaosWorkload, WorkloadConfig, monotonic_clock
 from raftkv.check import Outcome
 from raftkv.client import AsyncClient, RetryPolicy
 
@@ -83,7 +83,7 @@ async def _scenario(lab: HostLab, tmp_path: Path) -> Run:
     async with LabCluster(lab, tmp_path / "data", tmp_path / "logs", timing) as cluster:
         run.first_leader = await cluster.start(leader_timeout=30.0)
         clock = monotonic_clock(time.monotonic())
-        workload = Workload(
+        workload = ChaosWorkload(
             cluster.endpoints,
             WorkloadConfig(
                 clients=4,
@@ -195,7 +195,7 @@ async def _rejoin_time(
 
 
 async def _probe_minority(
-    cluster: ChaosCluster, workload: Workload, node: str, until: float
+    cluster: ChaosCluster, workload: ChaosWorkload, node: str, until: float
 ) -> None:
     """Until `until`, send writes and linearizable reads to the cut-off node alone; they join
     the history (as client MINORITY_CLIENT)."""
@@ -214,7 +214,7 @@ async def _probe_minority(
     await asyncio.sleep(max(0.0, until - workload.clock()))
 
 
-async def _final_reads(cluster: ChaosCluster, workload: Workload, run: Run) -> int | None:
+async def _final_reads(cluster: ChaosCluster, workload: ChaosWorkload, run: Run) -> int | None:
     """Read every key linearizably (the reads join the history); the leader's applied index
     just after."""
     policy = RetryPolicy(timeout=10.0, attempt_timeout=2.0)

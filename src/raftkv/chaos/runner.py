@@ -29,7 +29,7 @@ from raftkv.chaos.history import FINAL_CLIENT, OpRecord
 from raftkv.chaos.host import NodeExit
 from raftkv.chaos.hostfaults import CLOCK_FAULTS, DISK_FAULTS
 from raftkv.chaos.nemesis import FaultEvent, Nemesis, NemesisConfig
-from raftkv.chaos.workload import Workload, WorkloadConfig, monotonic_clock
+from raftkv.chaos.workload import ChaosWorkload, WorkloadConfig, monotonic_clock
 from raftkv.check import Outcome
 from raftkv.client import AsyncClient, RetryPolicy
 
@@ -128,7 +128,7 @@ async def run_campaign(config: ChaosConfig) -> ChaosResult:
 async def _exercise(cluster: ChaosCluster, config: ChaosConfig, result: ChaosResult) -> None:
     t0 = time.monotonic()
     clock = monotonic_clock(t0)
-    workload = Workload(cluster.endpoints, config.workload, config.seed, clock)
+    workload = ChaosWorkload(cluster.endpoints, config.workload, config.seed, clock)
     nemesis = Nemesis(
         cluster,
         NemesisConfig(
@@ -181,7 +181,7 @@ async def _disk_counters(cluster: ChaosCluster) -> dict[str, dict[str, int]]:
 
 
 async def _final_reads(
-    cluster: ChaosCluster, workload: Workload, result: ChaosResult
+    cluster: ChaosCluster, workload: ChaosWorkload, result: ChaosResult
 ) -> int | None:
     """Read every key linearizably; the reads join the history. Returns the leader's applied
     index just after (None if unknown)."""

@@ -107,7 +107,7 @@ class KeySpace:
         return self._seen[key]
 
 
-class Workload:
+class ChaosWorkload:
     """Runs config.clients clients until stop is set; records go to self.records."""
 
     def __init__(
