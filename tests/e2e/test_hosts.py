@@ -23,7 +23,7 @@ from raftkv.chaos.checks import check_convergence, check_linearizable, find_lost
 from raftkv.chaos.cluster import ChaosCluster, NodeTiming
 from raftkv.chaos.history import FINAL_CLIENT, OpRecord
 from raftkv.chaos.workload import ChaosWorkload, WorkloadConfig, monotonic_clock
-from raftkv.check import Outcome
+from raftkv.check import OpOutcome
 from raftkv.client import AsyncClient, RetryPolicy
 
 from .lab_cluster import LabCluster
@@ -224,7 +224,7 @@ async def _final_reads(cluster: ChaosCluster, workload: ChaosWorkload, run: Run)
             rec.consistency = "linearizable"
             workload.records.append(rec)
             await workload.execute(kv, rec)
-            if rec.outcome is Outcome.OK:
+            if rec.outcome is OpOutcome.OK:
                 run.finals[key] = rec.output if isinstance(rec.output, str) else None
             else:
                 run.problems.append(f"final read of {key} failed: {rec.error}")
@@ -259,7 +259,7 @@ def _judge(run: Run, old: str, majority: list[str]) -> list[str]:
     if len(during) < 10:
         problems.append(f"the majority acknowledged only {len(during)} writes while partitioned")
     minority = [r for r in run.records if r.client == MINORITY_CLIENT]
-    served = [r for r in minority if r.outcome is Outcome.OK]
+    served = [r for r in minority if r.outcome is OpOutcome.OK]
     if not minority or served:
         problems.append(
             f"the cut-off node must refuse writes and linearizable reads: {len(minority)} sent,"

@@ -22,7 +22,7 @@ from typing import Any
 
 from raftkv.chaos.cluster import ChaosCluster
 from raftkv.chaos.history import FINAL_CLIENT, OpRecord, to_operations
-from raftkv.check import Outcome, check
+from raftkv.check import OpOutcome, check
 from raftkv.check.models import KvRegisterModel
 from raftkv.client import ServerStatus
 
@@ -101,7 +101,7 @@ def find_lost_writes(
             continue
         # The final value is older than A if A was invoked after its writer W surely ended.
         older = final is None or (
-            w is not None and w.outcome is Outcome.OK and w.ret is not None and w.ret < a.call
+            w is not None and w.outcome is OpOutcome.OK and w.ret is not None and w.ret < a.call
         )
         if older:
             lost.append(LostWrite(a.key, a.value, a.ret or a.call, final))
