@@ -34,9 +34,9 @@ from yarl import URL
 
 from raftkv.client.credentials import Credentials
 from raftkv.client.errors import (
+    AnswerVerdict,
     ServerError,
     Unavailable,
-    Verdict,
     WrongEndpoint,
     classify,
     error_from_response,
@@ -296,11 +296,11 @@ class Router:
                 code, _, _ = parse_error_body(answer.body)
                 verdict = classify(answer.status, code)
                 err = error_from_response(answer.status, answer.body, endpoint)
-                if verdict is Verdict.FINAL:
+                if verdict is AnswerVerdict.FINAL:
                     self._learn_leader(answer)
                     raise err
                 tries.last = err
-                if verdict is Verdict.UNKNOWN:
+                if verdict is AnswerVerdict.UNKNOWN:
                     tries.maybe_applied = True
                     if not idempotent:
                         break
