@@ -1,4 +1,4 @@
-"""Replica: the user's state machine as the driver sees it (raftkv.driver.StateMachine).
+"""Replica: the user's state machine as the driver sees it (raftkv.driver.MachinePort).
 
 It decodes each committed entry, opens sessions, answers retried commands from the session
 table (the KV store's, kv/sessions.py) and refuses those of unknown sessions, runs the user's
@@ -63,7 +63,7 @@ class Replica:
         self._sessions: SessionTable[Outcome] = SessionTable(limits)
         self._applied = 0
 
-    # --- the driver's StateMachine protocol --------------------------------------------
+    # --- the driver's MachinePort protocol ----------------------------------------------
 
     @property
     def applied_index(self) -> int:
@@ -101,7 +101,7 @@ class Replica:
 
     def snapshot_view(self) -> _ReplicaView:
         """The application's snapshot() runs now, at exactly this index; the rest of the
-        encoding may happen later (raftkv.driver.StateMachine)."""
+        encoding may happen later (raftkv.driver.MachinePort)."""
         return _ReplicaView(
             ReplicaSnapshot(
                 SNAPSHOT_VERSION, self._applied, self._sessions.records(), self.machine.snapshot()

@@ -264,7 +264,7 @@ class KvStore:
         )
 
     def install_snapshot(self, snapshot: Snapshot) -> None:
-        """Become the store in the leader's snapshot (raftkv.driver.StateMachine)."""
+        """Become the store in the leader's snapshot (raftkv.driver.MachinePort)."""
         self.load(snapshot.data)
 
     @classmethod

@@ -27,7 +27,7 @@ from raftkv.core.membership import ConfChange, ConfEntry
 from raftkv.core.messages import Message
 from raftkv.core.raft import RaftNode
 from raftkv.core.types import Entry, NodeId, Role, Snapshot, SoftState, TraceEvent, TraceKind
-from raftkv.driver import NodeDriver, SnapshotPolicy, StateMachine
+from raftkv.driver import MachinePort, NodeDriver, SnapshotPolicy
 from raftkv.errors import DiskError, NodeStopped
 from raftkv.kv.results import Result
 from raftkv.runtime.clock import TickClock
@@ -104,7 +104,7 @@ async def ticker(inbox: Inbox, period: float, lag: Callable[[float], None]) -> N
         inbox.add_tick()
 
 
-M = DefaultTypeVar("M", bound=StateMachine[Any], default=Any)
+M = DefaultTypeVar("M", bound=MachinePort[Any], default=Any)
 R = DefaultTypeVar("R", default=Result)
 WriteFuture = asyncio.Future[tuple[Any, int]]
 
