@@ -12,7 +12,7 @@ apply() works on every node: a follower forwards the command to the leader (Node
 off, it raises NotLeader with the leader's id). Failed attempts are retried until the deadline;
 every command carries this Node's session (client id, seq), so a retried command whose first
 attempt did commit is answered from the session cache instead of being applied twice. The
-session is opened through the log (an OpenSession entry) before the first command, and again
+session is opened through the log (an OpenSessionEntry) before the first command, and again
 when the replicas have forgotten it (see submit()).
 """
 
@@ -489,7 +489,7 @@ class Node(Generic[M]):
         return None if session is None else session.client_id
 
     async def _open_session(self, timeout: float, what: str) -> str:
-        """Open a session through the log (an OpenSession entry) for `what`; its id. A retry
+        """Open a session through the log (an OpenSessionEntry) for `what`; its id. A retry
         after an unknown outcome may open two: the unused one expires like any other."""
         entry = encode_open_session(secrets.token_hex(8))
         try:

@@ -22,7 +22,7 @@ from raftkv.embed.protocol import (
     ApplyStatus,
     Envelope,
     LegacyEnvelope,
-    OpenSession,
+    OpenSessionEntry,
     Outcome,
     decode_entry,
 )
@@ -83,7 +83,7 @@ class Replica:
         except BadRequest as e:
             return Outcome(ApplyStatus.BAD_COMMAND, error_type="BadRequest", error=str(e))
         match entry:
-            case OpenSession(nonce=nonce):
+            case OpenSessionEntry(nonce=nonce):
                 return Outcome(ApplyStatus.OK, ENCODER.encode(self._sessions.open(index, nonce)))
             case Envelope(client="") | LegacyEnvelope(client=""):
                 return self._run(entry.command)
