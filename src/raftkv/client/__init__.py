@@ -19,7 +19,6 @@ from raftkv.client.router import RetryPolicy
 from raftkv.client.sync import Client
 from raftkv.client.types import (
     GetResult,
-    KeyValue,
     MemberStatus,
     ServerStatus,
     TxnResult,
@@ -27,6 +26,7 @@ from raftkv.client.types import (
     WriteResult,
 )
 from raftkv.errors import SessionExpired
+from raftkv.kv.model import KeyValue
 
 __all__ = [
     "CONSISTENCIES",
