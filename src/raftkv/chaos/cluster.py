@@ -41,19 +41,15 @@ import aiohttp
 from raftkv.chaos.host import NodeClock, NodeExit, classify_exit, find_libfaketime
 from raftkv.chaos.proxy import LinkProxy
 from raftkv.client import ServerError, ServerStatus
+from raftkv.devcluster.manage import ClusterError
 from raftkv.devcluster.ports import free_ports
 from raftkv.devcluster.topology import NodeSpec
-from raftkv.errors import RaftkvError
 from raftkv.faultfs import FaultMount
 from raftkv.nodeconfig import ServeConfig, serve_command, serve_env
 
 HOST = "127.0.0.1"
 CALL_TIMEOUT_S = 1.0
 PR_SET_PDEATHSIG = 1
-
-
-class ClusterError(RaftkvError):
-    """The chaos cluster could not be started or driven."""
 
 
 @dataclass(frozen=True, slots=True)
