@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from raftkv.chaos import FAMILIES, ChaosConfig, WorkloadConfig, run_campaign, write_report
-from raftkv.check import Outcome
+from raftkv.check import OpOutcome
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -34,7 +34,7 @@ def campaign(tmp_path: Path, family: str, duration: float, seed: int) -> dict[st
     assert result.passed, "\n".join(result.problems) + f"\nreport: {config.out}"
     assert {ev.name for ev in result.events} == set(FAMILIES[family]), "a fault was not injected"
     assert all(ev.end is not None for ev in result.events)
-    assert any(r.outcome is Outcome.OK for r in result.records)
+    assert any(r.outcome is OpOutcome.OK for r in result.records)
     assert json.loads((config.out / "report.json").read_text())["verdict"] == "pass"
     return doc
 

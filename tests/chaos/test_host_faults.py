@@ -19,7 +19,7 @@ import pytest
 
 from raftkv.chaos import FAMILIES, ChaosConfig, ChaosResult, WorkloadConfig, run_campaign
 from raftkv.chaos.host import NodeClock, find_libfaketime
-from raftkv.check import Outcome
+from raftkv.check import OpOutcome
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -56,7 +56,7 @@ def passed(result: ChaosResult, faults: tuple[str, ...]) -> None:
     assert result.passed, "\n".join(result.problems) + f"\nreport: {result.config.out}"
     assert {ev.name for ev in result.events} == set(faults), "a fault was not injected"
     assert result.acked_checked > 0
-    assert any(r.outcome is Outcome.OK for r in result.records)
+    assert any(r.outcome is OpOutcome.OK for r in result.records)
 
 
 def test_power_cuts(tmp_path: Path) -> None:

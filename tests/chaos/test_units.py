@@ -28,7 +28,7 @@ from raftkv.chaos.report import (
 )
 from raftkv.chaos.runner import ChaosConfig, ChaosResult
 from raftkv.chaos.workload import KeySpace
-from raftkv.check import Outcome
+from raftkv.check import OpOutcome
 from raftkv.cli.chaos import add_parser
 
 IDS3 = ["n1", "n2", "n3"]
@@ -104,10 +104,10 @@ def test_keys_retire_after_their_quota() -> None:
 
 def test_a_read_with_no_answer_leaves_the_history_and_a_write_stays_open() -> None:
     get = OpRecord(0, 1, "get", "k", consistency="linearizable", call=1.0)
-    get.finish(Outcome.UNKNOWN, 2.0, error="Timeout")
+    get.finish(OpOutcome.UNKNOWN, 2.0, error="Timeout")
     put = OpRecord(1, 1, "put", "k", value="1.1", call=1.5)
-    put.finish(Outcome.UNKNOWN, 3.0, error="Timeout")
-    assert get.outcome is Outcome.FAIL
+    put.finish(OpOutcome.UNKNOWN, 3.0, error="Timeout")
+    assert get.outcome is OpOutcome.FAIL
     ops = to_operations([get, put])
     assert len(ops) == 1 and ops[0].is_open
     assert outcome_counts([get, put])["total"] == {"ok": 0, "fail": 1, "unknown": 1}
@@ -120,7 +120,7 @@ def _op(
     call: float,
     ret: float,
     output: object = None,
-    outcome: Outcome = Outcome.OK,
+    outcome: OpOutcome = OpOutcome.OK,
     client: int = 0,
 ) -> OpRecord:
     rec = OpRecord(i, client, kind, "k", value=value, call=call)
@@ -136,7 +136,7 @@ def test_lost_write_is_found_and_a_concurrent_overwrite_is_not_a_loss() -> None:
     checked, lost = find_lost_writes([w1, w2], {"k": "a"})
     assert checked == 2 and [w.value for w in lost] == ["b"]  # b was acked after a ended
     assert find_lost_writes([w1, w2], {"k": None})[1][0].final is None
-    w3 = _op(2, "put", "c", 2.5, 4.0, outcome=Outcome.UNKNOWN)
+    w3 = _op(2, "put", "c", 2.5, 4.0, outcome=OpOutcome.UNKNOWN)
     assert find_lost_writes([w1, w2, w3], {"k": "c"})[1] == []  # c may follow b
     concurrent = _op(3, "put", "d", 0.5, 2.5)  # overlaps b: d may be last
     assert find_lost_writes([w1, w2, concurrent], {"k": "d"})[1] == []
@@ -168,7 +168,7 @@ def test_report_directory_is_complete(tmp_path: Path) -> None:
     records = [
         _op(0, "put", "a", 0.1, 0.2),
         _op(1, "get", None, 0.3, 1.9, output="a", client=1),
-        _op(2, "cas", "b", 0.5, 2.0, outcome=Outcome.UNKNOWN, client=2),
+        _op(2, "cas", "b", 0.5, 2.0, outcome=OpOutcome.UNKNOWN, client=2),
         _op(3, "get", None, 5.0, 5.1, output="b", client=FINAL_CLIENT),
     ]
     result = ChaosResult(ChaosConfig(out=tmp_path, duration=5.0, faults=("kill-leader",)))

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from raftkv.check.history import UNKNOWN_OUTPUT, Operation, Outcome, Recorder, make_operation
+from raftkv.check.history import UNKNOWN_OUTPUT, Operation, OpOutcome, Recorder, make_operation
 from raftkv.check.models import UNKNOWN_OUTPUT as REEXPORTED
 
 
@@ -28,8 +28,8 @@ def test_unknown_output_is_one_hashable_sentinel() -> None:
 
 def test_make_operation_by_outcome() -> None:
     assert make_operation(1, "x", "v", 1, 2) == Operation(1, "x", "v", 1, 2)
-    assert make_operation(1, "x", "v", 1, 2, outcome=Outcome.FAIL) is None
-    unknown = make_operation(1, "x", "v", 1, 2, outcome=Outcome.UNKNOWN)
+    assert make_operation(1, "x", "v", 1, 2, outcome=OpOutcome.FAIL) is None
+    unknown = make_operation(1, "x", "v", 1, 2, outcome=OpOutcome.UNKNOWN)
     assert unknown == Operation(1, "x", UNKNOWN_OUTPUT, 1, math.inf)
 
 

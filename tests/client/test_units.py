@@ -7,11 +7,11 @@ import pytest
 from raftkv.client import parse_endpoints, resolve_endpoints
 from raftkv.client.bench import percentile
 from raftkv.client.errors import (
+    AnswerVerdict,
     Conflict,
     NotSupported,
     ServerError,
     Unavailable,
-    Verdict,
     classify,
     error_from_response,
 )
@@ -74,22 +74,24 @@ def test_sse_parser() -> None:
 @pytest.mark.parametrize(
     ("status", "code", "kind", "verdict"),
     [
-        (400, "bad_request", BadRequest, Verdict.FINAL),
-        (409, "conflict", Conflict, Verdict.FINAL),
-        (410, "session_expired", SessionExpired, Verdict.FINAL),  # for the attempt
-        (413, "too_large", TooLarge, Verdict.FINAL),
-        (501, "not_implemented", NotSupported, Verdict.FINAL),
-        (502, "forward_failed", ServerError, Verdict.UNKNOWN),
-        (503, "no_leader", NotLeader, Verdict.RETRY),
-        (503, "no_quorum", NoQuorum, Verdict.RETRY),
+        (400, "bad_request", BadRequest, AnswerVerdict.FINAL),
+        (409, "conflict", Conflict, AnswerVerdict.FINAL),
+        (410, "session_expired", SessionExpired, AnswerVerdict.FINAL),  # for the attempt
+        (413, "too_large", TooLarge, AnswerVerdict.FINAL),
+        (501, "not_implemented", NotSupported, AnswerVerdict.FINAL),
+        (502, "forward_failed", ServerError, AnswerVerdict.UNKNOWN),
+        (503, "no_leader", NotLeader, AnswerVerdict.RETRY),
+        (503, "no_quorum", NoQuorum, AnswerVerdict.RETRY),
         # the node stopped on a disk failure, maybe after sending the write to its followers
-        (503, "disk_error", Unavailable, Verdict.UNKNOWN),
-        (507, "insufficient_storage", DiskFull, Verdict.FINAL),  # refused: not applied
-        (504, "timeout", Timeout, Verdict.UNKNOWN),
-        (500, "internal", ServerError, Verdict.FINAL),
+        (503, "disk_error", Unavailable, AnswerVerdict.UNKNOWN),
+        (507, "insufficient_storage", DiskFull, AnswerVerdict.FINAL),  # refused: not applied
+        (504, "timeout", Timeout, AnswerVerdict.UNKNOWN),
+        (500, "internal", ServerError, AnswerVerdict.FINAL),
     ],
 )
-def test_error_mapping(status: int, code: str, kind: type[Exception], verdict: Verdict) -> None:
+def test_error_mapping(
+    status: int, code: str, kind: type[Exception], verdict: AnswerVerdict
+) -> None:
     body = f'{{"error": "{code}", "message": "m {code}", "leader": "n2"}}'.encode()
     err = error_from_response(status, body, "http://h:1")
     assert isinstance(err, kind)

@@ -15,7 +15,7 @@ from raftkv.core.messages import (
     TimeoutNow,
 )
 from raftkv.core.raft import RaftNode
-from raftkv.core.types import EventKind, HardState, NodeId, Role
+from raftkv.core.types import HardState, NodeId, Role, TraceKind
 from raftkv.errors import ProposalDropped
 
 from .harness import CONFIG, Harness
@@ -49,7 +49,7 @@ def replicated(h: Harness, leader: NodeId, *datas: bytes) -> None:
     h.tick(leader)  # the commit index reaches the followers
 
 
-def events(h: Harness, node: NodeId, kind: EventKind) -> list[int]:
+def events(h: Harness, node: NodeId, kind: TraceKind) -> list[int]:
     return [ev.index for rd in h.readies[node] for ev in rd.events if ev.kind is kind]
 
 
@@ -67,7 +67,7 @@ def test_a_recovering_node_votes_for_no_one_and_never_campaigns() -> None:
     assert b.role is Role.FOLLOWER, "a recovering node must not campaign (it votes for itself)"
     b.step(TimeoutNow(b.term, "c", "b"))
     assert b.role is Role.FOLLOWER
-    assert events(h, "b", EventKind.RECOVERING) == [2]
+    assert events(h, "b", TraceKind.RECOVERING) == [2]
 
 
 def test_the_leader_forgets_what_it_knew_and_the_follower_gets_it_back() -> None:
@@ -79,11 +79,11 @@ def test_the_leader_forgets_what_it_knew_and_the_follower_gets_it_back() -> None
     lose(h, "b", keep=1)
     h.heal()
     h.tick("a")  # a heartbeat: b answers that it is recovering
-    assert events(h, "a", EventKind.PEER_RECOVERING) == [2]
+    assert events(h, "a", TraceKind.PEER_RECOVERING) == [2]
     # match went down, then back up as b fetched the entries again; b heard it is done.
     b = h.nodes["b"]
     assert [e.data for e in b.log.entries] == [b"", b"x", b"y"]
-    assert b.lost_from == 0 and events(h, "b", EventKind.RECOVERED) == [2]
+    assert b.lost_from == 0 and events(h, "b", TraceKind.RECOVERED) == [2]
     assert h.disks["b"].hard_state.lost_from == 0
     assert a.progress["b"].match == 3 and a.progress["b"].recover_epoch == 0
     assert vote_answer(h, "b", pre_vote=False).granted  # and it votes again

@@ -22,8 +22,8 @@ import pytest
 from raftkv.chaos.checks import check_convergence, check_linearizable, find_lost_writes
 from raftkv.chaos.cluster import ChaosCluster, NodeTiming
 from raftkv.chaos.history import FINAL_CLIENT, OpRecord
-from raftkv.chaos.workload import Workload, WorkloadConfig, monotonic_clock
-from raftkv.check import Outcome
+from raftkv.chaos.workload import ChaosWorkload, WorkloadConfig, monotonic_clock
+from raftkv.check import OpOutcome
 from raftkv.client import AsyncClient, RetryPolicy
 
 from .lab_cluster import LabCluster
@@ -83,7 +83,7 @@ async def _scenario(lab: HostLab, tmp_path: Path) -> Run:
     async with LabCluster(lab, tmp_path / "data", tmp_path / "logs", timing) as cluster:
         run.first_leader = await cluster.start(leader_timeout=30.0)
         clock = monotonic_clock(time.monotonic())
-        workload = Workload(
+        workload = ChaosWorkload(
             cluster.endpoints,
             WorkloadConfig(
                 clients=4,
@@ -195,7 +195,7 @@ async def _rejoin_time(
 
 
 async def _probe_minority(
-    cluster: ChaosCluster, workload: Workload, node: str, until: float
+    cluster: ChaosCluster, workload: ChaosWorkload, node: str, until: float
 ) -> None:
     """Until `until`, send writes and linearizable reads to the cut-off node alone; they join
     the history (as client MINORITY_CLIENT)."""
@@ -214,7 +214,7 @@ async def _probe_minority(
     await asyncio.sleep(max(0.0, until - workload.clock()))
 
 
-async def _final_reads(cluster: ChaosCluster, workload: Workload, run: Run) -> int | None:
+async def _final_reads(cluster: ChaosCluster, workload: ChaosWorkload, run: Run) -> int | None:
     """Read every key linearizably (the reads join the history); the leader's applied index
     just after."""
     policy = RetryPolicy(timeout=10.0, attempt_timeout=2.0)
@@ -224,7 +224,7 @@ async def _final_reads(cluster: ChaosCluster, workload: Workload, run: Run) -> i
             rec.consistency = "linearizable"
             workload.records.append(rec)
             await workload.execute(kv, rec)
-            if rec.outcome is Outcome.OK:
+            if rec.outcome is OpOutcome.OK:
                 run.finals[key] = rec.output if isinstance(rec.output, str) else None
             else:
                 run.problems.append(f"final read of {key} failed: {rec.error}")
@@ -259,7 +259,7 @@ def _judge(run: Run, old: str, majority: list[str]) -> list[str]:
     if len(during) < 10:
         problems.append(f"the majority acknowledged only {len(during)} writes while partitioned")
     minority = [r for r in run.records if r.client == MINORITY_CLIENT]
-    served = [r for r in minority if r.outcome is Outcome.OK]
+    served = [r for r in minority if r.outcome is OpOutcome.OK]
     if not minority or served:
         problems.append(
             f"the cut-off node must refuse writes and linearizable reads: {len(minority)} sent,"

@@ -9,7 +9,7 @@ import pytest
 
 from raftkv.embed.codec import Decoder, encode
 from raftkv.embed.errors import EncodeError
-from raftkv.embed.protocol import Outcome, Status, encode_envelope, encode_open_session
+from raftkv.embed.protocol import ApplyStatus, Outcome, encode_envelope, encode_open_session
 from raftkv.embed.replica import Replica
 from raftkv.errors import CorruptionError
 from raftkv.kv.sessions import SessionLimits, session_id
@@ -63,7 +63,7 @@ def legacy_env(command: object, client: str, seq: int = 1, ack: int = 1) -> byte
 
 
 def result(outcome: Outcome) -> Any:
-    assert outcome.status is Status.OK, outcome
+    assert outcome.status is ApplyStatus.OK, outcome
     return msgspec.msgpack.decode(outcome.result)
 
 
@@ -99,7 +99,7 @@ def test_acknowledged_answers_are_dropped_and_old_seqs_refused() -> None:
     r.apply(2, env(["add", 1], seq=1))
     r.apply(3, env(["add", 1], seq=2, ack=2))  # the client has seq 1's answer
     late = r.apply(4, env(["add", 1], seq=1, ack=2))
-    assert late.status is Status.SESSION_EXPIRED
+    assert late.status is ApplyStatus.SESSION_EXPIRED
     assert tally.applied == [1, 1]
 
 
@@ -112,18 +112,18 @@ def test_sessions_expire_by_log_index_identically() -> None:
         for i in range(3, 8):
             r.apply_noop(i)
         forgotten = r.apply(8, env(["add", 1], seq=2, ack=2))
-        assert forgotten.status is Status.SESSION_EXPIRED
+        assert forgotten.status is ApplyStatus.SESSION_EXPIRED
     assert a.snapshot() == b.snapshot()
 
 
 def test_failures_are_outcomes_not_exceptions() -> None:
     r, tally = replica()
     failed = r.apply(2, env(["fail"]))
-    assert failed.status is Status.FAILED and failed.error_type == "ValueError"
+    assert failed.status is ApplyStatus.FAILED and failed.error_type == "ValueError"
     assert tally.total == 1000  # not rolled back
-    assert r.apply(3, b"garbage").status is Status.BAD_COMMAND
+    assert r.apply(3, b"garbage").status is ApplyStatus.BAD_COMMAND
     bad_result = r.apply(4, env(["object"], seq=2))
-    assert bad_result.status is Status.BAD_RESULT
+    assert bad_result.status is ApplyStatus.BAD_RESULT
     # a failure is cached too: its retry does not apply again
     assert r.apply(5, env(["fail"])).duplicate
     assert tally.total == 1000
@@ -149,10 +149,10 @@ def test_a_command_of_an_unknown_session_is_refused_not_applied() -> None:
     r, tally = replica(SessionLimits(max_sessions=1))
     for client in ("made-up", session_id(9, "c1")):
         refused = r.apply(r.applied_index + 1, env(["add", 1], client=client))
-        assert refused.status is Status.SESSION_EXPIRED and "not applied" in refused.error
+        assert refused.status is ApplyStatus.SESSION_EXPIRED and "not applied" in refused.error
     r.apply(r.applied_index + 1, encode_open_session("c2"))  # over the cap: C1 goes
     evicted = r.apply(r.applied_index + 1, env(["add", 1]))
-    assert evicted.status is Status.SESSION_EXPIRED
+    assert evicted.status is ApplyStatus.SESSION_EXPIRED
     assert tally.applied == []
 
 
@@ -165,7 +165,7 @@ def test_old_entries_replay_with_the_implicit_open_rule() -> None:
     assert (result(first), again.duplicate, forgotten.status) == (
         1,
         True,
-        Status.SESSION_EXPIRED,
+        ApplyStatus.SESSION_EXPIRED,
     )
     assert tally.applied == [1]
 

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from raftkv.embed import NodeOptions, SessionLimits
-from raftkv.embed.protocol import Status, encode_envelope
+from raftkv.embed.protocol import ApplyStatus, encode_envelope
 from raftkv.errors import SessionExpired
 from raftkv.kv.sessions import session_id
 
@@ -27,7 +27,7 @@ def test_a_node_opens_its_session_through_the_log_and_unknown_ones_are_refused(
             node = next(n for n in nodes if n is not leader)
             assert node.client_id is None  # nothing opened before a command
             outcome, index = await node.submit(deposit(5))
-            assert outcome.status is Status.OK
+            assert outcome.status is ApplyStatus.OK
             client = node.client_id
             assert client is not None
             opened_at, _, nonce = client.partition("-")
@@ -36,7 +36,7 @@ def test_a_node_opens_its_session_through_the_log_and_unknown_ones_are_refused(
             for made_up in ("guess", session_id(int(opened_at), "other")):
                 envelope = encode_envelope(made_up, 1, 1, deposit(7))
                 refused, _ = await node._replicate(envelope, 5.0)
-                assert refused.status is Status.SESSION_EXPIRED and not refused.duplicate
+                assert refused.status is ApplyStatus.SESSION_EXPIRED and not refused.duplicate
             for n in nodes:
                 await n.barrier()
                 assert n.machine.accounts == {"a": 5}

@@ -23,8 +23,8 @@ from raftkv.kv import (
     KvStore,
     Put,
     Result,
+    ResultStatus,
     Session,
-    Status,
     Txn,
     TxnDelete,
     TxnGet,
@@ -132,24 +132,28 @@ def _raw(obj: object) -> bytes:
 @pytest.mark.parametrize(
     ("data", "status", "match"),
     [
-        (b"", Status.INVALID, "empty command"),
-        (b"\x03junk", Status.INVALID, "unknown command format 3"),
-        (b"\x80\x04\x95", Status.INVALID, "unknown command format"),  # a pickle
-        (_raw(None), Status.INVALID, "undecodable"),
-        (_raw([["nope", "k"], None]), Status.INVALID, "undecodable"),
-        (_raw([["put", "k", "not-bytes"], None]), Status.INVALID, "undecodable"),
-        (_raw([["put", "k", b"v", None, "extra"], None]), Status.INVALID, "undecodable"),
-        (_raw([["put", "k", b"v"], ["c", 1], "extra"]), Status.INVALID, "undecodable"),
-        (_raw([["put", "", b"v"], None]), Status.INVALID, "empty"),
-        (_raw([["put", "k", b"v"], ["c", 0]]), Status.INVALID, "seq"),
-        (_raw([["put", "k", b"v" * (MAX_VALUE_SIZE + 1)], None]), Status.TOO_LARGE, "value"),
-        (b"\x01" + b"\x00" * MAX_COMMAND_SIZE, Status.TOO_LARGE, "command is"),
-        (_raw([["put", b"\xff", b"v"], None]), Status.INVALID, "undecodable"),  # key not str
-        (bytes([COMMAND_FORMAT]) + b"\x92\x93\xa3put\xa1\xff\xc4\x00\xc0", Status.INVALID, "utf-8"),
+        (b"", ResultStatus.INVALID, "empty command"),
+        (b"\x03junk", ResultStatus.INVALID, "unknown command format 3"),
+        (b"\x80\x04\x95", ResultStatus.INVALID, "unknown command format"),  # a pickle
+        (_raw(None), ResultStatus.INVALID, "undecodable"),
+        (_raw([["nope", "k"], None]), ResultStatus.INVALID, "undecodable"),
+        (_raw([["put", "k", "not-bytes"], None]), ResultStatus.INVALID, "undecodable"),
+        (_raw([["put", "k", b"v", None, "extra"], None]), ResultStatus.INVALID, "undecodable"),
+        (_raw([["put", "k", b"v"], ["c", 1], "extra"]), ResultStatus.INVALID, "undecodable"),
+        (_raw([["put", "", b"v"], None]), ResultStatus.INVALID, "empty"),
+        (_raw([["put", "k", b"v"], ["c", 0]]), ResultStatus.INVALID, "seq"),
+        (_raw([["put", "k", b"v" * (MAX_VALUE_SIZE + 1)], None]), ResultStatus.TOO_LARGE, "value"),
+        (b"\x01" + b"\x00" * MAX_COMMAND_SIZE, ResultStatus.TOO_LARGE, "command is"),
+        (_raw([["put", b"\xff", b"v"], None]), ResultStatus.INVALID, "undecodable"),  # key not str
+        (
+            bytes([COMMAND_FORMAT]) + b"\x92\x93\xa3put\xa1\xff\xc4\x00\xc0",
+            ResultStatus.INVALID,
+            "utf-8",
+        ),
     ],
 )
 def test_malformed_entries_give_error_results_deterministically(
-    data: bytes, status: Status, match: str
+    data: bytes, status: ResultStatus, match: str
 ) -> None:
     results: list[Result] = []
     for _ in range(2):  # two replicas

@@ -18,8 +18,8 @@ from raftkv.kv import (
     KvStore,
     Put,
     Result,
+    ResultStatus,
     Session,
-    Status,
     encode_command,
 )
 from raftkv.kv.commands import LEGACY_COMMAND_FORMAT, OpenSession, decode_command
@@ -174,7 +174,8 @@ def test_retried_put_applies_once_and_a_newer_seq_applies() -> None:
     run(kv, Put("a", b"other"))  # someone else writes in between (no session)
     retry = run(kv, Put("a", b"1"), Session(c1, 1))
     assert retry.duplicate
-    assert (retry.status, retry.revision) == (Status.OK, first.revision)  # the original answer
+    # the original answer
+    assert (retry.status, retry.revision) == (ResultStatus.OK, first.revision)
     assert kv.revision == 2  # not applied again
     assert kv.get("a") == KeyValue("a", b"other", 1, 2, 2)
     newer = run(kv, Put("a", b"2"), Session(c1, 2))
@@ -185,7 +186,7 @@ def test_a_write_of_an_unknown_session_is_refused_not_applied() -> None:
     kv = KvStore()
     for client in ("a", "1-guess", session_id(1, "n0")):  # made up, or not opened yet
         r = run(kv, Put("k", b"v"), Session(client, 1, 0))
-        assert r.status is Status.SESSION_EXPIRED and "not applied" in r.error
+        assert r.status is ResultStatus.SESSION_EXPIRED and "not applied" in r.error
     assert (kv.revision, kv.get("k")) == (0, None)
 
 
@@ -201,10 +202,10 @@ def test_failed_results_are_cached_too() -> None:
     c = open_session(kv)
     run(kv, Put("a", b"1"))
     r = run(kv, Put("a", b"x", prev_revision=0), Session(c, 1))
-    assert r.status is Status.CONFLICT
+    assert r.status is ResultStatus.CONFLICT
     run(kv, Put("b", b"1"))
     again = run(kv, Put("a", b"x", prev_revision=0), Session(c, 1))
-    assert (again.status, again.duplicate, again.revision) == (Status.CONFLICT, True, 1)
+    assert (again.status, again.duplicate, again.revision) == (ResultStatus.CONFLICT, True, 1)
 
 
 def test_pipelined_seqs_out_of_order_each_apply_once() -> None:
@@ -224,7 +225,7 @@ def test_the_evicted_sessions_retry_is_refused_not_applied_again() -> None:
     for i in range(101):
         run(kv, Put(f"other/{i}", b"x"), Session(open_session(kv, f"o{i}"), 1, 0))
     retry = run(kv, Put("k", b"from a"), Session(a, 1, 0))
-    assert retry.status is Status.SESSION_EXPIRED
+    assert retry.status is ResultStatus.SESSION_EXPIRED
     got = kv.get("k")
     assert got is not None and got.mod_revision == first.revision
 
@@ -239,7 +240,7 @@ def test_sessions_expire_after_ttl_entries() -> None:
     for i in (6, 7, 8):
         kv.apply_noop(i)
     r = run(kv, Put("a", b"1"), Session(c, 1))  # index 9: forgotten, refused
-    assert r.status is Status.SESSION_EXPIRED
+    assert r.status is ResultStatus.SESSION_EXPIRED
     assert kv.revision == 1
 
 
@@ -247,7 +248,7 @@ def test_invalid_command_with_a_session_is_not_cached() -> None:
     kv = KvStore()
     c = open_session(kv)
     bad = bytes([COMMAND_FORMAT]) + msgspec.msgpack.encode([["put", "", b"v"], [c, 1, 0]])
-    assert kv.apply(2, bad).status is Status.INVALID
+    assert kv.apply(2, bad).status is ResultStatus.INVALID
     r = run(kv, Put("a", b"1"), Session(c, 1))
     assert (r.ok, r.duplicate, kv.revision) == (True, False, 1)
 
@@ -290,7 +291,7 @@ def test_old_entries_replay_with_the_rule_they_were_written_under() -> None:
     assert run(kv, Put("a", b"2"), Session("c-old", 2, 2)).duplicate
     # A forgotten client with answers was refused then too.
     assert kv.apply(5, legacy(Put("b", b"x"), Session("c-gone", 3, 3))).status is (
-        Status.SESSION_EXPIRED
+        ResultStatus.SESSION_EXPIRED
     )
     assert kv.revision == 2
 
@@ -298,4 +299,4 @@ def test_old_entries_replay_with_the_rule_they_were_written_under() -> None:
 def test_open_session_in_an_old_entry_is_invalid() -> None:
     with pytest.raises(BadRequest, match="format 1"):
         decode_command(legacy(OpenSession("n")))
-    assert KvStore().apply(1, legacy(OpenSession("n"))).status is Status.INVALID
+    assert KvStore().apply(1, legacy(OpenSession("n"))).status is ResultStatus.INVALID

@@ -23,8 +23,8 @@ from raftkv.kv import (
     KvStore,
     Put,
     Result,
+    ResultStatus,
     Session,
-    Status,
     Txn,
     TxnDelete,
     TxnGet,
@@ -198,7 +198,7 @@ def test_snapshot_keeps_sessions_revision_and_index() -> None:
     assert retry.duplicate
     assert restored.get("a") is None
     unknown = restored.apply(5, encode_command(Put("a", b"1"), Session("1-other", 1)))
-    assert unknown.status is Status.SESSION_EXPIRED and restored.get("a") is None
+    assert unknown.status is ResultStatus.SESSION_EXPIRED and restored.get("a") is None
 
 
 def test_a_format_1_snapshot_still_loads_with_its_sessions() -> None:

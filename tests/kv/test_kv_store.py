@@ -23,7 +23,7 @@ from raftkv.kv import (
     Put,
     PutResponse,
     Result,
-    Status,
+    ResultStatus,
     Txn,
     TxnDelete,
     TxnGet,
@@ -40,7 +40,7 @@ def test_put_get_and_revisions() -> None:
     kv = KvStore()
     assert (kv.revision, kv.applied_index, kv.get("a")) == (0, 0, None)
     r = run(kv, Put("a", b"1"))
-    assert (r.status, r.revision, r.prev_revision, r.ok) == (Status.OK, 1, 0, True)
+    assert (r.status, r.revision, r.prev_revision, r.ok) == (ResultStatus.OK, 1, 0, True)
     assert kv.get("a") == KeyValue("a", b"1", create_revision=1, mod_revision=1, version=1)
     run(kv, Put("b", b"x"))
     r = run(kv, Put("a", b"2"))
@@ -62,10 +62,11 @@ def test_delete_resets_version_and_absent_delete_changes_nothing() -> None:
     run(kv, Put("a", b"1"))
     run(kv, Put("a", b"2"))
     r = run(kv, Delete("a"))
-    assert (r.status, r.deleted, r.revision, r.prev_revision) == (Status.OK, 1, 3, 2)
+    assert (r.status, r.deleted, r.revision, r.prev_revision) == (ResultStatus.OK, 1, 3, 2)
     assert kv.get("a") is None
     r = run(kv, Delete("a"))
-    assert (r.status, r.deleted, r.revision) == (Status.OK, 0, 3)  # no change, no new revision
+    # no change, no new revision
+    assert (r.status, r.deleted, r.revision) == (ResultStatus.OK, 0, 3)
     run(kv, Put("a", b"3"))
     assert kv.get("a") == KeyValue("a", b"3", create_revision=4, mod_revision=4, version=1)
 
@@ -74,12 +75,12 @@ def test_put_with_prev_revision() -> None:
     kv = KvStore()
     assert run(kv, Put("a", b"1", prev_revision=0)).ok  # 0: must not exist
     r = run(kv, Put("a", b"x", prev_revision=0))
-    assert (r.status, r.prev_revision, r.revision) == (Status.CONFLICT, 1, 1)
+    assert (r.status, r.prev_revision, r.revision) == (ResultStatus.CONFLICT, 1, 1)
     assert "precondition failed" in r.error
     assert run(kv, Put("a", b"2", prev_revision=1)).ok
     r = run(kv, Put("a", b"3", prev_revision=1))
-    assert (r.status, r.prev_revision) == (Status.CONFLICT, 2)
-    assert run(kv, Put("missing", b"v", prev_revision=5)).status is Status.CONFLICT
+    assert (r.status, r.prev_revision) == (ResultStatus.CONFLICT, 2)
+    assert run(kv, Put("missing", b"v", prev_revision=5)).status is ResultStatus.CONFLICT
     assert kv.get("a") == KeyValue("a", b"2", 1, 2, 2)
     assert kv.revision == 2
 
@@ -87,7 +88,7 @@ def test_put_with_prev_revision() -> None:
 def test_delete_with_prev_revision() -> None:
     kv = KvStore()
     run(kv, Put("a", b"1"))
-    assert run(kv, Delete("a", prev_revision=7)).status is Status.CONFLICT
+    assert run(kv, Delete("a", prev_revision=7)).status is ResultStatus.CONFLICT
     assert kv.get("a") is not None
     assert run(kv, Delete("a", prev_revision=1)).deleted == 1
 
@@ -96,12 +97,13 @@ def test_cas_on_value() -> None:
     kv = KvStore()
     assert run(kv, Cas("a", expected=None, new=b"1")).ok
     r = run(kv, Cas("a", expected=None, new=b"x"))
-    assert (r.status, r.prev_revision) == (Status.CONFLICT, 1)
-    assert run(kv, Cas("a", expected=b"nope", new=b"x")).status is Status.CONFLICT
+    assert (r.status, r.prev_revision) == (ResultStatus.CONFLICT, 1)
+    assert run(kv, Cas("a", expected=b"nope", new=b"x")).status is ResultStatus.CONFLICT
     r = run(kv, Cas("a", expected=b"1", new=b"2"))
-    assert (r.status, r.revision, r.prev_revision) == (Status.OK, 2, 1)
+    assert (r.status, r.revision, r.prev_revision) == (ResultStatus.OK, 2, 1)
     assert kv.get("a") == KeyValue("a", b"2", 1, 2, 2)
-    assert run(kv, Cas("b", expected=b"", new=b"x")).status is Status.CONFLICT  # absent != b""
+    # absent != b""
+    assert run(kv, Cas("b", expected=b"", new=b"x")).status is ResultStatus.CONFLICT
 
 
 def test_range_is_sorted_by_utf8_order() -> None:
@@ -186,7 +188,7 @@ def test_txn_runs_one_branch_with_one_revision() -> None:
         failure=(TxnPut("failed", b"f"),),
     )
     r = run(kv, txn)
-    assert (r.status, r.succeeded, r.revision) == (Status.OK, True, 4)
+    assert (r.status, r.succeeded, r.revision) == (ResultStatus.OK, True, 4)
     assert r.responses == (
         PutResponse(0),
         PutResponse(3),

@@ -22,7 +22,7 @@ from raftkv.kv.commands import (
     encode_command,
 )
 from raftkv.kv.model import KeyValue
-from raftkv.kv.results import GetResponse, PutResponse, Result, Status
+from raftkv.kv.results import GetResponse, PutResponse, Result, ResultStatus
 from raftkv.runtime.events import EventHub, describe_entry, message_fields
 from raftkv.runtime.faults import NetFaults
 from raftkv.runtime.settings import NodeSettings, PeerAddress, parse_hostport, parse_peers
@@ -156,7 +156,7 @@ def test_parse_txn_errors(doc: object) -> None:
 
 def test_txn_result_json() -> None:
     kv = KeyValue("k", b"\xff", 1, 2, 2)
-    result = Result(Status.OK, 7, responses=(PutResponse(3), GetResponse((kv,))))
+    result = Result(ResultStatus.OK, 7, responses=(PutResponse(3), GetResponse((kv,))))
     doc = txn_result_json(result, 12)
     assert doc["revision"] == 7 and doc["index"] == 12 and doc["succeeded"] is True
     assert doc["responses"][0] == {"put": {"prev_revision": 3}}

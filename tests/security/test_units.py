@@ -12,9 +12,9 @@ from raftkv.client.credentials import Credentials
 from raftkv.errors import BadRequest, Forbidden, PeerError, Unauthorized
 from raftkv.security import certs
 from raftkv.security.auth import (
+    AccessRole,
     CertIdentity,
     Identity,
-    Role,
     TokenTable,
     authenticate,
     authorize,
@@ -105,9 +105,9 @@ def test_cert_identity_and_node_checks() -> None:
 
 def test_token_table_parsing() -> None:
     table = TokenTable.parse("# comment\n\nabcdefghijklmnop read alice\nqrstuvwxyz012345 admin\n")
-    assert table.lookup("abcdefghijklmnop") == Identity("alice", Role.READ, "token")
+    assert table.lookup("abcdefghijklmnop") == Identity("alice", AccessRole.READ, "token")
     found = table.lookup("qrstuvwxyz012345")
-    assert found is not None and found.role is Role.ADMIN
+    assert found is not None and found.role is AccessRole.ADMIN
     assert table.lookup("nope") is None
     for bad in ("short read", "abcdefghijklmnop root", "x" * 20 + " read a b", "", "# only"):
         with pytest.raises(BadRequest):
@@ -119,27 +119,27 @@ def test_token_table_parsing() -> None:
 @pytest.mark.parametrize(
     ("method", "path", "role"),
     [
-        ("GET", "/v1/kv/a", Role.READ),
-        ("PUT", "/v1/kv/a", Role.WRITE),
-        ("DELETE", "/v1/kv/a", Role.WRITE),
-        ("POST", "/v1/txn", Role.WRITE),
-        ("POST", "/v1/sessions", Role.WRITE),  # a log entry
-        ("GET", "/v1/watch", Role.READ),
-        ("GET", "/v1/status", Role.READ),
-        ("GET", "/v1/members", Role.READ),
-        ("POST", "/v1/members", Role.ADMIN),
-        ("DELETE", "/v1/members/n2", Role.ADMIN),
-        ("POST", "/v1/members/n2/promote", Role.ADMIN),
-        ("POST", "/v1/leader/transfer", Role.ADMIN),
-        ("GET", "/v1/debug/net", Role.ADMIN),
-        ("POST", "/v1/debug/net", Role.ADMIN),
-        ("GET", "/v1/snapshot", Role.ADMIN),
-        ("GET", "/metrics", Role.READ),
-        ("GET", "/healthz", Role.READ),
-        ("GET", "/nowhere", Role.READ),
+        ("GET", "/v1/kv/a", AccessRole.READ),
+        ("PUT", "/v1/kv/a", AccessRole.WRITE),
+        ("DELETE", "/v1/kv/a", AccessRole.WRITE),
+        ("POST", "/v1/txn", AccessRole.WRITE),
+        ("POST", "/v1/sessions", AccessRole.WRITE),  # a log entry
+        ("GET", "/v1/watch", AccessRole.READ),
+        ("GET", "/v1/status", AccessRole.READ),
+        ("GET", "/v1/members", AccessRole.READ),
+        ("POST", "/v1/members", AccessRole.ADMIN),
+        ("DELETE", "/v1/members/n2", AccessRole.ADMIN),
+        ("POST", "/v1/members/n2/promote", AccessRole.ADMIN),
+        ("POST", "/v1/leader/transfer", AccessRole.ADMIN),
+        ("GET", "/v1/debug/net", AccessRole.ADMIN),
+        ("POST", "/v1/debug/net", AccessRole.ADMIN),
+        ("GET", "/v1/snapshot", AccessRole.ADMIN),
+        ("GET", "/metrics", AccessRole.READ),
+        ("GET", "/healthz", AccessRole.READ),
+        ("GET", "/nowhere", AccessRole.READ),
     ],
 )
-def test_required_roles(method: str, path: str, role: Role) -> None:
+def test_required_roles(method: str, path: str, role: AccessRole) -> None:
     assert required_role(method, path) is role
 
 
@@ -154,12 +154,14 @@ def test_authenticate_precedence_and_forwarding() -> None:
         authenticate(table, "Basic abc", None, None)
     with pytest.raises(Unauthorized, match="no bearer tokens"):
         authenticate(None, "Bearer abcdefghijklmnop", None, None)
-    assert authenticate(table, None, reader, None) == Identity("viewer", Role.READ, "certificate")
+    assert authenticate(table, None, reader, None) == Identity(
+        "viewer", AccessRole.READ, "certificate"
+    )
     # Only a node certificate may name a forwarded caller; a client's claim is ignored.
-    admin = Identity("ops", Role.ADMIN, "certificate")
+    admin = Identity("ops", AccessRole.ADMIN, "certificate")
     got = authenticate(table, None, node, forwarded_value(admin))
-    assert (got.name, got.role, got.via) == ("ops", Role.ADMIN, "forwarded by n2")
-    assert authenticate(table, None, reader, forwarded_value(admin)).role is Role.READ
+    assert (got.name, got.role, got.via) == ("ops", AccessRole.ADMIN, "forwarded by n2")
+    assert authenticate(table, None, reader, forwarded_value(admin)).role is AccessRole.READ
     with pytest.raises(Unauthorized, match="carries no client role"):
         authenticate(table, None, node, None)
     with pytest.raises(Unauthorized, match="malformed"):
@@ -168,9 +170,9 @@ def test_authenticate_precedence_and_forwarding() -> None:
         authenticate(table, None, CertIdentity("x", "node2"), None)
     with pytest.raises(Unauthorized, match="authentication required"):
         authenticate(table, None, None, None)
-    authorize(Identity("a", Role.ADMIN, "token"), Role.WRITE)
+    authorize(Identity("a", AccessRole.ADMIN, "token"), AccessRole.WRITE)
     with pytest.raises(Forbidden, match="needs role admin"):
-        authorize(Identity("a", Role.WRITE, "token"), Role.ADMIN)
+        authorize(Identity("a", AccessRole.WRITE, "token"), AccessRole.ADMIN)
 
 
 def test_security_config_defaults_and_checks() -> None:

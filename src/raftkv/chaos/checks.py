@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from raftkv.chaos.cluster import ChaosCluster, Status
+from raftkv.chaos.cluster import ChaosCluster
 from raftkv.chaos.history import FINAL_CLIENT, OpRecord, to_operations
-from raftkv.check import Outcome, check
+from raftkv.check import OpOutcome, check
 from raftkv.check.models import KvRegisterModel
+from raftkv.client import ServerStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +101,7 @@ def find_lost_writes(
             continue
         # The final value is older than A if A was invoked after its writer W surely ended.
         older = final is None or (
-            w is not None and w.outcome is Outcome.OK and w.ret is not None and w.ret < a.call
+            w is not None and w.outcome is OpOutcome.OK and w.ret is not None and w.ret < a.call
         )
         if older:
             lost.append(LostWrite(a.key, a.value, a.ret or a.call, final))
@@ -140,7 +141,7 @@ async def check_convergence(
     out = Convergence()
     started = time.monotonic()
     deadline = started + bound_s
-    last: dict[str, Status] = {}
+    last: dict[str, ServerStatus] = {}
     while True:
         # A node that refused to start with a clear message (disk faults) is not waited for;
         # one restarted at the final heal may refuse again only a few seconds later.
@@ -151,7 +152,7 @@ async def check_convergence(
         if len(last) == expected and len(applied) == 1 and settled:
             values = await _stale_values(cluster, sorted(last), keys)
             again = await cluster.statuses()
-            if values is not None and again == last:
+            if values is not None and _marks(again) == _marks(last):
                 out.converged = True
                 out.seconds = time.monotonic() - started
                 out.applied_index = applied.pop()
@@ -170,6 +171,14 @@ async def check_convergence(
         for i, s in sorted(last.items())
     }
     return out
+
+
+def _marks(statuses: dict[str, ServerStatus]) -> dict[str, tuple[Any, ...]]:
+    """What must not move while the stale reads run: each node's role, term, leader, commit
+    and applied index (not its view of its peers' links)."""
+    return {
+        i: (s.role, s.term, s.leader, s.commit_index, s.applied_index) for i, s in statuses.items()
+    }
 
 
 async def _stale_values(

@@ -40,19 +40,16 @@ import aiohttp
 
 from raftkv.chaos.host import NodeClock, NodeExit, classify_exit, find_libfaketime
 from raftkv.chaos.proxy import LinkProxy
+from raftkv.client import ServerError, ServerStatus
+from raftkv.devcluster.manage import ClusterError
 from raftkv.devcluster.ports import free_ports
 from raftkv.devcluster.topology import NodeSpec
-from raftkv.errors import RaftkvError
 from raftkv.faultfs import FaultMount
 from raftkv.nodeconfig import ServeConfig, serve_command, serve_env
 
 HOST = "127.0.0.1"
 CALL_TIMEOUT_S = 1.0
 PR_SET_PDEATHSIG = 1
-
-
-class ClusterError(RaftkvError):
-    """The chaos cluster could not be started or driven."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,30 +83,6 @@ class NodeProcess:
     @property
     def pid_text(self) -> str:
         return "-" if self.proc is None else str(self.proc.pid)
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    """The fields of GET /v1/status the harness uses."""
-
-    id: str
-    role: str
-    term: int
-    leader: str | None
-    commit_index: int
-    applied_index: int
-
-    @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> Status:
-        leader = doc.get("leader")
-        return cls(
-            id=str(doc["id"]),
-            role=str(doc["role"]),
-            term=int(doc["term"]),
-            leader=str(leader) if leader else None,
-            commit_index=int(doc["commit_index"]),
-            applied_index=int(doc["applied_index"]),
-        )
 
 
 _LIVE: set[subprocess.Popen[bytes]] = set()  # every node process not yet reaped
@@ -411,7 +384,7 @@ class ChaosCluster:
             self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         return self._http
 
-    async def status(self, node_id: str, timeout: float = CALL_TIMEOUT_S) -> Status | None:
+    async def status(self, node_id: str, timeout: float = CALL_TIMEOUT_S) -> ServerStatus | None:
         """The node's status, or None when it is down, paused or does not answer in time."""
         if node_id not in self.running():
             return None
@@ -421,13 +394,13 @@ class ChaosCluster:
             ) as resp:
                 if resp.status != 200:
                     return None
-                status = Status.from_json(await resp.json())
+                status = ServerStatus.from_json(await resp.json())
                 self.nodes[node_id].served = True
                 return status
-        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError):
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, ServerError):
             return None
 
-    async def statuses(self, timeout: float = CALL_TIMEOUT_S) -> dict[str, Status]:
+    async def statuses(self, timeout: float = CALL_TIMEOUT_S) -> dict[str, ServerStatus]:
         ids = self.running()
         found = await asyncio.gather(*(self.status(i, timeout) for i in ids))
         return {i: s for i, s in zip(ids, found, strict=True) if s is not None}

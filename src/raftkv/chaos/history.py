@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from raftkv.check import Operation, Outcome, make_operation
+from raftkv.check import Operation, OpOutcome, make_operation
 from raftkv.check.models import KvInput
 
 Output = str | bool | None  # get: the value (None: absent); cas: swapped; put: None
@@ -31,7 +31,7 @@ class OpRecord:
     consistency: str = ""  # get: "linearizable" or "lease"
     call: float = 0.0
     ret: float | None = None  # None while pending
-    outcome: Outcome | None = None  # None while pending
+    outcome: OpOutcome | None = None  # None while pending
     output: Output = None
     error: str = ""  # for FAIL / UNKNOWN: the exception type and message
 
@@ -46,15 +46,17 @@ class OpRecord:
     @property
     def acknowledged(self) -> bool:
         """A write that definitely took effect: a put answered OK, or a cas that swapped."""
-        if self.outcome is not Outcome.OK:
+        if self.outcome is not OpOutcome.OK:
             return False
         return self.kind == "put" or (self.kind == "cas" and self.output is True)
 
-    def finish(self, outcome: Outcome, ret: float, output: Output = None, error: str = "") -> None:
+    def finish(
+        self, outcome: OpOutcome, ret: float, output: Output = None, error: str = ""
+    ) -> None:
         # Invariant: a record is finished once; a get is never UNKNOWN (it has no effect).
         assert self.outcome is None, f"op {self.id} finished twice"
-        if outcome is Outcome.UNKNOWN and not self.is_write:
-            outcome = Outcome.FAIL
+        if outcome is OpOutcome.UNKNOWN and not self.is_write:
+            outcome = OpOutcome.FAIL
         self.outcome, self.ret, self.output, self.error = outcome, ret, output, error
 
     def to_input(self) -> KvInput:
@@ -62,8 +64,8 @@ class OpRecord:
 
     def to_operation(self) -> Operation | None:
         """The checker's operation; None when it definitely had no effect (FAIL)."""
-        outcome = self.outcome if self.outcome is not None else Outcome.UNKNOWN
-        if outcome is Outcome.UNKNOWN and not self.is_write:
+        outcome = self.outcome if self.outcome is not None else OpOutcome.UNKNOWN
+        if outcome is OpOutcome.UNKNOWN and not self.is_write:
             return None
         ret = self.ret if self.ret is not None else self.call
         return make_operation(self.client, self.to_input(), self.output, self.call, ret, outcome)
@@ -105,6 +107,6 @@ def outcome_counts(records: Iterable[OpRecord]) -> dict[str, dict[str, int]]:
         for row in (r.kind, "total"):
             counts.setdefault(row, Counter())[r.outcome.value] += 1
     return {
-        kind: {o.value: c[o.value] for o in Outcome}
+        kind: {o.value: c[o.value] for o in OpOutcome}
         for kind, c in sorted(counts.items(), key=lambda kv: kv[0] == "total")
     }

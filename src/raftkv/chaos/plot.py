@@ -8,7 +8,7 @@ from pathlib import Path
 
 from raftkv.chaos.history import FINAL_CLIENT, OpRecord
 from raftkv.chaos.nemesis import FaultEvent
-from raftkv.check import Outcome
+from raftkv.check import OpOutcome
 
 FAMILY_COLORS = {
     "partition": "#4c72b0",
@@ -22,9 +22,9 @@ FAMILY_COLORS = {
     "clock": "#55a868",
 }
 OUTCOME_STYLE = {  # outcome -> (colour, marker, label)
-    Outcome.OK: ("#2ca02c", ".", "ok"),
-    Outcome.FAIL: ("#ff7f0e", "x", "fail (no effect)"),
-    Outcome.UNKNOWN: ("#d62728", "^", "unknown (write may have committed)"),
+    OpOutcome.OK: ("#2ca02c", ".", "ok"),
+    OpOutcome.FAIL: ("#ff7f0e", "x", "fail (no effect)"),
+    OpOutcome.UNKNOWN: ("#d62728", "^", "unknown (write may have committed)"),
 }
 BIN_S = 0.5
 
@@ -82,7 +82,7 @@ def plot_latency(
         ]
         if pts:
             xs, ys = zip(*pts, strict=True)
-            size = 4 if outcome is Outcome.OK else 14
+            size = 4 if outcome is OpOutcome.OK else 14
             ax.scatter(xs, [max(y, 0.05) for y in ys], s=size, c=color, marker=marker, label=label)
     ax.set_yscale("log")
     ax.set_ylabel("latency (ms, log)")
@@ -97,7 +97,7 @@ def plot_latency(
     bins = max(1, int(duration / BIN_S) + 1)
     counts = [0] * bins
     for r in done:
-        if r.outcome is Outcome.OK and r.ret is not None:
+        if r.outcome is OpOutcome.OK and r.ret is not None:
             counts[min(bins - 1, int(r.ret / BIN_S))] += 1
     tput.step([i * BIN_S for i in range(bins)], [c / BIN_S for c in counts], where="post", c="#333")
     tput.set_ylabel("ok ops/s")

@@ -22,7 +22,7 @@ from raftkv.chaos.history import FINAL_CLIENT, OpRecord, outcome_counts
 from raftkv.chaos.nemesis import FaultEvent
 from raftkv.chaos.plot import plot_latency
 from raftkv.chaos.runner import ChaosResult
-from raftkv.check import Outcome
+from raftkv.check import OpOutcome
 
 RECOVERY_S = 2.0  # how long after a heal still counts towards the fault's outage
 
@@ -39,7 +39,7 @@ def latency_summary(records: Sequence[OpRecord]) -> dict[str, dict[str, float]]:
     """Per kind, of OK operations: p50 / p99 / max latency in ms and the count."""
     by_kind: dict[str, list[float]] = {}
     for r in records:
-        if r.outcome is Outcome.OK and r.ret is not None and r.client != FINAL_CLIENT:
+        if r.outcome is OpOutcome.OK and r.ret is not None and r.client != FINAL_CLIENT:
             by_kind.setdefault(r.kind, []).append(1000.0 * (r.ret - r.call))
     return {
         kind: {
@@ -57,7 +57,7 @@ def longest_gap(records: Sequence[OpRecord], duration: float, start: float = 0.0
     times = sorted(
         r.ret
         for r in records
-        if r.outcome is Outcome.OK
+        if r.outcome is OpOutcome.OK
         and r.ret is not None
         and r.client != FINAL_CLIENT
         and start <= r.ret <= duration

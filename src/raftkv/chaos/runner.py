@@ -29,8 +29,8 @@ from raftkv.chaos.history import FINAL_CLIENT, OpRecord
 from raftkv.chaos.host import NodeExit
 from raftkv.chaos.hostfaults import CLOCK_FAULTS, DISK_FAULTS
 from raftkv.chaos.nemesis import FaultEvent, Nemesis, NemesisConfig
-from raftkv.chaos.workload import Workload, WorkloadConfig, monotonic_clock
-from raftkv.check import Outcome
+from raftkv.chaos.workload import ChaosWorkload, WorkloadConfig, monotonic_clock
+from raftkv.check import OpOutcome
 from raftkv.client import AsyncClient, RetryPolicy
 
 FINAL_READ_TIMEOUT_S = 10.0
@@ -128,7 +128,7 @@ async def run_campaign(config: ChaosConfig) -> ChaosResult:
 async def _exercise(cluster: ChaosCluster, config: ChaosConfig, result: ChaosResult) -> None:
     t0 = time.monotonic()
     clock = monotonic_clock(t0)
-    workload = Workload(cluster.endpoints, config.workload, config.seed, clock)
+    workload = ChaosWorkload(cluster.endpoints, config.workload, config.seed, clock)
     nemesis = Nemesis(
         cluster,
         NemesisConfig(
@@ -181,7 +181,7 @@ async def _disk_counters(cluster: ChaosCluster) -> dict[str, dict[str, int]]:
 
 
 async def _final_reads(
-    cluster: ChaosCluster, workload: Workload, result: ChaosResult
+    cluster: ChaosCluster, workload: ChaosWorkload, result: ChaosResult
 ) -> int | None:
     """Read every key linearizably; the reads join the history. Returns the leader's applied
     index just after (None if unknown)."""
@@ -192,7 +192,7 @@ async def _final_reads(
             rec.consistency = "linearizable"
             workload.records.append(rec)
             await workload.execute(kv, rec)
-            if rec.outcome is Outcome.OK:
+            if rec.outcome is OpOutcome.OK:
                 result.finals[key] = rec.output if isinstance(rec.output, str) else None
         leader = await cluster.any_leader()
     result.records = workload.records
@@ -228,7 +228,7 @@ def _problems(r: ChaosResult) -> list[str]:
     )
     problems.extend(r.convergence.problems)
     problems.extend(f"node crashed: {c}" for c in r.crashed)
-    if not any(rec.outcome is Outcome.OK for rec in r.records if rec.client != FINAL_CLIENT):
+    if not any(rec.outcome is OpOutcome.OK for rec in r.records if rec.client != FINAL_CLIENT):
         problems.append("no operation succeeded during the run")
     return problems
 

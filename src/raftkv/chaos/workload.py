@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from raftkv.chaos.history import OpRecord, Output
-from raftkv.check import Outcome
+from raftkv.check import OpOutcome
 from raftkv.client import (
     AsyncClient,
     Conflict,
@@ -107,7 +107,7 @@ class KeySpace:
         return self._seen[key]
 
 
-class Workload:
+class ChaosWorkload:
     """Runs config.clients clients until stop is set; records go to self.records."""
 
     def __init__(
@@ -179,14 +179,14 @@ class Workload:
         try:
             output = await _perform(kv, rec)
         except asyncio.CancelledError:
-            rec.finish(Outcome.UNKNOWN, self.clock(), error="cancelled at the end of the run")
+            rec.finish(OpOutcome.UNKNOWN, self.clock(), error="cancelled at the end of the run")
             raise
         except DEFINITE_ERRORS as e:
-            rec.finish(Outcome.FAIL, self.clock(), error=_describe(e))
+            rec.finish(OpOutcome.FAIL, self.clock(), error=_describe(e))
         except Exception as e:  # Timeout, SessionExpired, lost connection, anything unexpected
-            rec.finish(Outcome.UNKNOWN, self.clock(), error=_describe(e))
+            rec.finish(OpOutcome.UNKNOWN, self.clock(), error=_describe(e))
         else:
-            rec.finish(Outcome.OK, self.clock(), output)
+            rec.finish(OpOutcome.OK, self.clock(), output)
             if isinstance(output, str):
                 self.keys.saw(rec.key, output)
         if rec.is_write and rec.value is not None and rec.output is not False:

@@ -6,7 +6,7 @@ result = check(history, KvRegisterModel(), max_steps=1_000_000)
 assert result.verdict is Verdict.OK, result.explanation
 """
 
-from raftkv.check.history import UNKNOWN_OUTPUT, Operation, Outcome, Recorder, make_operation
+from raftkv.check.history import UNKNOWN_OUTPUT, Operation, OpOutcome, Recorder, make_operation
 from raftkv.check.linearizability import CheckResult, Verdict, check
 from raftkv.check.model import Model, partition_by_key
 
@@ -14,8 +14,8 @@ __all__ = [
     "UNKNOWN_OUTPUT",
     "CheckResult",
     "Model",
+    "OpOutcome",
     "Operation",
-    "Outcome",
     "Recorder",
     "Verdict",
     "check",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Final
 
 
-class Outcome(enum.Enum):
+class OpOutcome(enum.Enum):
     """What a client learned about one request.
 
     OK: completed, and its output is definite (a cas that did not swap is OK with output False).
@@ -70,12 +70,12 @@ def make_operation(
     output: object,
     call: float,
     ret: float,
-    outcome: Outcome = Outcome.OK,
+    outcome: OpOutcome = OpOutcome.OK,
 ) -> Operation | None:
     """Turn one recorded request into an Operation, or None when it definitely had no effect."""
-    if outcome is Outcome.FAIL:
+    if outcome is OpOutcome.FAIL:
         return None
-    if outcome is Outcome.UNKNOWN:
+    if outcome is OpOutcome.UNKNOWN:
         return Operation(client, input, UNKNOWN_OUTPUT, call, math.inf)
     return Operation(client, input, output, call, ret)
 
@@ -114,17 +114,17 @@ class Recorder:
 
     def ok(self, token: int, output: object) -> None:
         """The request completed with a definite output."""
-        self._finish(token, output, Outcome.OK)
+        self._finish(token, output, OpOutcome.OK)
 
     def fail(self, token: int) -> None:
         """The request definitely had no effect: it is dropped from the history."""
-        self._finish(token, None, Outcome.FAIL)
+        self._finish(token, None, OpOutcome.FAIL)
 
     def unknown(self, token: int) -> None:
         """The outcome will never be known: the operation stays open to the end."""
-        self._finish(token, UNKNOWN_OUTPUT, Outcome.UNKNOWN)
+        self._finish(token, UNKNOWN_OUTPUT, OpOutcome.UNKNOWN)
 
-    def _finish(self, token: int, output: object, outcome: Outcome) -> None:
+    def _finish(self, token: int, output: object, outcome: OpOutcome) -> None:
         pending = self._pending.pop(token, None)
         if pending is None:
             raise KeyError(f"unknown or already completed token {token}")

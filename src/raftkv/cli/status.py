@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from raftkv.cli.common import PROG, Subparsers, client_parser, table, with_client
-from raftkv.client import NodeStatus, WrongEndpoint
+from raftkv.client import ServerStatus, WrongEndpoint
 from raftkv.errors import RaftkvError
 
 HEADERS = ["ENDPOINT", "ID", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAST"]
@@ -32,17 +32,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status_json(statuses, leader)))
     else:
         print(status_text(statuses, leader))
-    if not any(isinstance(st, NodeStatus) for st in statuses.values()):
+    if not any(isinstance(st, ServerStatus) for st in statuses.values()):
         print(f"{PROG}: error: no node answered", file=sys.stderr)
         return 1
     return 0
 
 
-def current_leader(statuses: dict[str, NodeStatus | RaftkvError]) -> NodeStatus | None:
+def current_leader(statuses: dict[str, ServerStatus | RaftkvError]) -> ServerStatus | None:
     """The node that says it leads, in the highest term (an old leader may not know yet)."""
-    leader: NodeStatus | None = None
+    leader: ServerStatus | None = None
     for st in statuses.values():
-        if not isinstance(st, NodeStatus) or st.role != "leader":
+        if not isinstance(st, ServerStatus) or st.role != "leader":
             continue
         if leader is None or st.term > leader.term:
             leader = st
@@ -50,22 +50,24 @@ def current_leader(statuses: dict[str, NodeStatus | RaftkvError]) -> NodeStatus 
 
 
 def status_json(
-    statuses: dict[str, NodeStatus | RaftkvError], leader: NodeStatus | None
+    statuses: dict[str, ServerStatus | RaftkvError], leader: ServerStatus | None
 ) -> dict[str, Any]:
     nodes: list[dict[str, Any]] = []
     for endpoint, st in statuses.items():
-        if isinstance(st, NodeStatus):
+        if isinstance(st, ServerStatus):
             nodes.append({"endpoint": endpoint, "status": st.raw})
         else:
             nodes.append({"endpoint": endpoint, "error": str(st)})
     return {"leader": None if leader is None else leader.id, "nodes": nodes}
 
 
-def status_text(statuses: dict[str, NodeStatus | RaftkvError], leader: NodeStatus | None) -> str:
+def status_text(
+    statuses: dict[str, ServerStatus | RaftkvError], leader: ServerStatus | None
+) -> str:
     rows: list[list[object]] = []
     problems: list[str] = []
     for endpoint, st in statuses.items():
-        if isinstance(st, NodeStatus):
+        if isinstance(st, ServerStatus):
             last = [st.commit_index, st.applied_index, st.last_index]
             rows.append([endpoint, st.id, st.role, st.term, st.leader or "-", *last])
         else:
@@ -86,7 +88,7 @@ def status_text(statuses: dict[str, NodeStatus | RaftkvError], leader: NodeStatu
             for m in leader.members
         ]
         lines.append(table(["ID", "ROLE", "MATCH", "REACHABLE"], members))
-    elif any(isinstance(st, NodeStatus) for st in statuses.values()):
+    elif any(isinstance(st, ServerStatus) for st in statuses.values()):
         lines.append(
             "\nno leader right now (an election may be in progress, or no quorum is reachable)"
         )

@@ -19,14 +19,14 @@ from raftkv.client.router import RetryPolicy
 from raftkv.client.sync import Client
 from raftkv.client.types import (
     GetResult,
-    KeyValue,
     MemberStatus,
-    NodeStatus,
+    ServerStatus,
     TxnResult,
     WatchEvent,
     WriteResult,
 )
 from raftkv.errors import SessionExpired
+from raftkv.kv.model import KeyValue
 
 __all__ = [
     "CONSISTENCIES",
@@ -41,11 +41,11 @@ __all__ = [
     "KeyValue",
     "Member",
     "MemberStatus",
-    "NodeStatus",
     "NotFound",
     "NotSupported",
     "RetryPolicy",
     "ServerError",
+    "ServerStatus",
     "SessionExpired",
     "TxnResult",
     "Unavailable",

@@ -38,7 +38,7 @@ from raftkv.client.router import Answer, RetryPolicy, Router, connect_error, no_
 from raftkv.client.sse import SseParser
 from raftkv.client.types import (
     GetResult,
-    NodeStatus,
+    ServerStatus,
     TxnResult,
     WatchEvent,
     WriteResult,
@@ -305,22 +305,24 @@ class AsyncClient:
 
     # --- cluster ------------------------------------------------------------------------
 
-    async def status(self, endpoint: str | None = None, *, timeout: float = 2.0) -> NodeStatus:
+    async def status(self, endpoint: str | None = None, *, timeout: float = 2.0) -> ServerStatus:
         """GET /v1/status: of `endpoint` if given (no retries), else of the leader."""
         if endpoint is not None:
             return await self._status_of(endpoint, timeout)
         answer = await self._router.request("GET", "/v1/status", what="status")
-        return NodeStatus.from_json(answer.json())
+        return ServerStatus.from_json(answer.json())
 
-    async def cluster_status(self, *, timeout: float = 2.0) -> dict[str, NodeStatus | RaftkvError]:
+    async def cluster_status(
+        self, *, timeout: float = 2.0
+    ) -> dict[str, ServerStatus | RaftkvError]:
         """The status of every endpoint (or why it could not be had), in endpoint order."""
         eps = self._router.endpoints
         results = await asyncio.gather(
             *(self._status_of(e, timeout) for e in eps), return_exceptions=True
         )
-        out: dict[str, NodeStatus | RaftkvError] = {}
+        out: dict[str, ServerStatus | RaftkvError] = {}
         for endpoint, result in zip(eps, results, strict=True):
-            if isinstance(result, NodeStatus | RaftkvError):
+            if isinstance(result, ServerStatus | RaftkvError):
                 out[endpoint] = result
             elif isinstance(result, Exception):
                 out[endpoint] = Unavailable(str(result) or type(result).__name__)
@@ -389,7 +391,7 @@ class AsyncClient:
 
     # --- helpers ------------------------------------------------------------------------
 
-    async def _status_of(self, endpoint: str, timeout: float) -> NodeStatus:
+    async def _status_of(self, endpoint: str, timeout: float) -> ServerStatus:
         endpoint = endpoint.rstrip("/")
         try:
             return await self._router.status_of(endpoint, timeout)

@@ -93,11 +93,12 @@ def percentile(ordered: Sequence[float], q: float) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
-Progress = Callable[[float, int, float, int], None]  # (elapsed s, ops, ops/s last second, errors)
+# (elapsed s, ops, ops/s last second, errors)
+ProgressCallback = Callable[[float, int, float, int], None]
 
 
 class ProgressBar:
-    """A Progress callback: one bar redrawn in place on a terminal, a line per call elsewhere.
+    """A ProgressCallback: one bar redrawn in place on a terminal, a line per call elsewhere.
 
     [##########..........]  5.0/10s   31,540 ops   6,310 ops/s   0 errors
     """
@@ -151,7 +152,7 @@ def report(result: BenchResult) -> str:
     return "\n".join(lines)
 
 
-async def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchResult:
+async def run_bench(config: BenchConfig, progress: ProgressCallback | None = None) -> BenchResult:
     if config.clients < 1 or config.duration <= 0 or config.value_size < 0:
         raise ValueError("need clients >= 1, duration > 0 and value_size >= 0")
     result = BenchResult(config)
@@ -192,7 +193,7 @@ async def _measure(
     clients: list[AsyncClient],
     value: bytes,
     result: BenchResult,
-    progress: Progress | None,
+    progress: ProgressCallback | None,
 ) -> None:
     stop = asyncio.Event()
     start = time.perf_counter()

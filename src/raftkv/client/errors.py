@@ -57,7 +57,7 @@ class ServerError(RaftkvError):
     """The server failed in an unexpected way (HTTP 500 and other unknown answers)."""
 
 
-class Verdict(enum.Enum):
+class AnswerVerdict(enum.Enum):
     """What an HTTP answer means for the request that got it."""
 
     FINAL = "final"  # success or a definite error: hand it to the caller
@@ -65,16 +65,16 @@ class Verdict(enum.Enum):
     UNKNOWN = "unknown"  # may or may not have been applied: retry with the same session seq
 
 
-def classify(status: int, code: str) -> Verdict:
+def classify(status: int, code: str) -> AnswerVerdict:
     """410 session_expired is FINAL for the attempt (it was not applied); what it means for
     the write, whose earlier attempts may have been, the router decides."""
     if status == 503:
         # disk_error: the node stopped on a disk failure, perhaps after it had sent the write
         # to its followers, which may commit it. Every other 503 is a definite "not applied".
-        return Verdict.UNKNOWN if code == "disk_error" else Verdict.RETRY
+        return AnswerVerdict.UNKNOWN if code == "disk_error" else AnswerVerdict.RETRY
     if status in (502, 504):
-        return Verdict.UNKNOWN
-    return Verdict.FINAL
+        return AnswerVerdict.UNKNOWN
+    return AnswerVerdict.FINAL
 
 
 def is_raftkv_error(body: bytes) -> bool:

@@ -34,9 +34,9 @@ from yarl import URL
 
 from raftkv.client.credentials import Credentials
 from raftkv.client.errors import (
+    AnswerVerdict,
     ServerError,
     Unavailable,
-    Verdict,
     WrongEndpoint,
     classify,
     error_from_response,
@@ -46,7 +46,7 @@ from raftkv.client.errors import (
 )
 from raftkv.client.http import client_session
 from raftkv.client.session import ClientSession, SessionKeeper
-from raftkv.client.types import NodeStatus
+from raftkv.client.types import ServerStatus
 from raftkv.errors import RaftkvError, SessionExpired, Timeout
 
 LEADER_HEADER = "X-Raftkv-Leader"
@@ -296,11 +296,11 @@ class Router:
                 code, _, _ = parse_error_body(answer.body)
                 verdict = classify(answer.status, code)
                 err = error_from_response(answer.status, answer.body, endpoint)
-                if verdict is Verdict.FINAL:
+                if verdict is AnswerVerdict.FINAL:
                     self._learn_leader(answer)
                     raise err
                 tries.last = err
-                if verdict is Verdict.UNKNOWN:
+                if verdict is AnswerVerdict.UNKNOWN:
                     tries.maybe_applied = True
                     if not idempotent:
                         break
@@ -424,14 +424,14 @@ class Router:
             for task in tasks:
                 task.cancel()
 
-    async def status_of(self, endpoint: str, timeout: float) -> NodeStatus:
+    async def status_of(self, endpoint: str, timeout: float) -> ServerStatus:
         """GET /v1/status of one endpoint, no retries; remembers the endpoint's node id."""
         answer = await self.send(endpoint, "GET", "/v1/status", timeout=timeout)
         if answer.status != 200:
             if not is_raftkv_error(answer.body):
                 raise answer.not_raftkv()
             raise error_from_response(answer.status, answer.body, endpoint)
-        status = NodeStatus.from_json(answer.json())
+        status = ServerStatus.from_json(answer.json())
         self._ids[endpoint] = status.id
         return status
 

@@ -1,7 +1,7 @@
 """A client session: the numbering that lets the server apply a retried write exactly once.
 
-The session is opened through the log (POST /v1/sessions for the KV server, an OpenSession
-entry for the embedded library): the id is the log's. Every write takes the next seq and keeps
+The session is opened through the log (POST /v1/sessions for the KV server, an OpenSessionEntry
+for the embedded library): the id is the log's. Every write takes the next seq and keeps
 it across all its retries. The server caches the result per (client id, seq), so a retry of a
 write that already committed gets the cached answer instead of applying twice (Raft
 dissertation 6.3). `ack` tells the server which results it may forget: every seq below it has
@@ -55,7 +55,7 @@ class ClientSession:
 
 
 # (timeout, what the session is for) -> the client id of a session opened through the log.
-OpenSession = Callable[[float, str], Awaitable[str]]
+SessionOpener = Callable[[float, str], Awaitable[str]]
 
 
 class SessionKeeper:
@@ -63,7 +63,7 @@ class SessionKeeper:
     Concurrent writers share each open (one log entry, not one per writer); when an open
     fails, the next writer to need a session tries its own."""
 
-    def __init__(self, open_session: OpenSession) -> None:
+    def __init__(self, open_session: SessionOpener) -> None:
         self._open = open_session
         self._lock = asyncio.Lock()
         self.session: ClientSession | None = None

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from raftkv.client.aio import AsyncClient, CasResult, Consistency, Member, Value
 from raftkv.client.credentials import Credentials
 from raftkv.client.router import RetryPolicy
-from raftkv.client.types import GetResult, NodeStatus, TxnResult, WatchEvent, WriteResult
+from raftkv.client.types import GetResult, ServerStatus, TxnResult, WatchEvent, WriteResult
 from raftkv.errors import RaftkvError
 
 _T = TypeVar("_T")
@@ -132,10 +132,10 @@ class Client:
             if not self._closed:
                 self._run(agen.aclose())
 
-    def status(self, endpoint: str | None = None) -> NodeStatus:
+    def status(self, endpoint: str | None = None) -> ServerStatus:
         return self._run(self._aio.status(endpoint))
 
-    def cluster_status(self) -> dict[str, NodeStatus | RaftkvError]:
+    def cluster_status(self) -> dict[str, ServerStatus | RaftkvError]:
         return self._run(self._aio.cluster_status())
 
     def members(self) -> list[Member]:

@@ -1,4 +1,5 @@
-"""What the client returns: small frozen records built from the server's JSON answers."""
+"""What the client returns: small frozen records built from the server's JSON answers. A
+key's record is the store's own KeyValue (raftkv.kv.model), decoded from its JSON."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raftkv.client.errors import ServerError
+from raftkv.kv.model import KeyValue
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,15 +32,6 @@ class GetResult:
     @property
     def text(self) -> str:
         return self.value.decode("utf-8", "replace")
-
-
-@dataclass(frozen=True, slots=True)
-class KeyValue:
-    key: str
-    value: bytes
-    create_revision: int
-    mod_revision: int
-    version: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +63,7 @@ class MemberStatus:
 
 
 @dataclass(frozen=True, slots=True)
-class NodeStatus:
+class ServerStatus:
     """GET /v1/status of one node; raw keeps every field the server sent."""
 
     id: str
@@ -84,7 +77,7 @@ class NodeStatus:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def from_json(cls, doc: Any) -> NodeStatus:
+    def from_json(cls, doc: Any) -> ServerStatus:
         if not isinstance(doc, dict):
             raise ServerError(f"malformed status (not a JSON object): {str(doc)[:100]}")
         try:

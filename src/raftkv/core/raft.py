@@ -51,7 +51,6 @@ from raftkv.core.ready import Persist, Ready, Stable
 from raftkv.core.types import (
     Entry,
     EntryKind,
-    EventKind,
     HardState,
     NodeId,
     ReadState,
@@ -59,6 +58,7 @@ from raftkv.core.types import (
     Snapshot,
     SoftState,
     TraceEvent,
+    TraceKind,
 )
 from raftkv.errors import BadRequest, NotLeader, ProposalDropped
 
@@ -73,7 +73,7 @@ class PeerStatus:
 
 
 @dataclass(frozen=True, slots=True)
-class Status:
+class RaftStatus:
     id: NodeId
     role: Role
     term: int
@@ -189,7 +189,7 @@ class RaftNode:
         self._reset_election_timer()
         if self._lost_from:
             self._recover_epoch = rng.randrange(1, 1 << 31)
-            self._event(EventKind.RECOVERING, index=self._lost_from)
+            self._event(TraceKind.RECOVERING, index=self._lost_from)
 
     # === public API =========================================================================
 
@@ -314,7 +314,7 @@ class RaftNode:
             raise ProposalDropped(f"{target} is recovering lost data; it cannot lead yet")
         self._transferee = target
         self._transfer_elapsed = 0
-        self._event(EventKind.TRANSFER_STARTED, detail=target)
+        self._event(TraceKind.TRANSFER_STARTED, detail=target)
         if self.progress[target].match == self.log.last_index():
             self._send_timeout_now(target)
         else:
@@ -447,14 +447,14 @@ class RaftNode:
         if self.role is Role.LEADER:
             self._self_progress_update()
 
-    def status(self) -> Status:
+    def status(self) -> RaftStatus:
         peers = {
             p: PeerStatus(
                 pr.match, pr.next, pr.state.value, pr.recent_active, pr.recover_epoch != 0
             )
             for p, pr in self.progress.items()
         }
-        return Status(
+        return RaftStatus(
             self.id,
             self.role,
             self.term,
@@ -517,15 +517,15 @@ class RaftNode:
         self.leader = leader
         self._reset()
         if was_leader:
-            self._event(EventKind.STEPPED_DOWN)
-        self._event(EventKind.BECAME_FOLLOWER, detail=leader or "")
+            self._event(TraceKind.STEPPED_DOWN)
+        self._event(TraceKind.BECAME_FOLLOWER, detail=leader or "")
 
     def _become_pre_candidate(self) -> None:
         self.role = Role.PRE_CANDIDATE
         self.leader = None
         self._reset()
         self._votes = {self.id: True}
-        self._event(EventKind.PRE_VOTE_STARTED)
+        self._event(TraceKind.PRE_VOTE_STARTED)
         self._request_votes(pre_vote=True, transfer=False)
 
     def _become_candidate(self, *, transfer: bool) -> None:
@@ -535,7 +535,7 @@ class RaftNode:
         self.leader = None
         self._reset()
         self._votes = {self.id: True}
-        self._event(EventKind.ELECTION_STARTED)
+        self._event(TraceKind.ELECTION_STARTED)
         self._request_votes(pre_vote=False, transfer=transfer)
 
     def _become_leader(self) -> None:
@@ -550,7 +550,7 @@ class RaftNode:
                 pr.match = self.log.stable
                 pr.state = ProgressState.REPLICATE
             self.progress[peer] = pr
-        self._event(EventKind.BECAME_LEADER)
+        self._event(TraceKind.BECAME_LEADER)
         # A no-op in our own term lets us commit (and so learn the true commit index).
         self._append_as_leader([Entry(self.term, last + 1, EntryKind.NOOP)])
 
@@ -660,7 +660,7 @@ class RaftNode:
             self._election_elapsed = 0
         why = "" if granted or self._helps_elect() else " (recovering lost data)"
         self._event(
-            EventKind.VOTE_GRANTED if granted else EventKind.VOTE_REJECTED,
+            TraceKind.VOTE_GRANTED if granted else TraceKind.VOTE_REJECTED,
             detail=f"{'pre-vote ' if msg.pre_vote else ''}{msg.src}{why}",
         )
         self._send(
@@ -696,7 +696,7 @@ class RaftNode:
 
     def _append_as_leader(self, entries: list[Entry]) -> None:
         self.log.append(entries)  # counted for commit only once persisted (advance)
-        self._event(EventKind.APPENDED, index=entries[-1].index, detail=str(len(entries)))
+        self._event(TraceKind.APPENDED, index=entries[-1].index, detail=str(len(entries)))
         if any(e.kind is EntryKind.CONFIG for e in entries):
             self._refresh_membership()
         for peer in list(self.progress):
@@ -818,7 +818,7 @@ class RaftNode:
             if epoch not in (pr.recover_epoch, pr.recover_done):
                 # A new recovery: forget what it acknowledged before, probe from its loss.
                 pr.lost(epoch, lost_from, self.log.last_index())
-                self._event(EventKind.PEER_RECOVERING, index=lost_from, detail=peer)
+                self._event(TraceKind.PEER_RECOVERING, index=lost_from, detail=peer)
                 self._send_append(peer, send_if_empty=True)
             pr.recover_heard = self._ticks
             return True
@@ -838,7 +838,7 @@ class RaftNode:
             return False
         first_in_term = not self._committed_in_term()
         self.log.commit_to(index)
-        self._event(EventKind.COMMITTED, index=index)
+        self._event(TraceKind.COMMITTED, index=index)
         if first_in_term:
             self._release_reads_waiting_for_commit()
         if self.id not in self.voters and self.log.committed >= self._conf_index:
@@ -862,7 +862,7 @@ class RaftNode:
         if self._election_elapsed >= self.config.election_ticks:
             self._election_elapsed = 0
             if self.config.check_quorum and not self._quorum_active():
-                self._event(EventKind.QUORUM_LOST)
+                self._event(TraceKind.QUORUM_LOST)
                 self._become_follower(self.term, None)
                 return
         if self._heartbeat_elapsed >= self.config.heartbeat_ticks:
@@ -945,7 +945,7 @@ class RaftNode:
         for read in self._reads:
             if 0 < read.round <= confirmed:
                 self._read_ready(read.ctx, read.index)
-                self._event(EventKind.READ_CONFIRMED, index=read.index)
+                self._event(TraceKind.READ_CONFIRMED, index=read.index)
             else:
                 still.append(read)
         self._reads = still
@@ -1018,15 +1018,15 @@ class RaftNode:
             return
         last_new, truncated_from = self.log.maybe_append(msg.prev_log_index, msg.entries)
         if truncated_from is not None:
-            self._event(EventKind.TRUNCATED, index=truncated_from)
+            self._event(TraceKind.TRUNCATED, index=truncated_from)
         if (truncated_from is not None and truncated_from <= self._conf_index) or any(
             e.kind is EntryKind.CONFIG for e in msg.entries
         ):
             self._refresh_membership()
         if msg.entries:
-            self._event(EventKind.APPENDED, index=last_new, detail=str(len(msg.entries)))
+            self._event(TraceKind.APPENDED, index=last_new, detail=str(len(msg.entries)))
         if self.log.commit_to(min(msg.commit, last_new)):
-            self._event(EventKind.COMMITTED, index=self.log.committed)
+            self._event(TraceKind.COMMITTED, index=self.log.committed)
         self._reply_append(msg.src, True, last_new)
 
     def _on_install_snapshot(self, msg: InstallSnapshot) -> None:
@@ -1039,7 +1039,7 @@ class RaftNode:
         if self.log.match_term(msg.index, msg.snapshot_term):
             # Our log already holds the snapshot's last entry: just commit up to it.
             self.log.commit_to(msg.index)
-            self._event(EventKind.COMMITTED, index=msg.index)
+            self._event(TraceKind.COMMITTED, index=msg.index)
             self._reply_append(msg.src, True, msg.index)
             return
         # Nothing of our log matches it: it replaces the log once durable (_installed).
@@ -1059,7 +1059,7 @@ class RaftNode:
         if snap.voters:
             self._base_membership = Membership.of(snap.voters, snap.learners)
         self._refresh_membership()
-        self._event(EventKind.SNAPSHOT_INSTALLED, index=snap.index)
+        self._event(TraceKind.SNAPSHOT_INSTALLED, index=snap.index)
 
     def _reply_append(self, leader: NodeId, success: bool, index: int) -> None:
         self._send(
@@ -1082,7 +1082,7 @@ class RaftNode:
         # A heartbeat's commit counts on the leader knowing our log; while recovering it may
         # not (our log may hold stale entries past the loss): only appends commit then.
         if not self._lost_from and self.log.commit_to(min(msg.commit, self.log.last_index())):
-            self._event(EventKind.COMMITTED, index=self.log.committed)
+            self._event(TraceKind.COMMITTED, index=self.log.committed)
         self._send(
             HeartbeatResponse(
                 self.term,
@@ -1098,7 +1098,7 @@ class RaftNode:
     def _recovered(self) -> None:
         """The leader holds everything we may have lost, and we hold its log through all it
         had when it learned of our loss: we may vote again."""
-        self._event(EventKind.RECOVERED, index=self._lost_from)
+        self._event(TraceKind.RECOVERED, index=self._lost_from)
         self._lost_from = self._recover_epoch = 0
 
     def _follow(self, leader: NodeId) -> None:
@@ -1123,7 +1123,7 @@ class RaftNode:
         if membership == self.membership:
             return
         self.membership = membership
-        self._event(EventKind.MEMBERSHIP_CHANGED, detail=f"voters {','.join(membership.voters)}")
+        self._event(TraceKind.MEMBERSHIP_CHANGED, detail=f"voters {','.join(membership.voters)}")
         if self.role is Role.LEADER:
             last = self.log.last_index()
             for peer in membership.members:
@@ -1140,7 +1140,7 @@ class RaftNode:
         else:
             self._msgs.append(msg)
 
-    def _event(self, kind: EventKind, *, index: int = 0, detail: str = "") -> None:
+    def _event(self, kind: TraceKind, *, index: int = 0, detail: str = "") -> None:
         self._events.append(TraceEvent(kind, self.term, index, detail))
 
     def _soft_state(self) -> SoftState:

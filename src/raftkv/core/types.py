@@ -69,7 +69,7 @@ class ReadState:
     index: int | None
 
 
-class EventKind(enum.Enum):
+class TraceKind(enum.Enum):
     ELECTION_STARTED = "election_started"
     PRE_VOTE_STARTED = "pre_vote_started"
     BECAME_LEADER = "became_leader"
@@ -94,7 +94,7 @@ class EventKind(enum.Enum):
 class TraceEvent:
     """Something a human watching the cluster would want narrated (the demo uses these)."""
 
-    kind: EventKind
+    kind: TraceKind
     term: int
     index: int = 0
     detail: str = ""

@@ -124,7 +124,7 @@ def _pdeathsig() -> Callable[[], None] | None:
 
 
 @dataclass(slots=True)
-class NodeProcess:
+class SupervisedNode:
     addr: NodeAddr
     proc: asyncio.subprocess.Process | None = None
     crashed: bool = False  # killed on purpose (the demo's crash button)
@@ -148,7 +148,7 @@ class Supervisor:
 
     def __init__(self, plan: ClusterPlan, on_exit: ExitCallback | None = None) -> None:
         self.plan = plan
-        self.nodes = {a.id: NodeProcess(a) for a in plan.nodes}
+        self.nodes = {a.id: SupervisedNode(a) for a in plan.nodes}
         self._on_exit = on_exit
         self._stopping = False
         self._preexec = _pdeathsig()
@@ -241,12 +241,12 @@ class Supervisor:
         tail = data.decode("utf-8", "replace").rstrip("\n").splitlines()[-lines:]
         return "\n".join("    " + line for line in tail) or "    (empty)"
 
-    async def _watch(self, node: NodeProcess, proc: asyncio.subprocess.Process) -> None:
+    async def _watch(self, node: SupervisedNode, proc: asyncio.subprocess.Process) -> None:
         code = await proc.wait()
         if self._on_exit is not None and node.proc is proc:
             self._on_exit(node.addr.id, code, node.crashed or self._stopping)
 
-    def _get(self, node_id: str) -> NodeProcess:
+    def _get(self, node_id: str) -> SupervisedNode:
         try:
             return self.nodes[node_id]
         except KeyError:

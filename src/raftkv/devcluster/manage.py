@@ -33,7 +33,8 @@ FAILURE_GRACE_S = 1.0  # after one node died during startup, how long to wait fo
 
 
 class ClusterError(RaftkvError):
-    """The dev cluster could not be started or stopped."""
+    """A local cluster of `raftkv serve` processes (a dev cluster, or the chaos harness's)
+    could not be started, stopped or driven."""
 
 
 @dataclass(frozen=True, slots=True)

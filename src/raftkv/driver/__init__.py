@@ -4,22 +4,22 @@ from raftkv.driver.compaction import SnapshotPolicy
 from raftkv.driver.driver import NodeDriver
 from raftkv.driver.ports import (
     LogStore,
+    MachinePort,
     Observer,
     Scheduler,
     SnapshotSource,
-    StateMachine,
     Transport,
     Waiter,
 )
 
 __all__ = [
     "LogStore",
+    "MachinePort",
     "NodeDriver",
     "Observer",
     "Scheduler",
     "SnapshotPolicy",
     "SnapshotSource",
-    "StateMachine",
     "Transport",
     "Waiter",
 ]

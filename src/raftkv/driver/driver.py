@@ -44,9 +44,9 @@ from raftkv.core.types import Entry, EntryKind, HardState, NodeId, Role, Snapsho
 from raftkv.driver.compaction import SnapshotPolicy, SnapshotSchedule
 from raftkv.driver.ports import (
     LogStore,
+    MachinePort,
     Observer,
     Scheduler,
-    StateMachine,
     Transport,
     Waiter,
 )
@@ -107,7 +107,7 @@ class NodeDriver(Generic[R]):
     def __init__(
         self,
         raft: RaftNode,
-        machine: StateMachine[R],
+        machine: MachinePort[R],
         log: LogStore,
         transport: Transport,
         scheduler: Scheduler,

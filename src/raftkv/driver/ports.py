@@ -60,7 +60,7 @@ class SnapshotSource(Protocol):
     def encode(self) -> bytes: ...
 
 
-class StateMachine(Protocol[R_co]):
+class MachinePort(Protocol[R_co]):
     """The replicated application (the KV store, or an embedded app's machine). apply must
     be deterministic: every replica computes the same result from the same entries."""
 

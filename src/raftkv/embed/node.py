@@ -12,7 +12,7 @@ apply() works on every node: a follower forwards the command to the leader (Node
 off, it raises NotLeader with the leader's id). Failed attempts are retried until the deadline;
 every command carries this Node's session (client id, seq), so a retried command whose first
 attempt did commit is answered from the session cache instead of being applied twice. The
-session is opened through the log (an OpenSession entry) before the first command, and again
+session is opened through the log (an OpenSessionEntry) before the first command, and again
 when the replicas have forgotten it (see submit()).
 """
 
@@ -45,8 +45,8 @@ from raftkv.embed.options import NodeOptions, build_settings
 from raftkv.embed.protocol import (
     ENCODER,
     MAX_COMMAND_SIZE,
+    ApplyStatus,
     Outcome,
-    Status,
     encode_envelope,
     encode_open_session,
 )
@@ -471,7 +471,7 @@ class Node(Generic[M]):
                 outcome, index = await self._replicate(envelope, deadline - loop.time(), tried)
             finally:
                 session.finish(seq)
-            if outcome.status is not Status.SESSION_EXPIRED:
+            if outcome.status is not ApplyStatus.SESSION_EXPIRED:
                 return outcome, index
             if tried.maybe_applied:
                 raise SessionExpired(
@@ -489,7 +489,7 @@ class Node(Generic[M]):
         return None if session is None else session.client_id
 
     async def _open_session(self, timeout: float, what: str) -> str:
-        """Open a session through the log (an OpenSession entry) for `what`; its id. A retry
+        """Open a session through the log (an OpenSessionEntry) for `what`; its id. A retry
         after an unknown outcome may open two: the unused one expires like any other."""
         entry = encode_open_session(secrets.token_hex(8))
         try:
@@ -502,7 +502,7 @@ class Node(Generic[M]):
     def result(outcome: Outcome, index: int, decoder: Decoder[T]) -> T:
         """The caller's view of an Outcome: the decoded result, or the matching error."""
         match outcome.status:
-            case Status.OK:
+            case ApplyStatus.OK:
                 try:
                     return decoder.decode(outcome.result)
                 except BadRequest as e:
@@ -511,9 +511,9 @@ class Node(Generic[M]):
                         error_type="DecodeError",
                         index=index,
                     ) from None
-            case Status.BAD_COMMAND:
+            case ApplyStatus.BAD_COMMAND:
                 raise BadRequest(f"{outcome.error} (nothing was applied)")
-            case Status.SESSION_EXPIRED:
+            case ApplyStatus.SESSION_EXPIRED:
                 raise SessionExpired(outcome.error)
             case _:
                 raise CommandFailed(

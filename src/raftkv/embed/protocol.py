@@ -3,14 +3,14 @@
 Log entry:  [2, client, seq, ack, command]   Envelope: command = the encoded user command;
                                              (client, seq) name it for exactly-once (client ""
                                              = no session); the session must be open.
-            [3, nonce]                       OpenSession: opens the session
+            [3, nonce]                       OpenSessionEntry: opens the session
                                              session_id(index, nonce) (kv/sessions.py).
             [1, client, seq, ack, command]   LegacyEnvelope, read only: written before sessions
                                              were opened through the log (an unknown client
                                              opened its session implicitly); replayed as then.
 Per entry:  Outcome(status, result | error)  built on every replica, identically; an
-                                             OpenSession's result is the session id (msgpack).
-Forwarded:  an Envelope or OpenSession entry, proposed at the leader (runtime/forward.py);
+                                             OpenSessionEntry's result is the session id (msgpack).
+Forwarded:  an Envelope or an OpenSessionEntry, proposed at the leader (runtime/forward.py);
             the leader answers the entry's Outcome.
 """
 
@@ -44,14 +44,14 @@ class Envelope(_Entry, frozen=True, tag=2):
     command: bytes
 
 
-class OpenSession(_Entry, frozen=True, tag=3):
+class OpenSessionEntry(_Entry, frozen=True, tag=3):
     nonce: str
 
 
-Entry = Envelope | OpenSession | LegacyEnvelope
+EmbedEntry = Envelope | OpenSessionEntry | LegacyEnvelope
 
 
-class Status(enum.IntEnum):
+class ApplyStatus(enum.IntEnum):
     OK = 0
     FAILED = 1  # the state machine raised while applying (state changes before it stay)
     BAD_COMMAND = 2  # the entry or command could not be decoded: nothing was applied
@@ -60,14 +60,14 @@ class Status(enum.IntEnum):
 
 
 class Outcome(msgspec.Struct, frozen=True, array_like=True):
-    status: Status
+    status: ApplyStatus
     result: bytes = b""
     error_type: str = ""
     error: str = ""
     duplicate: bool = False  # answered from the session cache (a retried command)
 
 
-_ENTRY_DECODER: msgspec.msgpack.Decoder[Entry] = msgspec.msgpack.Decoder(Entry)
+_ENTRY_DECODER: msgspec.msgpack.Decoder[EmbedEntry] = msgspec.msgpack.Decoder(EmbedEntry)
 ENCODER = msgspec.msgpack.Encoder()
 
 
@@ -77,15 +77,15 @@ def encode_envelope(client: str, seq: int, ack: int, command: bytes) -> bytes:
 
 def encode_open_session(nonce: str) -> bytes:
     validate_nonce(nonce)
-    return ENCODER.encode(OpenSession(nonce))
+    return ENCODER.encode(OpenSessionEntry(nonce))
 
 
-def decode_entry(data: bytes) -> Entry:
+def decode_entry(data: bytes) -> EmbedEntry:
     """BadRequest for anything that is not an entry of a known kind."""
     try:
         entry = _ENTRY_DECODER.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
         raise BadRequest(f"log entry is not an embedded command: {e}") from None
-    if isinstance(entry, OpenSession):
+    if isinstance(entry, OpenSessionEntry):
         validate_nonce(entry.nonce)
     return entry

@@ -1,4 +1,4 @@
-"""Replica: the user's state machine as the driver sees it (raftkv.driver.StateMachine).
+"""Replica: the user's state machine as the driver sees it (raftkv.driver.MachinePort).
 
 It decodes each committed entry, opens sessions, answers retried commands from the session
 table (the KV store's, kv/sessions.py) and refuses those of unknown sessions, runs the user's
@@ -19,11 +19,11 @@ from raftkv.embed.codec import Decoder
 from raftkv.embed.machine import AnyMachine
 from raftkv.embed.protocol import (
     ENCODER,
+    ApplyStatus,
     Envelope,
     LegacyEnvelope,
-    OpenSession,
+    OpenSessionEntry,
     Outcome,
-    Status,
     decode_entry,
 )
 from raftkv.errors import BadRequest, CorruptionError
@@ -63,7 +63,7 @@ class Replica:
         self._sessions: SessionTable[Outcome] = SessionTable(limits)
         self._applied = 0
 
-    # --- the driver's StateMachine protocol --------------------------------------------
+    # --- the driver's MachinePort protocol ----------------------------------------------
 
     @property
     def applied_index(self) -> int:
@@ -81,10 +81,10 @@ class Replica:
         try:
             entry = decode_entry(data)
         except BadRequest as e:
-            return Outcome(Status.BAD_COMMAND, error_type="BadRequest", error=str(e))
+            return Outcome(ApplyStatus.BAD_COMMAND, error_type="BadRequest", error=str(e))
         match entry:
-            case OpenSession(nonce=nonce):
-                return Outcome(Status.OK, ENCODER.encode(self._sessions.open(index, nonce)))
+            case OpenSessionEntry(nonce=nonce):
+                return Outcome(ApplyStatus.OK, ENCODER.encode(self._sessions.open(index, nonce)))
             case Envelope(client="") | LegacyEnvelope(client=""):
                 return self._run(entry.command)
         legacy = isinstance(entry, LegacyEnvelope)
@@ -92,7 +92,7 @@ class Replica:
             case Cached(result=cached):
                 return msgspec.structs.replace(cached, duplicate=True)
             case Refused(why=why):
-                return Outcome(Status.SESSION_EXPIRED, error_type="SessionExpired", error=why)
+                return Outcome(ApplyStatus.SESSION_EXPIRED, error_type="SessionExpired", error=why)
         outcome = self._run(entry.command)
         self._sessions.record(entry.client, entry.seq, index, outcome)
         return outcome
@@ -101,7 +101,7 @@ class Replica:
 
     def snapshot_view(self) -> _ReplicaView:
         """The application's snapshot() runs now, at exactly this index; the rest of the
-        encoding may happen later (raftkv.driver.StateMachine)."""
+        encoding may happen later (raftkv.driver.MachinePort)."""
         return _ReplicaView(
             ReplicaSnapshot(
                 SNAPSHOT_VERSION, self._applied, self._sessions.records(), self.machine.snapshot()
@@ -144,18 +144,18 @@ class Replica:
         try:
             command = self._commands.decode(data)
         except BadRequest as e:
-            return Outcome(Status.BAD_COMMAND, error_type="BadRequest", error=str(e))
+            return Outcome(ApplyStatus.BAD_COMMAND, error_type="BadRequest", error=str(e))
         try:
             result = self.machine.apply(command)
         except Exception as e:
             log.debug("apply raised %s at index %d", type(e).__name__, self._applied)
-            return Outcome(Status.FAILED, error_type=type(e).__name__, error=str(e))
+            return Outcome(ApplyStatus.FAILED, error_type=type(e).__name__, error=str(e))
         try:
             encoded = ENCODER.encode(result)
         except (TypeError, msgspec.EncodeError, OverflowError, ValueError) as e:
             return Outcome(
-                Status.BAD_RESULT,
+                ApplyStatus.BAD_RESULT,
                 error_type="EncodeError",
                 error=f"the result (a {type(result).__name__}) cannot be encoded: {e}",
             )
-        return Outcome(Status.OK, encoded)
+        return Outcome(ApplyStatus.OK, encoded)

@@ -84,7 +84,7 @@ DataOp = Write | Resize | Allocate
 
 
 @dataclass(eq=False, slots=True)
-class File:
+class FileInode:
     ino: int
     mode: int
     backing: str | None  # durable copy, relative to the backing root; None: nothing durable
@@ -95,17 +95,17 @@ class File:
 
 
 @dataclass(eq=False, slots=True)
-class Dir:
+class DirInode:
     ino: int
     mode: int
     backing: str | None
-    entries: dict[str, File | Dir] = field(default_factory=dict)
+    entries: dict[str, FileInode | DirInode] = field(default_factory=dict)
     dirty: bool = False  # entries differ from the backing directory's
     mtime_ns: int = 0
     handles: int = 0
 
 
-Node = File | Dir
+Inode = FileInode | DirInode
 
 
 def _err(code: int, what: str = "") -> OSError:
@@ -138,7 +138,7 @@ class FaultState:
         self._generation = 0  # bumped by each power cut: a stalled fsync from before fails
         self._seq = 0
         self._ino = 1
-        self._handles: dict[int, Node] = {}
+        self._handles: dict[int, Inode] = {}
         self._next_fh = 1
         self._stats = {"writes": 0, "fsyncs": 0, "fsync_failures": 0, "enospc": 0}
         self._stats.update(power_cuts=0, torn=0)
@@ -151,16 +151,16 @@ class FaultState:
         self._ino += 1
         return self._ino
 
-    def _load(self) -> Dir:
+    def _load(self) -> DirInode:
         hidden = self.backing / HIDDEN
         shutil.rmtree(hidden, ignore_errors=True)  # orphans die with the power
         hidden.mkdir()
         return self._load_dir("", self._new_ino())
 
-    def _load_dir(self, rel: str, ino: int) -> Dir:
+    def _load_dir(self, rel: str, ino: int) -> DirInode:
         path = self.backing / rel
         st = path.stat()
-        d = Dir(ino, stat.S_IMODE(st.st_mode), rel, mtime_ns=st.st_mtime_ns)
+        d = DirInode(ino, stat.S_IMODE(st.st_mode), rel, mtime_ns=st.st_mtime_ns)
         for entry in os.scandir(path):
             if rel == "" and entry.name == HIDDEN:
                 continue
@@ -169,7 +169,7 @@ class FaultState:
                 d.entries[entry.name] = self._load_dir(child_rel, self._new_ino())
             elif entry.is_file(follow_symlinks=False):
                 est = entry.stat(follow_symlinks=False)
-                d.entries[entry.name] = File(
+                d.entries[entry.name] = FileInode(
                     self._new_ino(),
                     stat.S_IMODE(est.st_mode),
                     child_rel,
@@ -180,19 +180,19 @@ class FaultState:
 
     # --- lookups --------------------------------------------------------------------------
 
-    def _split(self, path: str) -> tuple[Dir, str]:
+    def _split(self, path: str) -> tuple[DirInode, str]:
         parent, _, name = path.rstrip("/").rpartition("/")
         d = self.lookup(parent or "/")
-        if not isinstance(d, Dir):
+        if not isinstance(d, DirInode):
             raise _err(errno.ENOTDIR, parent)
         if parent in ("", "/") and name == HIDDEN:
             raise _err(errno.EPERM, "reserved name")
         return d, name
 
-    def lookup(self, path: str) -> Node:
-        node: Node = self.root
+    def lookup(self, path: str) -> Inode:
+        node: Inode = self.root
         for part in (p for p in path.split("/") if p):
-            if not isinstance(node, Dir):
+            if not isinstance(node, DirInode):
                 raise _err(errno.ENOTDIR, path)
             child = node.entries.get(part)
             if child is None:
@@ -200,13 +200,13 @@ class FaultState:
             node = child
         return node
 
-    def handle(self, fh: int) -> Node:
+    def handle(self, fh: int) -> Inode:
         node = self._handles.get(fh)
         if node is None:
             raise _err(errno.EIO, "stale handle (the file system lost power)")
         return node
 
-    def node(self, path: str | None, fh: int | None) -> Node:
+    def node(self, path: str | None, fh: int | None) -> Inode:
         with self.lock:
             return self.handle(fh) if fh else self.lookup(path or "/")
 
@@ -216,7 +216,7 @@ class FaultState:
         with self.lock:
             return self._open(self.lookup(path))
 
-    def _open(self, node: Node) -> int:
+    def _open(self, node: Inode) -> int:
         fh = self._next_fh
         self._next_fh += 1
         self._handles[fh] = node
@@ -231,18 +231,18 @@ class FaultState:
                 if node.handles == 0 and not self._linked(node):
                     self._drop_orphan(node)
 
-    def _linked(self, node: Node) -> bool:
+    def _linked(self, node: Inode) -> bool:
         return any(n is node for n in self._walk(self.root))
 
-    def _walk(self, d: Dir) -> Iterator[Node]:
+    def _walk(self, d: DirInode) -> Iterator[Inode]:
         yield d
         for child in d.entries.values():
-            if isinstance(child, Dir):
+            if isinstance(child, DirInode):
                 yield from self._walk(child)
             else:
                 yield child
 
-    def _drop_orphan(self, node: Node) -> None:
+    def _drop_orphan(self, node: Inode) -> None:
         if node.backing is not None and node.backing.startswith(HIDDEN + "/"):
             self._remove_backing(node.backing)
             node.backing = None
@@ -253,10 +253,10 @@ class FaultState:
         with self.lock:
             d, name = self._split(path)
             existing = d.entries.get(name)
-            if isinstance(existing, Dir):
+            if isinstance(existing, DirInode):
                 raise _err(errno.EISDIR, path)
             if existing is None:
-                existing = File(self._new_ino(), stat.S_IMODE(mode), None, 0, mtime_ns=_now())
+                existing = FileInode(self._new_ino(), stat.S_IMODE(mode), None, 0, mtime_ns=_now())
                 self._link(d, name, existing)
             return self._open(existing)
 
@@ -265,7 +265,9 @@ class FaultState:
             d, name = self._split(path)
             if name in d.entries:
                 raise _err(errno.EEXIST, path)
-            self._link(d, name, Dir(self._new_ino(), stat.S_IMODE(mode), None, mtime_ns=_now()))
+            self._link(
+                d, name, DirInode(self._new_ino(), stat.S_IMODE(mode), None, mtime_ns=_now())
+            )
 
     def unlink(self, path: str) -> None:
         with self.lock:
@@ -273,7 +275,7 @@ class FaultState:
             node = d.entries.get(name)
             if node is None:
                 raise _err(errno.ENOENT, path)
-            if isinstance(node, Dir):
+            if isinstance(node, DirInode):
                 raise _err(errno.EISDIR, path)
             self._unlink(d, name)
 
@@ -283,7 +285,7 @@ class FaultState:
             node = d.entries.get(name)
             if node is None:
                 raise _err(errno.ENOENT, path)
-            if not isinstance(node, Dir):
+            if not isinstance(node, DirInode):
                 raise _err(errno.ENOTDIR, path)
             if node.entries:
                 raise _err(errno.ENOTEMPTY, path)
@@ -302,20 +304,20 @@ class FaultState:
                 return
             target = nd.entries.get(nname)
             if target is not None:
-                if isinstance(target, Dir) != isinstance(node, Dir):
-                    raise _err(errno.EISDIR if isinstance(target, Dir) else errno.ENOTDIR, new)
-                if isinstance(target, Dir) and target.entries:
+                if isinstance(target, DirInode) != isinstance(node, DirInode):
+                    raise _err(errno.EISDIR if isinstance(target, DirInode) else errno.ENOTDIR, new)
+                if isinstance(target, DirInode) and target.entries:
                     raise _err(errno.ENOTEMPTY, new)
                 self._unlink(nd, nname)
             del od.entries[oname]
             self._link(nd, nname, node)
 
-    def _link(self, d: Dir, name: str, node: Node) -> None:
+    def _link(self, d: DirInode, name: str, node: Inode) -> None:
         d.entries[name] = node
         d.dirty = True
         d.mtime_ns = _now()
 
-    def _unlink(self, d: Dir, name: str) -> None:
+    def _unlink(self, d: DirInode, name: str) -> None:
         node = d.entries.pop(name)
         d.dirty = True
         d.mtime_ns = _now()
@@ -324,9 +326,9 @@ class FaultState:
 
     # --- data ops (pending until the file's fsync) ------------------------------------------
 
-    def _file(self, path: str | None, fh: int | None) -> File:
+    def _file(self, path: str | None, fh: int | None) -> FileInode:
         node = self.handle(fh) if fh else self.lookup(path or "/")
-        if not isinstance(node, File):
+        if not isinstance(node, FileInode):
             raise _err(errno.EISDIR, path or "")
         return node
 
@@ -358,7 +360,7 @@ class FaultState:
             f.ops.append(Allocate(offset, n))
             f.size = max(f.size, offset + n)
 
-    def _reserve(self, f: File, new_size: int) -> None:
+    def _reserve(self, f: FileInode, new_size: int) -> None:
         if self.quota is None or new_size <= f.size:
             return
         if self.used_bytes() + new_size - f.size > self.quota:
@@ -367,8 +369,8 @@ class FaultState:
 
     def used_bytes(self) -> int:
         with self.lock:
-            files = {id(n): n for n in self._walk(self.root) if isinstance(n, File)}
-            files.update({id(n): n for n in self._handles.values() if isinstance(n, File)})
+            files = {id(n): n for n in self._walk(self.root) if isinstance(n, FileInode)}
+            files.update({id(n): n for n in self._handles.values() if isinstance(n, FileInode)})
             return sum(f.size for f in files.values())
 
     def read(self, path: str | None, fh: int | None, offset: int, size: int) -> bytes:
@@ -405,27 +407,27 @@ class FaultState:
             if self.fsync_failures_armed > 0:
                 self.fsync_failures_armed -= 1
                 self._stats["fsync_failures"] += 1
-                if isinstance(node, File):
+                if isinstance(node, FileInode):
                     for op in node.ops:  # like Linux: the failed data is never retried
                         if op.state is OpState.PENDING:
                             op.state = OpState.DOOMED
                 raise _err(errno.EIO, "injected fsync failure")
-            if isinstance(node, File):
+            if isinstance(node, FileInode):
                 self._flush_file(node)
             else:
                 self._flush_dir(node)
 
-    def _ensure_backing(self, node: Node) -> str:
+    def _ensure_backing(self, node: Inode) -> str:
         if node.backing is None:
             node.backing = f"{HIDDEN}/ino-{node.ino}"
             target = self.backing / node.backing
-            if isinstance(node, Dir):
+            if isinstance(node, DirInode):
                 target.mkdir()
             else:
                 target.touch()
         return node.backing
 
-    def _flush_file(self, f: File, upto: int | None = None, prefix: int | None = None) -> None:
+    def _flush_file(self, f: FileInode, upto: int | None = None, prefix: int | None = None) -> None:
         """Write f's pending ops to its backing file (all, or those before index `upto` plus
         `prefix` bytes of the write at `upto`: the torn write)."""
         rel = self._ensure_backing(f)
@@ -449,7 +451,7 @@ class FaultState:
         if all(op.state is OpState.DONE for op in f.ops):
             f.ops.clear()
 
-    def _flush_dir(self, d: Dir) -> None:
+    def _flush_dir(self, d: DirInode) -> None:
         """Make d's backing directory hold exactly d's visible entries (not their contents)."""
         rel = self._ensure_backing(d)
         if not d.dirty:
@@ -476,25 +478,25 @@ class FaultState:
             if node.backing is not None:
                 self._move_backing(node, child_rel)
                 continue
-            if isinstance(node, Dir):
+            if isinstance(node, DirInode):
                 os.mkdir(self.backing / child_rel)
             else:
                 (self.backing / child_rel).touch()  # named, but its data was never synced
             node.backing = child_rel
         d.dirty = False
 
-    def _move_backing(self, node: Node, new_rel: str) -> None:
+    def _move_backing(self, node: Inode, new_rel: str) -> None:
         """Rename node's durable copy; a directory's durable descendants move with it."""
         old_rel = node.backing
         assert old_rel is not None
         os.rename(self.backing / old_rel, self.backing / new_rel)
         node.backing = new_rel
-        if isinstance(node, Dir):
+        if isinstance(node, DirInode):
             for n in self._live_nodes():
                 if n.backing is not None and n.backing.startswith(old_rel + "/"):
                     n.backing = new_rel + n.backing[len(old_rel) :]
 
-    def _live_nodes(self) -> list[Node]:
+    def _live_nodes(self) -> list[Inode]:
         seen = {id(n): n for n in self._walk(self.root)}
         seen.update({id(n): n for n in self._handles.values()})
         return list(seen.values())
@@ -524,9 +526,9 @@ class FaultState:
             return report
 
     def _tear(self) -> dict[str, object] | None:
-        best: tuple[int, File, int] | None = None
+        best: tuple[int, FileInode, int] | None = None
         for node in self._walk(self.root):
-            if not isinstance(node, File) or node.backing is None:
+            if not isinstance(node, FileInode) or node.backing is None:
                 continue
             if node.backing.startswith(HIDDEN + "/"):
                 continue
@@ -550,11 +552,11 @@ class FaultState:
         with self.lock:
             out: list[str] = []
 
-            def visit(d: Dir, prefix: str) -> None:
+            def visit(d: DirInode, prefix: str) -> None:
                 if d.dirty:
                     out.append(f"{prefix}/: names")
                 for name, child in d.entries.items():
-                    if isinstance(child, Dir):
+                    if isinstance(child, DirInode):
                         visit(child, f"{prefix}/{name}")
                     elif any(op.state is not OpState.DONE for op in child.ops):
                         n = sum(op.state is not OpState.DONE for op in child.ops)
@@ -567,9 +569,9 @@ class FaultState:
         files = sum(
             sum(op.state is not OpState.DONE for op in n.ops)
             for n in self._live_nodes()
-            if isinstance(n, File)
+            if isinstance(n, FileInode)
         )
-        dirs = sum(1 for n in self._live_nodes() if isinstance(n, Dir) and n.dirty)
+        dirs = sum(1 for n in self._live_nodes() if isinstance(n, DirInode) and n.dirty)
         return files + dirs
 
     def counters(self) -> Counters:
@@ -588,9 +590,9 @@ class FaultState:
 
     # --- attributes -------------------------------------------------------------------------
 
-    def attrs(self, node: Node) -> dict[str, int]:
-        if isinstance(node, Dir):
-            subdirs = sum(isinstance(c, Dir) for c in node.entries.values())
+    def attrs(self, node: Inode) -> dict[str, int]:
+        if isinstance(node, DirInode):
+            subdirs = sum(isinstance(c, DirInode) for c in node.entries.values())
             return {
                 "st_mode": stat.S_IFDIR | node.mode,
                 "st_nlink": 2 + subdirs,

@@ -44,7 +44,7 @@ from raftkv.kv.results import (
     OpResponse,
     PutResponse,
     Result,
-    Status,
+    ResultStatus,
 )
 from raftkv.kv.sessions import SessionLimits
 from raftkv.kv.store import KvConfig, KvStore
@@ -75,9 +75,9 @@ __all__ = [
     "Put",
     "PutResponse",
     "Result",
+    "ResultStatus",
     "Session",
     "SessionLimits",
-    "Status",
     "Txn",
     "TxnDelete",
     "TxnGet",

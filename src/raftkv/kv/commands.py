@@ -140,11 +140,11 @@ class OpenSession(_Cmd, frozen=True, tag="open_session"):
 
 
 Command = Put | Delete | Cas | Txn
-Entry = Command | OpenSession  # what a KV log entry holds
+KvEntry = Command | OpenSession  # what a KV log entry holds
 
 
 class _Envelope(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
-    command: Entry
+    command: KvEntry
     session: Session | None = None
 
 
@@ -206,7 +206,7 @@ def _validate_ops(ops: tuple[TxnOp, ...], branch: str) -> None:
             raise BadRequest(f"txn {branch} both puts and deletes {key!r}")
 
 
-def validate_command(command: Entry) -> None:
+def validate_command(command: KvEntry) -> None:
     """Raise BadRequest or TooLarge unless command is valid; pure, the same on every replica."""
     match command:
         case OpenSession(nonce=nonce):
@@ -235,7 +235,7 @@ def validate_command(command: Entry) -> None:
 # --- encoding -------------------------------------------------------------------------
 
 
-def encode_command(command: Entry, session: Session | None = None) -> bytes:
+def encode_command(command: KvEntry, session: Session | None = None) -> bytes:
     """Validate and encode a command (the data of a NORMAL log entry)."""
     _validate_entry(command, session)
     buf = bytearray(b"\x00")
@@ -246,7 +246,7 @@ def encode_command(command: Entry, session: Session | None = None) -> bytes:
     return bytes(buf)
 
 
-def decode_command(data: bytes) -> tuple[Entry, Session | None]:
+def decode_command(data: bytes) -> tuple[KvEntry, Session | None]:
     """Decode and validate entry data. Raises BadRequest (TooLarge) only, whatever the bytes."""
     if len(data) > MAX_COMMAND_SIZE:
         raise TooLarge(f"command is {len(data)} bytes, the limit is {MAX_COMMAND_SIZE}")
@@ -269,7 +269,7 @@ def is_legacy(data: bytes) -> bool:
     return data[:1] == bytes([LEGACY_COMMAND_FORMAT])
 
 
-def _validate_entry(command: Entry, session: Session | None) -> None:
+def _validate_entry(command: KvEntry, session: Session | None) -> None:
     validate_command(command)
     if session is not None:
         if isinstance(command, OpenSession):

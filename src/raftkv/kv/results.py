@@ -9,7 +9,7 @@ import msgspec
 from raftkv.kv.model import KeyValue
 
 
-class Status(enum.Enum):
+class ResultStatus(enum.Enum):
     """Outcome of one applied entry. Anything but OK changed nothing."""
 
     OK = "ok"
@@ -49,7 +49,7 @@ class Result(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields
     session an OpenSession command opened.
     """
 
-    status: Status
+    status: ResultStatus
     revision: int
     prev_revision: int = 0
     deleted: int = 0
@@ -61,4 +61,4 @@ class Result(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields
 
     @property
     def ok(self) -> bool:
-        return self.status is Status.OK
+        return self.status is ResultStatus.OK

@@ -39,7 +39,7 @@ from raftkv.kv.results import (
     OpResponse,
     PutResponse,
     Result,
-    Status,
+    ResultStatus,
 )
 from raftkv.kv.sessions import Cached, Refused, SessionLimits, SessionTable
 from raftkv.kv.snapshot import SnapshotState, SnapshotView, decode_snapshot, encode_snapshot
@@ -115,12 +115,12 @@ class KvStore:
         try:
             command, session = decode_command(data)
         except TooLarge as e:
-            return Result(Status.TOO_LARGE, self._revision, error=str(e))
+            return Result(ResultStatus.TOO_LARGE, self._revision, error=str(e))
         except BadRequest as e:
-            return Result(Status.INVALID, self._revision, error=str(e))
+            return Result(ResultStatus.INVALID, self._revision, error=str(e))
         if isinstance(command, OpenSession):
             client_id = self._sessions.open(index, command.nonce)
-            return Result(Status.OK, self._revision, client_id=client_id)
+            return Result(ResultStatus.OK, self._revision, client_id=client_id)
         if session is None:
             return self._execute(command)
         cid, seq = session.client_id, session.seq
@@ -128,7 +128,7 @@ class KvStore:
             case Cached(result=cached):
                 return msgspec.structs.replace(cached, duplicate=True)
             case Refused(why=why):
-                return Result(Status.SESSION_EXPIRED, self._revision, error=why)
+                return Result(ResultStatus.SESSION_EXPIRED, self._revision, error=why)
         result = self._execute(command)
         self._sessions.record(cid, seq, index, result)
         return result
@@ -167,7 +167,7 @@ class KvStore:
 
     def _conflict(self, key: str, current: KeyValue | None, why: str) -> Result:
         return Result(
-            Status.CONFLICT,
+            ResultStatus.CONFLICT,
             self._revision,
             prev_revision=_mod(current),
             error=f"precondition failed on {key!r}: {why}",
@@ -187,7 +187,7 @@ class KvStore:
             self._history.append(self._revision, tuple(self._pending))
             self._pending.clear()
         return Result(
-            Status.OK,
+            ResultStatus.OK,
             self._revision,
             prev_revision=prev_revision,
             deleted=deleted,
@@ -264,7 +264,7 @@ class KvStore:
         )
 
     def install_snapshot(self, snapshot: Snapshot) -> None:
-        """Become the store in the leader's snapshot (raftkv.driver.StateMachine)."""
+        """Become the store in the leader's snapshot (raftkv.driver.MachinePort)."""
         self.load(snapshot.data)
 
     @classmethod

@@ -48,7 +48,7 @@ class Budget(enum.Enum):
 
 
 @runtime_checkable
-class Progress(Protocol):
+class RequestActivity(Protocol):
     """A protocol that says whether it serves a request now, and how many it has begun."""
 
     def guard_state(self) -> tuple[bool, int]: ...
@@ -56,7 +56,7 @@ class Progress(Protocol):
 
 def _state(proto: asyncio.BaseProtocol) -> tuple[bool, int]:
     """(serving a request now, requests begun so far) of the inner protocol."""
-    if isinstance(proto, Progress):
+    if isinstance(proto, RequestActivity):
         return proto.guard_state()
     return False, 0
 

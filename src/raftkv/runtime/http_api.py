@@ -56,7 +56,7 @@ from raftkv.kv.commands import (
 from raftkv.kv.history import Compacted
 from raftkv.kv.limits import MAX_COMMAND_SIZE, validate_key, validate_prefix
 from raftkv.kv.model import Event
-from raftkv.kv.results import Result, Status
+from raftkv.kv.results import Result, ResultStatus
 from raftkv.runtime import sse
 from raftkv.runtime.addresses import AddressBook
 from raftkv.runtime.admission import PeerPolicy
@@ -595,13 +595,13 @@ def raw_json(body: bytes) -> Response:
 
 
 def result_response(result: Result, index: int, render: Render) -> Response:
-    if render is revision_json and result.status is Status.OK and not result.duplicate:
+    if render is revision_json and result.status is ResultStatus.OK and not result.duplicate:
         return Response(b'{"revision":%d,"index":%d}' % (result.revision, index))  # (hot)
     headers = {"X-Raftkv-Duplicate": "true"} if result.duplicate else None
     match result.status:
-        case Status.OK:
+        case ResultStatus.OK:
             return json_response(render(result, index), headers=headers)
-        case Status.CONFLICT:
+        case ResultStatus.CONFLICT:
             return error_response(
                 409,
                 "conflict",
@@ -610,11 +610,11 @@ def result_response(result: Result, index: int, render: Render) -> Response:
                 mod_revision=result.prev_revision,
                 revision=result.revision,
             )
-        case Status.TOO_LARGE:
+        case ResultStatus.TOO_LARGE:
             return error_response(413, "too_large", result.error)
-        case Status.SESSION_EXPIRED:
+        case ResultStatus.SESSION_EXPIRED:
             return error_response(410, "session_expired", result.error)
-        case Status.INVALID:
+        case ResultStatus.INVALID:
             return error_response(400, "bad_request", result.error)
     raise AssertionError(f"unhandled result status {result.status}")
 

@@ -26,8 +26,8 @@ from typing_extensions import TypeVar as DefaultTypeVar
 from raftkv.core.membership import ConfChange, ConfEntry
 from raftkv.core.messages import Message
 from raftkv.core.raft import RaftNode
-from raftkv.core.types import Entry, EventKind, NodeId, Role, Snapshot, SoftState, TraceEvent
-from raftkv.driver import NodeDriver, SnapshotPolicy, StateMachine
+from raftkv.core.types import Entry, NodeId, Role, Snapshot, SoftState, TraceEvent, TraceKind
+from raftkv.driver import MachinePort, NodeDriver, SnapshotPolicy
 from raftkv.errors import DiskError, NodeStopped
 from raftkv.kv.results import Result
 from raftkv.runtime.clock import TickClock
@@ -104,7 +104,7 @@ async def ticker(inbox: Inbox, period: float, lag: Callable[[float], None]) -> N
         inbox.add_tick()
 
 
-M = DefaultTypeVar("M", bound=StateMachine[Any], default=Any)
+M = DefaultTypeVar("M", bound=MachinePort[Any], default=Any)
 R = DefaultTypeVar("R", default=Result)
 WriteFuture = asyncio.Future[tuple[Any, int]]
 
@@ -403,13 +403,13 @@ class RaftRuntime(Generic[M, R]):
 
     def trace(self, events: Sequence[TraceEvent]) -> None:
         for ev in events:  # recovery from lost synced data: always in the log
-            if ev.kind is EventKind.RECOVERED:
+            if ev.kind is TraceKind.RECOVERED:
                 log.warning(
                     "%s: recovered the log entries it had lost (from index %d on): it votes again",
                     self._hub.node_id,
                     ev.index,
                 )
-            elif ev.kind is EventKind.PEER_RECOVERING:
+            elif ev.kind is TraceKind.PEER_RECOVERING:
                 log.warning(
                     "%s: %s lost synced log entries (from index %d on): sending them again, "
                     "and not counting it for them until it has them",

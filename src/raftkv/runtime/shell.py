@@ -34,7 +34,7 @@ from typing_extensions import TypeVar as DefaultTypeVar
 from raftkv.core.config import Config
 from raftkv.core.raft import RaftNode
 from raftkv.core.types import NodeId
-from raftkv.driver import SnapshotPolicy, StateMachine
+from raftkv.driver import MachinePort, SnapshotPolicy
 from raftkv.errors import BadRequest, DiskError, Timeout
 from raftkv.runtime.clock import TickClock
 from raftkv.runtime.events import EventHub
@@ -53,7 +53,7 @@ IDENTITY_FILE = "identity.json"
 KV_SERVER = "KV server"
 EMBEDDED = "embedded"
 
-M = DefaultTypeVar("M", bound=StateMachine[Any], default=Any)
+M = DefaultTypeVar("M", bound=MachinePort[Any], default=Any)
 R = DefaultTypeVar("R", default=Any)
 
 

@@ -33,13 +33,13 @@ FORWARDED_IDENTITY_HEADER = "X-Raftkv-Identity"
 NODE_UNIT = "node"
 
 
-class Role(enum.IntEnum):
+class AccessRole(enum.IntEnum):
     READ = 1
     WRITE = 2
     ADMIN = 3
 
     @classmethod
-    def parse(cls, text: str) -> Role:
+    def parse(cls, text: str) -> AccessRole:
         try:
             return cls[text.strip().upper()]
         except KeyError:
@@ -53,7 +53,7 @@ class Role(enum.IntEnum):
 @dataclass(frozen=True, slots=True)
 class Identity:
     name: str
-    role: Role
+    role: AccessRole
     via: str  # "token", "certificate", or "forwarded by <node>"
 
 
@@ -99,7 +99,7 @@ class TokenTable:
             if digest in table:
                 raise BadRequest(f"{where}:{number}: this token is listed twice")
             try:
-                role = Role.parse(role_text)
+                role = AccessRole.parse(role_text)
             except BadRequest as e:
                 raise BadRequest(f"{where}:{number}: {e}") from None
             table[digest] = Identity(name, role, "token")
@@ -119,22 +119,22 @@ class TokenTable:
         return self.by_digest.get(_digest(token))
 
 
-def required_role(method: str, path: str) -> Role:
+def required_role(method: str, path: str) -> AccessRole:
     """The least role that may make this request (unknown routes need read, then 404)."""
     if path.startswith("/v1/internal/"):
         op = path[len("/v1/internal/") :]
         if op in ("read-index", "members"):
-            return Role.READ
-        return Role.WRITE if op == "propose" else Role.ADMIN
+            return AccessRole.READ
+        return AccessRole.WRITE if op == "propose" else AccessRole.ADMIN
     if path.startswith(("/v1/debug/", "/v1/leader/")) or path in ("/v1/debug", "/v1/snapshot"):
-        return Role.ADMIN
+        return AccessRole.ADMIN
     if path.startswith("/v1/members") and method not in ("GET", "HEAD"):
-        return Role.ADMIN
+        return AccessRole.ADMIN
     if path.startswith("/v1/kv/") and method not in ("GET", "HEAD"):
-        return Role.WRITE
+        return AccessRole.WRITE
     if path in ("/v1/txn", "/v1/sessions"):  # a session is opened by a log entry
-        return Role.WRITE
-    return Role.READ
+        return AccessRole.WRITE
+    return AccessRole.READ
 
 
 def bearer_token(authorization: str) -> str:
@@ -170,7 +170,7 @@ def authenticate(
         return parse_forwarded(forwarded, peer.name)
     if peer is not None:
         try:
-            role = Role.parse(peer.unit)
+            role = AccessRole.parse(peer.unit)
         except BadRequest:
             raise Unauthorized(
                 f"the client certificate of {peer.name!r} has OU={peer.unit!r}, not a role "
@@ -182,7 +182,7 @@ def authenticate(
     )
 
 
-def authorize(identity: Identity, needed: Role) -> None:
+def authorize(identity: Identity, needed: AccessRole) -> None:
     if identity.role < needed:
         raise Forbidden(
             f"{identity.name} (role {identity.role.label}, by {identity.via}) may not do this: "
@@ -196,9 +196,9 @@ def forwarded_value(identity: Identity) -> str:
 
 def parse_forwarded(value: str, node: str) -> Identity:
     role_text, _, name = value.strip().partition(" ")
-    role: Role | None
+    role: AccessRole | None
     try:
-        role = Role.parse(role_text)
+        role = AccessRole.parse(role_text)
     except BadRequest:
         role = None
     if role is None or not name.strip():

@@ -26,12 +26,12 @@ from raftkv.core.messages import AppendEntriesResponse, HeartbeatResponse, Messa
 from raftkv.core.raft import RaftNode
 from raftkv.core.types import (
     Entry,
-    EventKind,
     NodeId,
     Role,
     Snapshot,
     SoftState,
     TraceEvent,
+    TraceKind,
 )
 from raftkv.driver.compaction import SnapshotPolicy
 from raftkv.driver.driver import NodeDriver
@@ -128,7 +128,7 @@ class _Ports:
     def trace(self, events: Sequence[TraceEvent]) -> None:
         sim, nid = self._sim, self._node.id
         for ev in events:
-            if ev.kind is EventKind.BECAME_LEADER:
+            if ev.kind is TraceKind.BECAME_LEADER:
                 sim.elections += 1
             sim.log(f"{nid} t{ev.term} {ev.kind.value} {ev.index or ''} {ev.detail}")
 

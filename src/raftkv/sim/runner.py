@@ -7,7 +7,7 @@ import dataclasses
 import random
 from dataclasses import dataclass, field
 
-from raftkv.check.history import Outcome
+from raftkv.check.history import OpOutcome
 from raftkv.check.linearizability import CheckResult, Verdict, check
 from raftkv.check.models import KvRegisterModel
 from raftkv.core.config import Config
@@ -120,9 +120,9 @@ def run_seed(
     if verdict.verdict is Verdict.ILLEGAL:
         result.violations.append(f"history not linearizable: {verdict.explanation}")
     result.ops = len(history)
-    result.ok = wl.outcomes[Outcome.OK]
-    result.failed = wl.outcomes[Outcome.FAIL]
-    result.unknown = wl.outcomes[Outcome.UNKNOWN]
+    result.ok = wl.outcomes[OpOutcome.OK]
+    result.failed = wl.outcomes[OpOutcome.FAIL]
+    result.unknown = wl.outcomes[OpOutcome.UNKNOWN]
     result.elections = sim.elections
     result.commits = max((n.raft.log.committed for n in sim.nodes.values() if n.raft), default=0)
     result.events = sim.events

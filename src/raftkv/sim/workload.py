@@ -12,7 +12,7 @@ import enum
 import random
 from dataclasses import dataclass
 
-from raftkv.check.history import Operation, Outcome, make_operation
+from raftkv.check.history import Operation, OpOutcome, make_operation
 from raftkv.check.models import KvInput
 
 
@@ -60,7 +60,7 @@ class Workload:
         self._next_id = 0
         self._recent: dict[str, list[str]] = {k: [] for k in self.keys}
         self.history: list[Operation] = []
-        self.outcomes = dict.fromkeys(Outcome, 0)
+        self.outcomes = dict.fromkeys(OpOutcome, 0)
 
     def new_op(self, client: int, now: float) -> ClientOp:
         self._next_id += 1
@@ -107,19 +107,19 @@ class Workload:
             self._recent[op.key].append(op.value)
         if isinstance(output, str):
             self._recent[op.key].append(output)
-        self._record(op, Outcome.OK, output, now)
+        self._record(op, OpOutcome.OK, output, now)
 
     def give_up(self, op: ClientOp, now: float) -> None:
         """Deadline passed: UNKNOWN if any attempt may have been appended, else FAIL."""
         if op.done:
             return
         op.done = True
-        outcome = Outcome.UNKNOWN if op.maybe_applied else Outcome.FAIL
-        if outcome is Outcome.UNKNOWN and op.value is not None:
+        outcome = OpOutcome.UNKNOWN if op.maybe_applied else OpOutcome.FAIL
+        if outcome is OpOutcome.UNKNOWN and op.value is not None:
             self._recent[op.key].append(op.value)
         self._record(op, outcome, None, now)
 
-    def _record(self, op: ClientOp, outcome: Outcome, output: object, now: float) -> None:
+    def _record(self, op: ClientOp, outcome: OpOutcome, output: object, now: float) -> None:
         self.outcomes[outcome] += 1
         recorded = make_operation(op.client, op.to_input(), output, op.call, now, outcome=outcome)
         if recorded is not None:

@@ -68,7 +68,7 @@ class Lost:
     hard_state: HardState  # newest term and vote found anywhere; commit and lost_from to keep
 
 
-Outcome = Clean | Torn | Lost
+ScanOutcome = Clean | Torn | Lost
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +77,7 @@ class WalScan:
     replayer: Replayer  # has replayed every kept record
     current: ScannedSegment  # the segment appends go on in (the last kept one)
     buf: bytes  # its bytes
-    outcome: Outcome
+    outcome: ScanOutcome
 
 
 def read_wal(fs: FileSystem, found: list[tuple[int, Path]], snapshot: Snapshot | None) -> WalScan:
@@ -99,7 +99,7 @@ def read_wal(fs: FileSystem, found: list[tuple[int, Path]], snapshot: Snapshot |
             hard = _lost_hard_state(fs, replayer, scanned.beyond, later, snapshot)
             return WalScan(kept, replayer, scanned, buf, Lost(damage, later, hard))
         if last:
-            outcome: Outcome = Clean(attested) if damage is None else Torn(attested, damage)
+            outcome: ScanOutcome = Clean(attested) if damage is None else Torn(attested, damage)
             return WalScan(kept, replayer, scanned, buf, outcome)
     raise AssertionError("read_wal needs at least one segment")
 
