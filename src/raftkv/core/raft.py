@@ -201,6 +201,48 @@ class RaftNode:
     def learners(self) -> tuple[NodeId, ...]:
         return self.membership.learners
 
+    # Read-only queries (raftkv.core.view.RaftView: all a shell may see of the core).
+
+    @property
+    def commit_index(self) -> int:
+        return self.log.committed
+
+    @property
+    def applied_index(self) -> int:
+        return self.log.applied
+
+    @property
+    def first_index(self) -> int:
+        return self.log.first_index()
+
+    @property
+    def last_index(self) -> int:
+        return self.log.last_index()
+
+    @property
+    def last_term(self) -> int:
+        return self.log.last_term()
+
+    @property
+    def snapshot_index(self) -> int:
+        return self.log.snapshot_index
+
+    @property
+    def stable_index(self) -> int:
+        return self.log.stable
+
+    def term_at(self, index: int) -> int | None:
+        return self.log.term(index)
+
+    def entry(self, index: int) -> Entry:
+        return self.log.entry(index)
+
+    def match_index(self, peer: NodeId) -> int | None:
+        if peer == self.id:
+            return self.log.stable
+        pr = self.progress.get(peer)
+        return None if pr is None else pr.match
+
     def membership_at(self, index: int) -> Membership:
         """The configuration in force once the log up to index is applied (for snapshots).
         A scan back from index: kept tight (no call per entry), since a snapshot's loop

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 
-from raftkv.core.raft import RaftNode
 from raftkv.core.types import Snapshot, SoftState
+from raftkv.core.view import RaftView
 from raftkv.embed.events import EventBus
 
 log = logging.getLogger("raftkv.embed")
@@ -24,5 +24,5 @@ class EmbedHooks:
     def on_snapshot_installed(self, snapshot: Snapshot) -> None:
         self.snapshots_installed += 1
 
-    def after_cycle(self, raft: RaftNode) -> None:
+    def after_cycle(self, raft: RaftView) -> None:
         pass

@@ -306,10 +306,10 @@ class Node(Generic[M]):
             role=raft.role.value,
             term=raft.term,
             leader=raft.leader,
-            commit_index=raft.log.committed,
+            commit_index=raft.commit_index,
             applied_index=rt.applied_index,
-            last_index=raft.log.last_index(),
-            snapshot_index=raft.log.snapshot_index,
+            last_index=raft.last_index,
+            snapshot_index=raft.snapshot_index,
             voters=raft.voters,
             running=self.running,
             learners=raft.learners,
@@ -416,7 +416,7 @@ class Node(Generic[M]):
         if already(raft.membership, change):
             # In the leader's latest configuration: done once the entry that made it so (at or
             # before the end of the log) has committed and applied.
-            index = raft.log.last_index()
+            index = raft.last_index
             await self._applied_through(index, deadline)
             return index
         if change.kind is ConfChangeKind.PROMOTE:
@@ -438,8 +438,8 @@ class Node(Generic[M]):
                 raise NotLeader(f"{self.id} is not the leader", raft.leader)
             if node not in raft.learners:
                 raise BadRequest(f"{node} is not a learner (add it as a learner first)")
-            progress = raft.progress.get(node)
-            if progress is not None and progress.match >= raft.log.committed:
+            match = raft.match_index(node)
+            if match is not None and match >= raft.commit_index:
                 return
             if loop.time() >= deadline:
                 raise Timeout(f"learner {node} has not caught up with the leader yet")

@@ -339,7 +339,7 @@ class HttpApi:
             link = None  # this node's outbound peer link to mid (none to itself)
             if mid == st.id:
                 role = st.role.value if mid in membership.voters else "learner"
-                match: int | None = node.raft.log.stable
+                match: int | None = node.raft.stable_index
                 reachable = True
                 recovering = st.lost_from > 0
             else:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from raftkv.core.raft import RaftNode
 from raftkv.core.types import Snapshot, SoftState
+from raftkv.core.view import RaftView
 from raftkv.kv.snapshot import SnapshotView
 from raftkv.kv.store import KvConfig, KvStore
 from raftkv.runtime.addresses import AddressBook
@@ -64,5 +64,5 @@ class ServerHooks:
     def on_snapshot_installed(self, snapshot: Snapshot) -> None:
         pass
 
-    def after_cycle(self, raft: RaftNode) -> None:
+    def after_cycle(self, raft: RaftView) -> None:
         self.tracker.update(raft)

@@ -130,7 +130,7 @@ class MembersApi:
                         )
                     return self._already(node_id, "is already a member")
                 # Know the address before the entry exists: the leader replicates to it at once.
-                self._book.learn(node_id, addr, raft.log.last_index() + 1)
+                self._book.learn(node_id, addr, raft.last_index + 1)
                 try:
                     return await self._change(change)
                 finally:
@@ -180,7 +180,7 @@ class MembersApi:
         """None when node_id is caught up, else (its match index, the commit index)."""
         raft = self._node.raft
         peer = raft.status().peers.get(node_id)
-        commit = raft.log.committed
+        commit = raft.commit_index
         if peer is None:
             return 0, commit
         if peer.state != "replicate" or commit - peer.match > PROMOTE_MAX_LAG:
@@ -189,7 +189,7 @@ class MembersApi:
 
     def members_json(self) -> dict[str, Any]:
         raft = self._node.raft
-        committed = raft.membership_at(raft.log.committed)
+        committed = raft.membership_at(raft.commit_index)
         latest = raft.membership
         peers = raft.status().peers if raft.leader == raft.id else {}
         members = []
@@ -198,7 +198,7 @@ class MembersApi:
             peer = peers.get(mid)
             match: int | None = peer.match if peer is not None else None
             if mid == raft.id:
-                match = raft.log.last_index()
+                match = raft.last_index
             members.append(
                 {
                     "id": mid,

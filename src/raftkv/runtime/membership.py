@@ -14,8 +14,8 @@ import logging
 from collections.abc import Callable
 
 from raftkv.core.membership import ConfChangeKind, Membership, decode_conf_entry
-from raftkv.core.raft import RaftNode
 from raftkv.core.types import EntryKind
+from raftkv.core.view import RaftView
 from raftkv.runtime.addresses import AddressBook, decode_context
 
 log = logging.getLogger("raftkv.membership")
@@ -31,13 +31,13 @@ class MembershipTracker:
         self._settled = 0  # the configuration index whose members the book was pruned to
         self.removed = False
 
-    def update(self, raft: RaftNode) -> None:
+    def update(self, raft: RaftView) -> None:
         membership = raft.membership
         if membership is not self._seen:
             self._seen = membership
             self._conf_index = self._scan(raft)
         conf = self._conf_index
-        if conf > self._settled and raft.log.applied >= conf:
+        if conf > self._settled and raft.applied_index >= conf:
             self._settled = conf
             gone = self._book.keep_only(membership.members, conf)
             if gone:
@@ -46,14 +46,13 @@ class MembershipTracker:
                 self.removed = True
                 self._on_removed(conf)
 
-    def _scan(self, raft: RaftNode) -> int:
+    def _scan(self, raft: RaftView) -> int:
         """Learn the addresses in the log's CONFIG entries; the newest one's index (or the
         snapshot's index when the log holds none)."""
-        rlog = raft.log
         newest = 0
         self._removes_me = False
-        for i in range(rlog.last_index(), rlog.snapshot_index, -1):
-            entry = rlog.entry(i)
+        for i in range(raft.last_index, raft.snapshot_index, -1):
+            entry = raft.entry(i)
             if entry.kind is not EntryKind.CONFIG:
                 continue
             change = decode_conf_entry(entry.data).change
@@ -64,4 +63,4 @@ class MembershipTracker:
                 addr = decode_context(change.context)
                 if addr is not None:
                     self._book.learn(change.node, addr, i)
-        return newest or rlog.snapshot_index
+        return newest or raft.snapshot_index

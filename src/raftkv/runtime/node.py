@@ -27,6 +27,7 @@ from raftkv.core.membership import ConfChange, ConfEntry
 from raftkv.core.messages import Message
 from raftkv.core.raft import RaftNode
 from raftkv.core.types import Entry, NodeId, Role, Snapshot, SoftState, TraceEvent, TraceKind
+from raftkv.core.view import RaftView
 from raftkv.driver import MachinePort, NodeDriver, SnapshotPolicy
 from raftkv.errors import DiskError, NodeStopped
 from raftkv.kv.results import Result
@@ -53,8 +54,8 @@ class NodeHooks(Protocol):
     def on_snapshot_installed(self, snapshot: Snapshot) -> None:
         """The state machine was replaced by the leader's snapshot."""
 
-    def after_cycle(self, raft: RaftNode) -> None:
-        """After each run of the driver (read-only access to the core)."""
+    def after_cycle(self, raft: RaftView) -> None:
+        """After each run of the driver."""
 
 
 class Inbox:
@@ -190,12 +191,12 @@ class RaftRuntime(Generic[M, R]):
         metrics.bind_state(
             term=lambda: raft.term,
             role=lambda: raft.role,
-            commit_index=lambda: raft.log.committed,
+            commit_index=lambda: raft.commit_index,
             applied_index=lambda: machine.applied_index,
-            last_index=raft.log.last_index,
+            last_index=lambda: raft.last_index,
             pending_writes=lambda: self._driver.pending_writes,
             pending_reads=lambda: self._driver.pending_reads,
-            snapshot_index=lambda: raft.log.snapshot_index,
+            snapshot_index=lambda: raft.snapshot_index,
             voters=lambda: len(raft.voters),
             learners=lambda: len(raft.learners),
         )
@@ -209,7 +210,8 @@ class RaftRuntime(Generic[M, R]):
         return self._machine
 
     @property
-    def raft(self) -> RaftNode:
+    def raft(self) -> RaftView:
+        """The core, read-only (the driver alone calls into it)."""
         return self._driver.raft
 
     @property
@@ -230,7 +232,7 @@ class RaftRuntime(Generic[M, R]):
 
     @property
     def commit_index(self) -> int:
-        return self.raft.log.committed
+        return self.raft.commit_index
 
     @property
     def applied_index(self) -> int:
@@ -238,7 +240,7 @@ class RaftRuntime(Generic[M, R]):
 
     @property
     def last_index(self) -> int:
-        return self.raft.log.last_index()
+        return self.raft.last_index
 
     @property
     def failed(self) -> BaseException | None:
@@ -250,9 +252,10 @@ class RaftRuntime(Generic[M, R]):
 
     def best_transfer_target(self, usable: Callable[[NodeId], bool]) -> NodeId | None:
         """The most caught-up follower for which usable(id) holds (leader only)."""
-        progress = self.raft.progress
-        candidates = [p for p in progress if p != self.id and usable(p)]
-        return max(candidates, key=lambda p: (progress[p].match, p), default=None)
+        raft = self.raft
+        matches = {p: raft.match_index(p) for p in raft.membership.voters if p != self.id}
+        candidates = [p for p, m in matches.items() if m is not None and usable(p)]
+        return max(candidates, key=lambda p: (matches[p] or 0, p), default=None)
 
     # --- requests -----------------------------------------------------------------------
 
@@ -301,7 +304,7 @@ class RaftRuntime(Generic[M, R]):
     async def snapshot(self) -> Snapshot:
         """The state machine as of now (at its applied index), encoded off the loop."""
         raft, index = self.raft, self._machine.applied_index
-        term = raft.log.term(index)
+        term = raft.term_at(index)
         if term is None:
             raise AssertionError(f"applied index {index} is not in the log")
         members = raft.membership_at(index)
@@ -491,11 +494,10 @@ class RaftRuntime(Generic[M, R]):
 
     def state_fields(self) -> dict[str, Any]:
         raft = self.raft
-        rlog = raft.log
-        last, commit = rlog.last_index(), rlog.committed
-        first = max(rlog.first_index(), last - LOG_TAIL + 1)
+        last, commit = raft.last_index, raft.commit_index
+        first = max(raft.first_index, last - LOG_TAIL + 1)
         entries = [
-            self._describer.entry_json(rlog.entry(i), commit) for i in range(first, last + 1)
+            self._describer.entry_json(raft.entry(i), commit) for i in range(first, last + 1)
         ]
         return {
             "role": raft.role.value,
@@ -513,10 +515,10 @@ class RaftRuntime(Generic[M, R]):
             raft.role,
             raft.term,
             raft.leader,
-            raft.log.committed,
+            raft.commit_index,
             self.applied_index,
-            raft.log.last_index(),
-            raft.log.last_term(),
+            raft.last_index,
+            raft.last_term,
         )
         if key != self._last_state:
             self._last_state = key

@@ -171,8 +171,8 @@ class NodeShell(Generic[M, R]):
             kind,
             settings.cluster_id,
             raft.term,
-            raft.log.first_index(),
-            raft.log.last_index(),
+            raft.first_index,
+            raft.last_index,
         )
         return self
 
