@@ -31,7 +31,7 @@ from raftkv.errors import (
 )
 from raftkv.kv.commands import Put, encode_command
 from raftkv.runtime.admission import HOP_HEADER
-from raftkv.runtime.forward import CLUSTER_HEADER, LEADER_HEADER, Answer
+from raftkv.runtime.forward import CLUSTER_HEADER, LEADER_HEADER, OpAnswer
 from raftkv.runtime.http_errors import exception_from, from_exception
 
 from .cluster import LocalCluster, run_async
@@ -152,7 +152,7 @@ def test_the_internal_routes_serve_members_only(tmp_path: Path) -> None:
             member = {CLUSTER_HEADER: "raftkv", HOP_HEADER: follower}
             async with c.client.post(url, data=command, headers=member) as r:
                 assert r.status == 200
-                answer = msgspec.msgpack.decode(await r.read(), type=Answer)
+                answer = msgspec.msgpack.decode(await r.read(), type=OpAnswer)
             assert answer.index > 0 and answer.result  # the store's encoded Result
             assert (await c.get(leader, "direct"))[:2] == (200, b"v")
             # Only the leader serves ops: a follower never forwards a forwarded request.

@@ -34,7 +34,7 @@ from raftkv.client.errors import (
     is_raftkv_error,
     wrong_endpoint,
 )
-from raftkv.client.router import Answer, RetryPolicy, Router, connect_error, no_answer
+from raftkv.client.router import EndpointRouter, HttpAnswer, RetryPolicy, connect_error, no_answer
 from raftkv.client.sse import SseParser
 from raftkv.client.types import (
     GetResult,
@@ -91,7 +91,7 @@ class AsyncClient:
         TLS files; unset fields come from $RAFTKV_TOKEN, $RAFTKV_CACERT, ... (credentials.py)."""
         policy = policy or RetryPolicy(timeout=timeout)
         creds = (credentials or Credentials()).merged(Credentials.from_env())
-        self._router = Router(resolve_endpoints(endpoints), policy, http_session, creds)
+        self._router = EndpointRouter(resolve_endpoints(endpoints), policy, http_session, creds)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -438,18 +438,18 @@ def _int(text: str) -> int:
         return 0
 
 
-def _duplicate(answer: Answer) -> bool:
+def _duplicate(answer: HttpAnswer) -> bool:
     return answer.headers.get("X-Raftkv-Duplicate", "").lower() == "true"
 
 
-def _object(answer: Answer) -> dict[str, Any]:
+def _object(answer: HttpAnswer) -> dict[str, Any]:
     doc = answer.json()
     if not isinstance(doc, dict):
         raise ServerError(f"{answer.endpoint} sent {str(doc)[:100]} where an object was expected")
     return doc
 
 
-def _write_result(answer: Answer) -> WriteResult:
+def _write_result(answer: HttpAnswer) -> WriteResult:
     doc = _object(answer)
     return WriteResult(
         revision=int(doc.get("revision", 0)),

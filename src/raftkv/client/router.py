@@ -81,7 +81,7 @@ class _Tries:
 
 
 @dataclass(frozen=True, slots=True)
-class Answer:
+class HttpAnswer:
     status: int
     headers: Mapping[str, str]
     body: bytes
@@ -103,7 +103,7 @@ class Answer:
         return err
 
 
-class Router:
+class EndpointRouter:
     def __init__(
         self,
         endpoints: list[str],
@@ -158,7 +158,7 @@ class Router:
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float,
-    ) -> Answer:
+    ) -> HttpAnswer:
         """One HTTP exchange; aiohttp errors and TimeoutError propagate."""
         url = URL(endpoint + path, encoded=True)
         if params:
@@ -177,7 +177,7 @@ class Router:
                 allow_redirects=False,
             ) as resp:
                 data = await resp.read()
-                answer = Answer(resp.status, resp.headers, data, endpoint, f"{method} {path}")
+                answer = HttpAnswer(resp.status, resp.headers, data, endpoint, f"{method} {path}")
         except aiohttp.ClientConnectorError as e:
             if _refused(e):
                 self._refused.setdefault(endpoint, time.monotonic())
@@ -215,7 +215,7 @@ class Router:
         write: bool = False,
         idempotent: bool = True,
         timeout: float | None = None,
-    ) -> Answer:
+    ) -> HttpAnswer:
         """Send until a final answer (2xx or a definite error, raised as RaftkvError) or the
         deadline. write: number it in the client session (one seq for every retry).
         idempotent=False: an attempt with an unknown outcome is not retried (no session
@@ -254,7 +254,7 @@ class Router:
         numbered: tuple[ClientSession, int] | None,
         tries: _Tries,
         idempotent: bool = True,
-    ) -> Answer:
+    ) -> HttpAnswer:
         """Attempts until a final answer or the deadline; numbered: the write's (session,
         seq). SessionExpired is raised as soon as a server refuses the session."""
         while True:
@@ -379,13 +379,13 @@ class Router:
                 return endpoint
         return None
 
-    def _learn_leader(self, answer: Answer) -> None:
+    def _learn_leader(self, answer: HttpAnswer) -> None:
         """A forwarded answer names the leader: go to it directly next time."""
         leader_id = answer.headers.get(LEADER_HEADER)
         if leader_id:
             self.leader = self._endpoint_of(leader_id) or self.leader
 
-    def _hint_leader(self, answer: Answer) -> None:
+    def _hint_leader(self, answer: HttpAnswer) -> None:
         leader_id = answer.headers.get(LEADER_HEADER)
         if leader_id:
             endpoint = self._endpoint_of(leader_id)

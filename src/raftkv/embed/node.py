@@ -72,9 +72,9 @@ from raftkv.runtime.forward import (
     MEMBER,
     PROPOSE,
     READ_INDEX,
-    Answer,
     ForwardClient,
     ForwardServer,
+    OpAnswer,
     add_internal_route,
     encode_lease,
 )
@@ -670,7 +670,7 @@ class Node(Generic[M]):
 
 async def _call(
     forward: ForwardClient, leader: NodeId, op: str, body: bytes, attempt: float, *, write: bool
-) -> Answer:
+) -> OpAnswer:
     """One attempt of op at the leader (forward.py). Raises BadRequest / WrongCluster (final),
     else _Retry: maybe applied when a write was sent and its answer lost or unknown."""
     try:

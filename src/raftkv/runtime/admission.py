@@ -39,18 +39,18 @@ PEER_KEY_HEADER = "X-Raftkv-Peer-Key"  # its proof without TLS, with tokens (for
 STREAM_ROUTES = frozenset(("/v1/watch", "/v1/events"))
 
 
-class Route(enum.Enum):
+class Traffic(enum.Enum):
     HEALTH = "health"
     STREAM = "stream"
     OTHER = "other"
 
 
-def route_of(method: str, path: str) -> Route:
+def traffic_of(method: str, path: str) -> Traffic:
     if path == "/healthz":
-        return Route.HEALTH
+        return Traffic.HEALTH
     if method == "GET" and path in STREAM_ROUTES:
-        return Route.STREAM
-    return Route.OTHER
+        return Traffic.STREAM
+    return Traffic.OTHER
 
 
 def forward_key(settings: NodeSettings) -> str | None:
@@ -99,7 +99,7 @@ class PeerPolicy:
 def admit(
     policy: PeerPolicy,
     conn: GuardedProtocol | None,
-    route: Route,
+    traffic: Traffic,
     hop: str | None,
     key: str | None,
 ) -> bool:
@@ -111,7 +111,7 @@ def admit(
         node = policy.forwarded_by(hop, key)
         if node is not None:
             conn.guard.move(conn, Budget.PEER, node)
-    return conn.budget is not Budget.OVERFLOW or route is not Route.OTHER
+    return conn.budget is not Budget.OVERFLOW or traffic is not Traffic.OTHER
 
 
 def take_stream_slot(conn: GuardedProtocol | None) -> None:

@@ -75,7 +75,7 @@ MSGPACK = "application/msgpack"
 _encoder = msgspec.msgpack.Encoder()
 
 
-class Answer(msgspec.Struct, frozen=True, array_like=True):
+class OpAnswer(msgspec.Struct, frozen=True, array_like=True):
     """The leader's answer to one op."""
 
     index: int = 0
@@ -90,13 +90,13 @@ class _Transfer(msgspec.Struct, frozen=True, array_like=True):
     to: str | None = None
 
 
-_answers = msgspec.msgpack.Decoder(Answer)
+_answers = msgspec.msgpack.Decoder(OpAnswer)
 _leases = msgspec.msgpack.Decoder(_Lease)
 _transfers = msgspec.msgpack.Decoder(_Transfer)
 
 
 def encode_answer(index: int, result: bytes = b"") -> bytes:
-    return _encoder.encode(Answer(index, result))
+    return _encoder.encode(OpAnswer(index, result))
 
 
 def encode_transfer(to: str | None) -> bytes:
@@ -181,7 +181,7 @@ class ForwardClient:
         *,
         write: bool,
         caller: Caller | None = None,
-    ) -> Answer:
+    ) -> OpAnswer:
         """The leader's answer to op, or the error it answered (raised again here), or
         NotLeader (nothing was sent), Timeout / ForwardFailed (sent: for a write, the
         outcome is unknown)."""
@@ -215,7 +215,7 @@ class ForwardClient:
             ) from None
         if status == 200:
             try:
-                answer: Answer = _answers.decode(payload)
+                answer: OpAnswer = _answers.decode(payload)
             except (msgspec.DecodeError, msgspec.ValidationError) as e:
                 raise ForwardFailed(
                     f"malformed answer from leader {leader} ({e}); {unknown}"

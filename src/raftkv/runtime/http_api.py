@@ -66,10 +66,10 @@ from raftkv.runtime.forward import (
     PROPOSE,
     READ_INDEX,
     TRANSFER,
-    Answer,
     Caller,
     ForwardClient,
     ForwardServer,
+    OpAnswer,
     add_internal_route,
     decode_transfer,
     encode_lease,
@@ -374,7 +374,7 @@ class HttpApi:
             "lost_from": st.lost_from,  # > 0: recovering lost entries from there on
         }
 
-    async def _forward(self, request: Request, op: str, body: bytes, write: bool) -> Answer:
+    async def _forward(self, request: Request, op: str, body: bytes, write: bool) -> OpAnswer:
         """op at the leader for this request's client (forward.py); NotLeader when no
         leader is known. The answer to the client will name the leader (http_server.py)."""
         node = self._node

@@ -39,7 +39,7 @@ from raftkv.runtime.admission import (
     PEER_KEY_HEADER,
     PeerPolicy,
     admit,
-    route_of,
+    traffic_of,
 )
 from raftkv.runtime.conn_guard import (
     Budget,
@@ -91,7 +91,7 @@ class HttpApp:
         if (
             conn is not None
             and (hop is not None or conn.budget is not Budget.CLIENT)
-            and not admit(self.peers, conn, route_of(req.method, req.path), hop, h.get(_PEER_KEY))
+            and not admit(self.peers, conn, traffic_of(req.method, req.path), hop, h.get(_PEER_KEY))
         ):
             refusal = from_exception(
                 TooManyConnections(too_many_message(conn.guard.config.max_http_connections))

@@ -26,7 +26,7 @@ import msgspec
 from raftkv.core.membership import ConfChange, ConfChangeKind, Membership
 from raftkv.errors import BadRequest, NotCaughtUp, Timeout
 from raftkv.runtime.addresses import AddressBook, decode_address, decode_context, encode_context
-from raftkv.runtime.forward import MEMBER, MEMBERS, Answer, Op, require_leader
+from raftkv.runtime.forward import MEMBER, MEMBERS, Op, OpAnswer, require_leader
 from raftkv.runtime.http_errors import json_bytes, json_response
 from raftkv.runtime.http_types import Request, Response, Router
 from raftkv.runtime.node import RaftRuntime
@@ -38,7 +38,7 @@ from raftkv.runtime.txn_json import decode_json
 PROMOTE_MAX_LAG = 1000
 
 # (request, op, body, write) -> the leader's answer to op (forward.py), for this request
-Forward = Callable[[Request, str, bytes, bool], Awaitable[Answer]]
+Forward = Callable[[Request, str, bytes, bool], Awaitable[OpAnswer]]
 Timed = Callable[[Awaitable[Any]], Awaitable[Any]]
 _changes = msgspec.msgpack.Decoder(ConfChange)
 _encoder = msgspec.msgpack.Encoder()
