@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo sim-long stress-snapshots chaos bench bench-memory bench-checker fuzz wan-timing clean
+.PHONY: test lint typecheck unit demo sim-long stress-snapshots chaos chaos-families bench bench-memory bench-checker fuzz wan-timing clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -40,6 +40,15 @@ stress-snapshots: $(STAMP)
 # .ci/run installs them); not part of `make test`, which runs a short slice of each family.
 chaos: $(STAMP)
 	$(BIN)/raftkv chaos --nodes 5 --duration 240 --faults all --seed 1 --out chaos-report
+
+# One long campaign per fault family (5 nodes, CHAOS_FAMILY_S seconds each, about 25 minutes in
+# all): the per-family figures in the README's Reliability section. Stops at the first failure.
+CHAOS_FAMILY_S ?= 150
+chaos-families: $(STAMP)
+	for f in partition kill pause delay lossy power torn disk clock; do \
+	  $(BIN)/raftkv chaos --nodes 5 --duration $(CHAOS_FAMILY_S) --faults $$f --seed 1 \
+	    --out chaos-report/$$f || exit 1; \
+	done
 
 # raftkv vs etcd 3.4 (JSON gateway) vs PySyncObj over HTTP, 3 rounds: writes bench/RESULTS.md
 # and bench/results.png in about 10 minutes (needs etcd: apt-get install etcd-server etcd-client).
