@@ -31,7 +31,7 @@ sim-long: $(STAMP)
 # Snapshots of a large store under load (issue #15 item 5): 3 real nodes, 100 MiB written by 32
 # clients while the nodes snapshot; fails on an election, a failed write, or a follower that went
 # half an election timeout without hearing from the leader. About 1-2 minutes; prints its figures.
-# `make test` runs the same test at 40 MiB.
+# `make test` runs a 64 MiB slice of it.
 stress-snapshots: $(STAMP)
 	$(BIN)/pytest -q -p no:xdist -s -m slow tests/e2e/test_snapshot_stall.py
 
