@@ -3,25 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cmdline.nodes import InProcess, one_node
-
-
-@pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with one_node(tmp_path_factory.mktemp("txn")) as node_url:
-        yield node_url
-
-
-@pytest.fixture
-def kv(
-    url: str, capsysbinary: pytest.CaptureFixture[bytes], monkeypatch: pytest.MonkeyPatch
-) -> InProcess:
-    return InProcess(capsysbinary, monkeypatch, url)
+from cmdline.nodes import InProcess
 
 
 def text(kv: InProcess, *argv: str, stdin: bytes = b"") -> tuple[int, str, str]:

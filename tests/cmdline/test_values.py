@@ -4,25 +4,11 @@ command line's limit, binary values); --literal stores them as typed. On a real 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cmdline.nodes import InProcess, one_node, raftkv
-
-
-@pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with one_node(tmp_path_factory.mktemp("values")) as node_url:
-        yield node_url
-
-
-@pytest.fixture
-def kv(
-    url: str, capsysbinary: pytest.CaptureFixture[bytes], monkeypatch: pytest.MonkeyPatch
-) -> InProcess:
-    return InProcess(capsysbinary, monkeypatch, url)
+from cmdline.nodes import InProcess, raftkv
 
 
 def value_of(kv: InProcess, key: str) -> bytes:
