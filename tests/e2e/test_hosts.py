@@ -19,9 +19,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from raftkv.chaos.checks import check_convergence, check_linearizable, find_lost_writes
+from raftkv.chaos.checks import (
+    check_convergence,
+    check_linearizable,
+    final_reads,
+    find_lost_writes,
+)
 from raftkv.chaos.cluster import ChaosCluster, NodeTiming
-from raftkv.chaos.history import FINAL_CLIENT, OpRecord
+from raftkv.chaos.history import OpRecord
 from raftkv.chaos.workload import ChaosWorkload, WorkloadConfig, monotonic_clock
 from raftkv.check import OpOutcome
 from raftkv.client import AsyncClient, RetryPolicy
@@ -123,9 +128,11 @@ async def _scenario(lab: HostLab, tmp_path: Path) -> Run:
             await clients
         run.leader_after_heal = await cluster.wait_for_leader(10.0)
         run.terms.append(("after healing", await _terms(cluster)))
-        applied = await _final_reads(cluster, workload, run)
+        reads = await final_reads(cluster, workload, timeout_s=10.0)
+        run.finals.update(reads.values)
+        run.problems.extend(f"final read of {k} failed: {e}" for k, e in reads.failed.items())
         convergence = await check_convergence(
-            cluster, workload.keys.used, run.finals, applied, bound_s=15.0
+            cluster, workload.keys.used, run.finals, reads.applied, bound_s=15.0
         )
         run.problems.extend(convergence.problems)
         run.problems.extend(f"node crashed: {c}" for c in cluster.crashed())
@@ -212,25 +219,6 @@ async def _probe_minority(
                 workload.records.append(rec)
                 await workload.execute(kv, rec)
     await asyncio.sleep(max(0.0, until - workload.clock()))
-
-
-async def _final_reads(cluster: ChaosCluster, workload: ChaosWorkload, run: Run) -> int | None:
-    """Read every key linearizably (the reads join the history); the leader's applied index
-    just after."""
-    policy = RetryPolicy(timeout=10.0, attempt_timeout=2.0)
-    async with AsyncClient(cluster.endpoints, policy=policy) as kv:
-        for key in workload.keys.used:
-            rec = OpRecord(len(workload.records), FINAL_CLIENT, "get", key)
-            rec.consistency = "linearizable"
-            workload.records.append(rec)
-            await workload.execute(kv, rec)
-            if rec.outcome is OpOutcome.OK:
-                run.finals[key] = rec.output if isinstance(rec.output, str) else None
-            else:
-                run.problems.append(f"final read of {key} failed: {rec.error}")
-    leader = await cluster.any_leader()
-    status = None if leader is None else await cluster.status(leader)
-    return None if status is None else status.applied_index
 
 
 def _judge(run: Run, old: str, majority: list[str]) -> list[str]:

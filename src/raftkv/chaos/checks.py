@@ -22,9 +22,10 @@ from typing import Any
 
 from raftkv.chaos.cluster import ChaosCluster
 from raftkv.chaos.history import FINAL_CLIENT, OpRecord, to_operations
+from raftkv.chaos.workload import ChaosWorkload
 from raftkv.check import OpOutcome, check
 from raftkv.check.models import KvRegisterModel
-from raftkv.client import ServerStatus
+from raftkv.client import AsyncClient, RetryPolicy, ServerStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,36 @@ class LostWrite:
             "acked_at": round(self.acked_at, 3),
             "final": self.final,
         }
+
+
+@dataclass(slots=True)
+class FinalReads:
+    values: dict[str, str | None]  # key -> the value read (None: absent)
+    failed: dict[str, str]  # key -> why its read failed
+    applied: int | None  # the leader's applied index just after, None if unknown
+
+
+async def final_reads(
+    cluster: ChaosCluster, workload: ChaosWorkload, timeout_s: float
+) -> FinalReads:
+    """Read every key the workload used, linearizably, once the faults have healed; the reads
+    join the workload's history (as FINAL_CLIENT)."""
+    out = FinalReads({}, {}, None)
+    policy = RetryPolicy(timeout=timeout_s, attempt_timeout=2.0)
+    async with AsyncClient(cluster.endpoints, policy=policy) as kv:
+        for key in workload.keys.used:
+            rec = OpRecord(len(workload.records), FINAL_CLIENT, "get", key)
+            rec.consistency = "linearizable"
+            workload.records.append(rec)
+            await workload.execute(kv, rec)
+            if rec.outcome is OpOutcome.OK:
+                out.values[key] = rec.output if isinstance(rec.output, str) else None
+            else:
+                out.failed[key] = rec.error
+    leader = await cluster.any_leader()
+    status = None if leader is None else await cluster.status(leader)
+    out.applied = None if status is None else status.applied_index
+    return out
 
 
 def find_lost_writes(

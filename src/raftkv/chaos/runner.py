@@ -22,6 +22,7 @@ from raftkv.chaos.checks import (
     LostWrite,
     check_convergence,
     check_linearizable,
+    final_reads,
     find_lost_writes,
 )
 from raftkv.chaos.cluster import ChaosCluster, NodeTiming
@@ -31,7 +32,6 @@ from raftkv.chaos.hostfaults import CLOCK_FAULTS, DISK_FAULTS
 from raftkv.chaos.nemesis import FaultEvent, Nemesis, NemesisConfig
 from raftkv.chaos.workload import ChaosWorkload, WorkloadConfig, monotonic_clock
 from raftkv.check import OpOutcome
-from raftkv.client import AsyncClient, RetryPolicy
 
 FINAL_READ_TIMEOUT_S = 10.0
 # With disk-full among the faults, nodes snapshot this often, so that a full disk is met within
@@ -164,9 +164,11 @@ async def _exercise(cluster: ChaosCluster, config: ChaosConfig, result: ChaosRes
         result.convergence.problems.append("not checked: no leader after healing")
         return  # nothing can be read: the verdict fails on the missing leader and reads
     result.leader_after_heal_s = time.monotonic() - healed
-    final_applied = await _final_reads(cluster, workload, result)
+    reads = await final_reads(cluster, workload, FINAL_READ_TIMEOUT_S)
+    result.finals.update(reads.values)
+    result.records = workload.records
     result.convergence = await check_convergence(
-        cluster, workload.keys.used, result.finals, final_applied, config.converge_bound_s
+        cluster, workload.keys.used, result.finals, reads.applied, config.converge_bound_s
     )
 
 
@@ -178,28 +180,6 @@ async def _disk_counters(cluster: ChaosCluster) -> dict[str, dict[str, int]]:
             status = await node.fs.command_async({"cmd": "status"})
             out[node_id] = {k: int(status[k]) for k in keys}
     return out
-
-
-async def _final_reads(
-    cluster: ChaosCluster, workload: ChaosWorkload, result: ChaosResult
-) -> int | None:
-    """Read every key linearizably; the reads join the history. Returns the leader's applied
-    index just after (None if unknown)."""
-    policy = RetryPolicy(timeout=FINAL_READ_TIMEOUT_S, attempt_timeout=2.0)
-    async with AsyncClient(cluster.endpoints, policy=policy) as kv:
-        for key in workload.keys.used:
-            rec = OpRecord(len(workload.records), FINAL_CLIENT, "get", key)
-            rec.consistency = "linearizable"
-            workload.records.append(rec)
-            await workload.execute(kv, rec)
-            if rec.outcome is OpOutcome.OK:
-                result.finals[key] = rec.output if isinstance(rec.output, str) else None
-        leader = await cluster.any_leader()
-    result.records = workload.records
-    if leader is None:
-        return None
-    status = await cluster.status(leader)
-    return None if status is None else status.applied_index
 
 
 def _problems(r: ChaosResult) -> list[str]:
