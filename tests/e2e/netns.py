@@ -50,6 +50,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from raftkv.devcluster.process import pid_alive
+
 SUBNET = "10.77"
 CLIENT_HOST = 254  # the root namespace's address in the lab subnet
 NFQUEUE_NUM = 7
@@ -334,19 +336,9 @@ def sweep_stale_labs() -> list[str]:
     for line in run("ip", "netns", "list").splitlines():
         name = line.split()[0] if line.split() else ""
         m = _NAME.match(name)
-        if m is None or _pid_alive(int(m.group(1))):
+        if m is None or pid_alive(int(m.group(1))):
             continue
         with contextlib.suppress(LabError):
             _delete_netns(name)
             swept.append(name)
     return swept
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
