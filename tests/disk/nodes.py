@@ -161,6 +161,15 @@ def stopped_at_exit(nodes: list[Node]) -> Iterator[list[Node]]:
                 node.stop()
 
 
+def start_all(nodes: list[Node], peers: str) -> Node:
+    """Start every node, wait until each answers, and return the leader they agree on."""
+    for node in nodes:
+        node.start(peers)
+    for node in nodes:
+        node.wait_up()
+    return leader_of(nodes)
+
+
 def eventually(check: Any, timeout: float = 15.0, what: str = "condition") -> Any:
     """Poll check() until it returns something truthy; its value."""
     deadline = time.monotonic() + timeout

@@ -14,7 +14,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from .conftest import Volume
-from .nodes import Node, eventually, leader_of, make_nodes, ok, request, stopped_at_exit
+from .nodes import (
+    Node,
+    eventually,
+    leader_of,
+    make_nodes,
+    ok,
+    request,
+    start_all,
+    stopped_at_exit,
+)
 from .volumes import fill
 
 KIB = 1024
@@ -137,11 +146,7 @@ def test_follower_with_a_full_disk_does_not_acknowledge_and_catches_up(
     flags = ("--wal-segment-mb", "1", "--snapshot-entries", "0", "--snapshot-bytes", "0")
     nodes, peers = make_nodes(tmp_path, dirs, flags)
     with stopped_at_exit(nodes):
-        for node in nodes:
-            node.start(peers)
-        for node in nodes:
-            node.wait_up()
-        leader = leader_of(nodes)
+        leader = start_all(nodes, peers)
         full = next(n for n in nodes if n is not leader)
         filler = fill(full.data_dir.parent)
         value = b"v" * (32 * KIB)

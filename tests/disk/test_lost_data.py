@@ -12,7 +12,16 @@ from raftkv.storage.record import RecordType
 from raftkv.storage.schema import BATCH_DECODER
 from raftkv.storage.segment import list_segments, scan_segment
 
-from .nodes import Node, eventually, leader_of, make_nodes, ok, request, stopped_at_exit
+from .nodes import (
+    Node,
+    eventually,
+    leader_of,
+    make_nodes,
+    ok,
+    request,
+    start_all,
+    stopped_at_exit,
+)
 
 
 def _damage_last_entries_record(raft_dir: Path) -> int:
@@ -47,11 +56,7 @@ def test_a_node_that_lost_synced_data_helps_elect_no_one_until_it_caught_up(
     nodes, peers = make_nodes(tmp_path, dirs, ("--tick-ms", "50"))
     n1, n2, n3 = nodes
     with stopped_at_exit(nodes):
-        for node in nodes:
-            node.start(peers)
-        for node in nodes:
-            node.wait_up()
-        leader = leader_of(nodes)
+        leader = start_all(nodes, peers)
         for i in range(20):
             ok(leader.put(f"k{i}", b"v%d" % i))
         target = leader.status()["commit_index"]
