@@ -379,6 +379,10 @@ class Simulation:
             return
         node.fs.crash(self.rng)
         self.log(f"{node.id} CRASH")
+        self._process_gone(node)
+
+    def _process_gone(self, node: SimNode) -> None:
+        """What a node's process held in memory is gone (its disk is the caller's business)."""
         node.unsynced += node.store.pending if node.store is not None else []
         node.driver = None
         node.store = None
@@ -396,11 +400,7 @@ class Simulation:
             return
         node.fs.release_locks()
         self.log(f"{node.id} EXIT after a disk error: {node.driver.failed}")
-        node.unsynced += node.store.pending if node.store is not None else []
-        node.driver = None
-        node.store = None
-        node.reports = set()
-        self.checker.forget(node.id)
+        self._process_gone(node)
         self.at(self.now + self.rng.uniform(1.0, 20.0), lambda: self.restart(node))
 
     def _tick(self, node: SimNode, incarnation: int) -> None:
