@@ -473,8 +473,11 @@ class HttpProtocol(asyncio.Protocol):
         """Answer the busy request (its Pending is done) and go on."""
         entry = self._busy
         self._busy = None
-        if entry is None:
-            return
+        if entry is not None:
+            self._finish(entry, outcome)
+
+    def _finish(self, entry: _Entry, outcome: Response | BaseException) -> None:
+        """Answer entry with outcome (an error becomes its JSON answer) and serve the next."""
         if isinstance(outcome, Response):
             resp = outcome
         elif isinstance(outcome, RaftkvError):
@@ -496,14 +499,7 @@ class HttpProtocol(asyncio.Protocol):
         if self._streaming:
             self._end_stream(exc)
             return
-        if exc is None:
-            resp = fut.result()
-        elif isinstance(exc, RaftkvError):
-            resp = from_exception(exc)
-        else:
-            resp = _internal(exc)
-        self._respond(entry, resp)
-        self._serve_next()
+        self._finish(entry, fut.result() if exc is None else exc)
 
     def _respond(self, entry: _Entry, resp: Response) -> None:
         transport = self._transport
