@@ -38,6 +38,7 @@ CLIENTS = 32
 VALUE_SIZE = 1024
 POLL_S = 0.05  # status poll period: 20 Hz per node
 ELECTION_TIMEOUT_S = 10 * 0.050  # the default --election-ticks x --tick-ms (the shortest)
+SNAPSHOT_FINISH_S = 15.0  # how long a snapshot started during the load may take to finish
 _SNAPSHOT_LINE = re.compile(rb"snapshot at index (\d+) \((\d+) bytes\), log compacted")
 
 
@@ -143,6 +144,17 @@ def _snapshots_logged(cluster: Cluster, nid: str) -> list[tuple[int, int]]:
     return [(int(m[1]), int(m[2])) for m in _SNAPSHOT_LINE.finditer(text)]
 
 
+def _snapshots_finished(cluster: Cluster, nid: str, large: int) -> list[tuple[int, int]]:
+    """_snapshots_logged once one of at least `large` bytes is among them, or after
+    SNAPSHOT_FINISH_S."""
+    deadline = time.monotonic() + SNAPSHOT_FINISH_S
+    while True:
+        taken = _snapshots_logged(cluster, nid)
+        if any(size >= large for _, size in taken) or time.monotonic() > deadline:
+            return taken
+        time.sleep(0.1)
+
+
 async def _load_and_watch(
     cluster: Cluster,
     ids: list[str],
@@ -211,7 +223,10 @@ def run_snapshot_load(
         before = {nid: _metrics(cluster, nid) for nid in ids}
         seen, load = Observed(), Load()
         asyncio.run(_load_and_watch(cluster, ids, leader, keys, size, seen, load))
-        taken = _snapshots_logged(cluster, leader)  # all taken during the load (fresh nodes)
+        # A snapshot the leader started near the end of the load may still be being written
+        # (the store doubles between snapshots, so the largest comes last): let it finish,
+        # and read the heartbeat metrics after it, so they cover all of it.
+        taken = _snapshots_finished(cluster, leader, large)  # all started during the load
         after = {nid: _metrics(cluster, nid) for nid in ids}
 
     lines = [
