@@ -414,7 +414,7 @@ class RaftNode:
             or self._events
             or self._reads_due()
             or rlog.written < rlog.last_index()
-            or min(rlog.committed, rlog.stable) > rlog.applied
+            or (rlog.committed > rlog.applied and rlog.stable > rlog.applied)
             or self._install is not None
             or self._restore is not None
             or self._hard_state() != self._prev_hard
@@ -753,7 +753,7 @@ class RaftNode:
 
     def _send_append(self, peer: NodeId, *, send_if_empty: bool) -> bool:
         pr = self.progress[peer]
-        if pr.is_paused(self._append_window(peer)):
+        if self._paused(peer, pr):
             return False
         prev = pr.next - 1
         prev_term = self.log.term(prev)
@@ -771,6 +771,13 @@ class RaftNode:
         )
         pr.sent(prev + len(entries), len(entries))
         return True
+
+    def _paused(self, peer: NodeId, pr: Progress) -> bool:
+        """May no append go to peer now? The window matters only to a replicating peer with
+        appends in flight (computing it sorts the voters: not for every send)."""
+        if pr.state is ProgressState.REPLICATE and pr.inflight:
+            return len(pr.inflight) >= self._append_window(peer)
+        return pr.is_paused(1)
 
     def _append_window(self, peer: NodeId) -> int:
         """Appends peer may have in flight. The followers a commit waits for (the fewest
@@ -954,11 +961,7 @@ class RaftNode:
         if pr.state is ProgressState.SNAPSHOT:
             if self._ticks - pr.snapshot_sent_tick >= self.config.election_ticks:
                 pr.become_probe()  # the snapshot (or its ack) was probably lost: start over
-        elif (
-            pr.state is ProgressState.REPLICATE
-            and pr.inflight
-            and pr.is_paused(self._append_window(msg.src))
-        ):
+        elif pr.state is ProgressState.REPLICATE and pr.inflight and self._paused(msg.src, pr):
             pr.inflight.popleft()  # an append may have been lost; let one more through
         if pr.match < self.log.last_index():
             self._send_append(msg.src, send_if_empty=True)

@@ -49,8 +49,7 @@ class Role(enum.Enum):
     LEADER = "leader"
 
 
-@dataclass(frozen=True, slots=True)
-class SoftState:
+class SoftState(msgspec.Struct, frozen=True):
     """Volatile state the shell may want to show: who leads, and in what role we are."""
 
     leader: NodeId | None

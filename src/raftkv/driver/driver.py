@@ -221,11 +221,17 @@ class NodeDriver(Generic[R]):
         if self._running or self.failed is not None:
             return
         self._running = True
+        raft, inputs = self.raft, self._inputs
         try:
-            while not self.idle:
-                self._step_inputs()
-                while self.failed is None and self.raft.has_ready():
-                    self._handle(self.raft.ready())
+            while True:
+                if not inputs.empty():
+                    self._step_inputs()
+                elif not raft.has_ready():
+                    return
+                while self.failed is None and raft.has_ready():
+                    self._handle(raft.ready())
+                if self.failed is not None or inputs.empty():
+                    return  # idle: the core just said it has nothing more
         except DiskError as e:
             self._fail(e)
         except Exception as e:
