@@ -39,6 +39,13 @@ VALUE_SIZE = 1024
 POLL_S = 0.05  # status poll period: 20 Hz per node
 ELECTION_TIMEOUT_S = 10 * 0.050  # the default --election-ticks x --tick-ms (the shortest)
 SNAPSHOT_FINISH_S = 15.0  # how long a snapshot started during the load may take to finish
+# The largest snapshot the slice in make test is sure to take during its load. The schedule
+# (driver/compaction.py) snapshots after 4,000-5,000 entries (jitter), and beyond 4 MiB of
+# store only once the log holds as much as the last snapshot beyond 4 MiB: with ~2.1 KB per
+# entry that is the third snapshot, at index 13.9k-18k of 32.8k, 28.8-37 MB. A fourth (about
+# 60 MB) comes only when the third came early: a 40 MB bound failed a clean-clone run whose
+# third snapshot was 36.6 MB.
+LARGE_IN_SLICE = 25 * 10**6
 _SNAPSHOT_LINE = re.compile(rb"snapshot at index (\d+) \((\d+) bytes\), log compacted")
 
 
@@ -285,7 +292,7 @@ def test_snapshots_keep_heartbeats_on_time(tmp_path: Path) -> None:
     disk alone was seen to take 270 ms with no snapshot anywhere. With the snapshot job
     planted back on the loop, the followers went 486-705 ms without a heartbeat here."""
     run_snapshot_load(
-        tmp_path, 32 * 1024, 2048, snapshot_entries=4000, large=40 * 10**6,
+        tmp_path, 32 * 1024, 2048, snapshot_entries=4000, large=LARGE_IN_SLICE,
         silence=ELECTION_TIMEOUT_S,
     )  # fmt: skip
 
