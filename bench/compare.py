@@ -45,6 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ab  # (bench/ab.py, beside this file)
+
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -660,6 +663,8 @@ def write_report(
         "machine the per-round ratios show how much the medians can move.",
         "",
     ]
+    titles = {name: load.title for name, load in LOADS.items()}
+    lines += ab.report_lines([s.__dict__ for s in samples], titles)
     lines += ["## What limits", "", *limits_text(agg, rk, int(meta["cores"] or 2))]
     put1 = agg.get(rk, {}).get("put1")
     if put1 and put1.get("p50_ms") is not None:
@@ -930,6 +935,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="also run raftkv from this src/ dir as 'baseline' (A/B)",
     )
     p.add_argument("--no-profile", action="store_true", help="skip the py-spy profile run")
+    p.add_argument(
+        "--pool",
+        nargs="+",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="run nothing: print the A/B verdict over the rounds of these earlier "
+        "--baseline-src runs' results.json, pooled",
+    )
     p.add_argument("--work-dir", type=Path, default=None, help="cluster data (default: tmp)")
     m = p.add_argument_group("memory (--memory: a long write load on raftkv alone, see memory.py)")
     m.add_argument("--memory", action="store_true", help="run the memory check instead")
@@ -943,8 +956,28 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return a
 
 
+def pool(paths: Sequence[Path]) -> int:
+    """Print the A/B section over the rounds of several runs."""
+    docs = []
+    for path in paths:
+        try:
+            docs.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as e:
+            print(f"compare: cannot read {path}: {e}", file=sys.stderr)
+            return 2
+    lines = ab.report_lines(ab.pooled(docs), {n: load.title for n, load in LOADS.items()})
+    if not lines:
+        print("compare: no round ran both raftkv and baseline (--baseline-src)", file=sys.stderr)
+        return 2
+    print(f"Pooled from {len(docs)} run(s): {', '.join(str(p) for p in paths)}\n")
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.pool:
+        return pool(args.pool)
     shared: Path = args.shared.resolve()
     kvload_py = shared / "kvload.py"
     for f in (kvload_py, shared / "etcd_cluster.sh", shared / "pysyncobj_http.py"):
