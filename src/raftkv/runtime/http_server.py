@@ -60,7 +60,6 @@ log = logging.getLogger("raftkv.http")
 
 MAX_LINE = 8190  # longest request target (bytes): longer gets 431
 MAX_HEAD = 64 * 1024  # longest request head in all: longer gets 431
-DEADLINE_TICK_S = 0.05  # how often the answers waiting on a future are checked for timeouts
 MAX_QUEUED = 16  # pipelined requests waiting on one connection before reading pauses
 SHUTDOWN_TIMEOUT_S = 3.0  # how long stop() lets requests in flight finish
 LEADER_HEADER = "X-Raftkv-Leader"
@@ -149,45 +148,12 @@ class StreamedResponse(Response):
     """What a streaming handler returns once it has written its answer (sse.py)."""
 
 
-class Deadlines:
-    """When the Pending answers of one server's connections time out: each connection holds
-    its busy request's deadline, and one timer, armed while any deadline is set, checks them
-    every DEADLINE_TICK_S (a timer per request cost the hot path more than the rest of its
-    bookkeeping). A Pending's timeout fires at most DEADLINE_TICK_S after its deadline."""
-
-    def __init__(self, conns: set[HttpProtocol]) -> None:
-        self._conns = conns
-        self._timer: asyncio.TimerHandle | None = None
-
-    def arm(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._timer is None:
-            self._timer = loop.call_later(DEADLINE_TICK_S, self._sweep, loop)
-
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._timer = None
-        now = loop.time()
-        waiting = False
-        for conn in [c for c in self._conns if c.deadline is not None]:
-            if conn.deadline is not None and conn.deadline <= now:
-                conn.expire()
-            waiting = waiting or conn.deadline is not None
-        if waiting:
-            self.arm(loop)
-
-
 class HttpProtocol(asyncio.Protocol):
     """One HTTP connection (inside its GuardedProtocol)."""
 
-    def __init__(self, app: HttpApp, conns: set[HttpProtocol], deadlines: Deadlines) -> None:
+    def __init__(self, app: HttpApp, conns: set[HttpProtocol]) -> None:
         self._app = app
         self._conns = conns
-        self._deadlines = deadlines
-        self._loop = asyncio.get_running_loop()
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._peercert: Any = None
@@ -207,7 +173,7 @@ class HttpProtocol(asyncio.Protocol):
         self._busy: _Entry | None = None
         self._answer: asyncio.Future[Any] | None = None  # the busy request's task or future
         self._pending: Pending | None = None
-        self.deadline: float | None = None  # (loop time) when the busy Pending times out
+        self._timer: asyncio.TimerHandle | None = None  # the Pending's deadline
         self._streaming = False  # the busy request's answer is a stream, begun
         self._chunked = False
         self._begun = 0  # request heads and bodies received (progress, for the reaper)
@@ -229,7 +195,8 @@ class HttpProtocol(asyncio.Protocol):
         self._transport = None
         if self._body_timer is not None:
             self._body_timer.cancel()
-        self.deadline = None
+        if self._timer is not None:
+            self._timer.cancel()
         self._pending = None
         if self._answer is not None:
             self._answer.cancel()  # a write in flight stays proposed: only the wait ends
@@ -456,8 +423,8 @@ class HttpProtocol(asyncio.Protocol):
             if isinstance(answer, Pending):
                 self._pending = answer
                 self._answer = fut = answer.fut
-                self.deadline = self._loop.time() + answer.timeout
-                self._deadlines.arm(self._loop)
+                loop = asyncio.get_running_loop()
+                self._timer = loop.call_later(answer.timeout, self._late, answer)
                 fut.add_done_callback(self._resolved)
             else:
                 self._answer = asyncio.ensure_future(answer)
@@ -470,12 +437,10 @@ class HttpProtocol(asyncio.Protocol):
         if self._closing and self._busy is None and not self._queue:
             self._transport.close()
 
-    def expire(self) -> None:
-        """The busy Pending's deadline passed (Deadlines): answer its timeout error."""
-        self.deadline = None
-        pending = self._pending
-        if pending is None:
+    def _late(self, pending: Pending) -> None:
+        if self._pending is not pending:
             return
+        self._timer = None
         self._pending = None
         self._answer = None
         pending.fut.cancel()  # stops waiting only
@@ -487,7 +452,9 @@ class HttpProtocol(asyncio.Protocol):
             return
         self._pending = None
         self._answer = None
-        self.deadline = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         exc = fut.exception()
         if exc is None:
             try:
@@ -724,16 +691,13 @@ class HttpServer:
         self._after = after  # run once drained (the forwarder's client closes)
         self._server: asyncio.Server | None = None
         self._conns: set[HttpProtocol] = set()
-        self._deadlines = Deadlines(self._conns)
 
     async def start(self) -> int:
         """Listen; the bound port."""
         app, conns = self._app, self._conns
 
-        deadlines = self._deadlines
-
         def factory() -> asyncio.Protocol:
-            return HttpProtocol(app, conns, deadlines)
+            return HttpProtocol(app, conns)
 
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
@@ -763,7 +727,6 @@ class HttpServer:
             await asyncio.sleep(0.02)
         for conn in list(self._conns):
             conn.abort()
-        self._deadlines.close()
         await self.guard.stop()
         if self._server is not None:
             with contextlib.suppress(TimeoutError):
