@@ -45,8 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import ab  # (bench/ab.py, beside this file)
+import ab  # bench/ab.py, beside this file (as memory.py: the script's folder is on sys.path)
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -75,6 +74,7 @@ LOADS = {
     "put1": Load("put1", "put", 1, "single-client put"),
     "reads64": Load("reads64", "get", 64, "linearizable reads, 64 clients"),
 }
+TITLES = {name: load.title for name, load in LOADS.items()}
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -663,8 +663,7 @@ def write_report(
         "machine the per-round ratios show how much the medians can move.",
         "",
     ]
-    titles = {name: load.title for name, load in LOADS.items()}
-    lines += ab.report_lines([s.__dict__ for s in samples], titles)
+    lines += ab.report_lines([s.__dict__ for s in samples], TITLES)
     lines += ["## What limits", "", *limits_text(agg, rk, int(meta["cores"] or 2))]
     put1 = agg.get(rk, {}).get("put1")
     if put1 and put1.get("p50_ms") is not None:
@@ -965,7 +964,7 @@ def pool(paths: Sequence[Path]) -> int:
         except (OSError, ValueError) as e:
             print(f"compare: cannot read {path}: {e}", file=sys.stderr)
             return 2
-    lines = ab.report_lines(ab.pooled(docs), {n: load.title for n, load in LOADS.items()})
+    lines = ab.report_lines(ab.pooled(docs), TITLES)
     if not lines:
         print("compare: no round ran both raftkv and baseline (--baseline-src)", file=sys.stderr)
         return 2
