@@ -20,6 +20,7 @@ from typing import Any
 A, B = "raftkv", "baseline"
 BOOTSTRAP_RESAMPLES = 4000
 CONFIDENCE = 0.90
+MIN_ROUNDS = 3  # fewer give no interval worth the name (one round: median = both ends)
 LATENCY_LOADS = frozenset({"put1"})  # judged by p50 (lower is better), the rest by ops/s
 
 
@@ -33,6 +34,8 @@ class Verdict:
 
     @property
     def text(self) -> str:
+        if len(self.ratios) < MIN_ROUNDS:
+            return f"too few rounds (at least {MIN_ROUNDS})"
         if self.median >= 1.0:
             return "not worse" if self.low < 1.0 else "better"
         return "worse" if self.high < 1.0 else "worse, within the noise"

@@ -49,6 +49,7 @@ def test_verdicts_can_say_each_thing() -> None:
         "worse, within the noise",
     )
     assert ab.verdict("writes64", [0.8, 1.0, 1.2]).text == "not worse"
+    assert ab.verdict("writes64", [1.3, 1.2]).text == "too few rounds (at least 3)"
     assert worse.low <= worse.median <= worse.high < 1.0
     assert ab.verdict("writes64", list(noisy_low.ratios)) == noisy_low  # fixed seed
     with pytest.raises(ValueError):
