@@ -34,6 +34,7 @@ Errors: see http_errors.py.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import secrets
@@ -128,6 +129,9 @@ class HttpApi:
         self._watches: set[asyncio.Event] = set()  # wake-ups of the open watch streams
         self._id = settings.node_id
         self._timeout = settings.request_timeout_s
+        # What a Pending write or read answers once it is late (made once, not per request).
+        self._write_late = functools.partial(timeout_error, self._timeout, write=True)
+        self._read_late = functools.partial(timeout_error, self._timeout, write=False)
         # Who is a peer, for the connection budgets (admission.py) and forwarded requests.
         self.peers = PeerPolicy.of(settings, lambda p: p != self._id and p in self._book.peers())
         self._members = MembersApi(node, self._book, self._forward, self._timed_write)
@@ -175,14 +179,14 @@ class HttpApi:
     # --- key-value ----------------------------------------------------------------------
 
     def put_kv(self, request: Request) -> Answered:
-        key = self._key(request)
+        key = self._check_key(request.params["key"])
         self._check_value(request.body)
-        prev = _int_param(request, "prev_revision", minimum=0)
+        prev = _int_param(request, "prev_revision", minimum=0) if request.query_string else None
         data = encode_command(Put(key, request.body, prev), _session(request))
         return self._write(request, data, revision_json)
 
     def delete_kv(self, request: Request) -> Answered:
-        key = self._key(request)
+        key = self._check_key(request.params["key"])
         prev = _int_param(request, "prev_revision", minimum=0)
         data = encode_command(Delete(key, prev), _session(request))
 
@@ -192,7 +196,7 @@ class HttpApi:
         return self._write(request, data, render)
 
     def get_kv(self, request: Request) -> Answered:
-        key = self._key(request)
+        key = self._check_key(request.params["key"])
         consistency = request.arg("consistency", "linearizable")
         if consistency not in CONSISTENCY:
             raise BadRequest(f"consistency must be one of {', '.join(CONSISTENCY)}")
@@ -206,7 +210,7 @@ class HttpApi:
             node.submit_read(lease=lease),
             lambda _: self._value(key),
             timeout=self._timeout,
-            on_timeout=lambda: timeout_error(self._timeout, write=False),
+            on_timeout=self._read_late,
             otherwise=lambda e: self._unless_no_leader(e, self._read_then(request, lease, key)),
         )
 
@@ -486,7 +490,7 @@ class HttpApi:
             node.submit(data),
             lambda done: result_response(done[0], done[1], render),
             timeout=self._timeout,
-            on_timeout=lambda: timeout_error(self._timeout, write=True),
+            on_timeout=self._write_late,
             # lost leadership before proposing: nothing was appended, ask the new leader
             otherwise=lambda e: self._unless_no_leader(
                 e, self._write_at_leader(request, data, render)
@@ -527,16 +531,13 @@ class HttpApi:
         except TimeoutError:
             raise timeout_error(self._timeout, write=write) from None
 
-    def _key(self, request: Request) -> str:
-        key = request.params["key"]
-        self._check_key(key)
-        return key
-
-    def _check_key(self, key: str) -> None:
+    def _check_key(self, key: str) -> str:
+        """key, if it is acceptable."""
         validate_key(key)
         size = len(key.encode("utf-8"))
         if size > self._settings.max_key_size:
             raise TooLarge(f"key is {size} bytes, the limit is {self._settings.max_key_size}")
+        return key
 
     def _check_value(self, value: bytes) -> None:
         if len(value) > self._settings.max_value_size:
@@ -571,6 +572,8 @@ async def _wait(pending: Pending) -> Response:
 
 def _session(request: Request) -> Session | None:
     h = request.headers
+    if "x-raftkv-client" not in h and "x-raftkv-seq" not in h:
+        return None  # (the usual case, quickly)
     return session_from(h.get("x-raftkv-client"), h.get("x-raftkv-seq"), h.get("x-raftkv-ack"))
 
 

@@ -69,6 +69,8 @@ _REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _STATUS_LINES: dict[int, bytes] = {}
 _NAMES: dict[bytes, str] = {}  # header names as sent -> lower-case str (clients repeat them)
+_CONTENT_TYPES = {t: t.encode() for t in ("application/json", "application/octet-stream")}
+_METHODS = {m.encode(): m for m in ("GET", "PUT", "POST", "DELETE", "HEAD", "OPTIONS", "PATCH")}
 MAX_NAMES = 512
 
 
@@ -296,11 +298,19 @@ class HttpProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._begun += 1
         parser = self._parser
-        method = parser.get_method().decode("ascii", "replace")
+        raw_method = parser.get_method()
+        method = _METHODS.get(raw_method) or raw_method.decode("ascii", "replace")
         version = parser.get_http_version()
         headers, url = self._headers, self._url
         self._headers, self._url, self._head = {}, b"", 0  # for the next request
-        path, query, problem = _target(url)
+        if url[:1] == b"/" and b"%" not in url and b"#" not in url:  # (_target's usual case)
+            raw_path, _, raw_query = url.partition(b"?")
+            try:
+                path, query, problem = raw_path.decode(), raw_query.decode("ascii"), None
+            except UnicodeDecodeError:
+                path, query, problem = _target(url)
+        else:
+            path, query, problem = _target(url)
         if len(url) + sum(map(len, headers)) + sum(map(len, headers.values())) > MAX_HEAD:
             self._stop(_head_too_large())
             return
@@ -458,9 +468,15 @@ class HttpProtocol(asyncio.Protocol):
         exc = fut.exception()
         if exc is None:
             try:
-                self._settle(pending.on_result(fut.result()))
+                resp = pending.on_result(fut.result())
             except Exception as e:
                 self._settle(e)
+                return
+            entry = self._busy  # (the hot path: _settle and _finish inlined)
+            self._busy = None
+            if entry is not None:
+                self._respond(entry, resp)
+                self._serve_next()
             return
         retry = pending.otherwise(exc)
         if retry is None:
@@ -578,12 +594,6 @@ class _BodyTooLarge(Exception):
 
 def _target(url: bytes) -> tuple[str, str, str | None]:
     """(decoded path, raw query string, a problem or None) of a request target."""
-    if url[:1] == b"/" and b"%" not in url and b"#" not in url:  # the usual case, quickly
-        raw_path, _, raw_query = url.partition(b"?")
-        try:
-            return raw_path.decode(), raw_query.decode("ascii"), None
-        except UnicodeDecodeError:
-            return "", "", "the request target is not valid UTF-8 (percent-encoded)"
     if not url.startswith(b"/"):
         try:
             parsed = httptools.parse_url(url)  # absolute form: http://host/path?query
@@ -646,7 +656,7 @@ def _serialize(resp: Response, close: bool, head_only: bool, http10: bool) -> by
         extra += b"Connection: keep-alive\r\n"
     return b"%sContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n%s" % (
         _status_line(resp.status),
-        resp.content_type.encode("latin-1"),
+        _CONTENT_TYPES.get(resp.content_type) or resp.content_type.encode("latin-1"),
         len(body),
         _date(),
         extra,

@@ -220,7 +220,7 @@ class RaftRuntime(Generic[M, R]):
 
     @property
     def is_leader(self) -> bool:
-        return self.raft.role is Role.LEADER
+        return self._driver.raft.role is Role.LEADER
 
     @property
     def leader(self) -> NodeId | None:
@@ -268,7 +268,10 @@ class RaftRuntime(Generic[M, R]):
         """propose() without a coroutine (an HTTP handler answers without a task): the future
         resolves to what propose() returns or raises. Cancelling it only stops waiting."""
         fut: WriteFuture = asyncio.get_running_loop().create_future()
-        self._submit(lambda: self._driver.propose(data, fut))
+        if self._stopping and self._driver.failed is None:
+            raise NodeStopped(f"node {self.id} is shutting down")
+        self._driver.propose(data, fut)  # (the hot path: _submit without its closure)
+        self._inbox.wake()
         return fut
 
     async def read_barrier(self, *, lease: bool, for_peer: NodeId | None = None) -> int:
