@@ -192,7 +192,7 @@ class Raftkv(System):
             env["PYTHONPATH"] = self.pythonpath
         return env
 
-    def _urls(self) -> list[str]:
+    def urls(self) -> list[str]:
         return [f"http://127.0.0.1:{self.base_port + 1000 + i}" for i in range(3)]
 
     def start(self) -> None:
@@ -223,7 +223,7 @@ class Raftkv(System):
     def leader_url(self) -> str:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            for url in self._urls():
+            for url in self.urls():
                 with contextlib.suppress(OSError, ValueError):
                     st = http_json(url + "/v1/status")
                     if st.get("role") == "leader":
