@@ -91,7 +91,7 @@ def one_run(system: Raftkv, pair: int, args: argparse.Namespace, kvload_py: Path
 def describe(r: Run) -> str:
     nodes = " ".join(f"{n.role[0]} {n.us_per_op:4.0f}" for n in r.nodes)
     return (
-        f"pair {r.pair + 1} {r.system:8s} {r.ops_per_s:7,.0f} ops/s  CPU us/write: {nodes}  "
+        f"pair {r.pair + 1} {r.system:8s} {r.ops_per_s:7,.0f} ops/s  CPU us/op: {nodes}  "
         f"leader/followers {r.leader_share:.3f}"
     )
 
@@ -140,7 +140,7 @@ def main() -> int:
         share = statistics.median(r.leader_share for r in mine)
         print(
             f"{name:8s}: leader/followers median {share:.3f}"
-            f"; CPU us/write median: leader {per_role['leader']:.0f}, "
+            f"; CPU us/op median: leader {per_role['leader']:.0f}, "
             f"follower {per_role['follower']:.0f}"
         )
     print(
