@@ -181,7 +181,7 @@ class HttpApi:
     def put_kv(self, request: Request) -> Answered:
         key = self._check_key(request.params["key"])
         self._check_value(request.body)
-        prev = _int_param(request, "prev_revision", minimum=0) if request.query_string else None
+        prev = _int_param(request, "prev_revision", minimum=0)
         data = encode_command(Put(key, request.body, prev), _session(request))
         return self._write(request, data, revision_json)
 
@@ -572,8 +572,6 @@ async def _wait(pending: Pending) -> Response:
 
 def _session(request: Request) -> Session | None:
     h = request.headers
-    if "x-raftkv-client" not in h and "x-raftkv-seq" not in h:
-        return None  # (the usual case, quickly)
     return session_from(h.get("x-raftkv-client"), h.get("x-raftkv-seq"), h.get("x-raftkv-ack"))
 
 

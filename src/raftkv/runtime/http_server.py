@@ -303,14 +303,7 @@ class HttpProtocol(asyncio.Protocol):
         version = parser.get_http_version()
         headers, url = self._headers, self._url
         self._headers, self._url, self._head = {}, b"", 0  # for the next request
-        if url[:1] == b"/" and b"%" not in url and b"#" not in url:  # (_target's usual case)
-            raw_path, _, raw_query = url.partition(b"?")
-            try:
-                path, query, problem = raw_path.decode(), raw_query.decode("ascii"), None
-            except UnicodeDecodeError:
-                path, query, problem = _target(url)
-        else:
-            path, query, problem = _target(url)
+        path, query, problem = _target(url)
         if len(url) + sum(map(len, headers)) + sum(map(len, headers.values())) > MAX_HEAD:
             self._stop(_head_too_large())
             return
@@ -468,15 +461,9 @@ class HttpProtocol(asyncio.Protocol):
         exc = fut.exception()
         if exc is None:
             try:
-                resp = pending.on_result(fut.result())
+                self._settle(pending.on_result(fut.result()))
             except Exception as e:
                 self._settle(e)
-                return
-            entry = self._busy  # (the hot path: _settle and _finish inlined)
-            self._busy = None
-            if entry is not None:
-                self._respond(entry, resp)
-                self._serve_next()
             return
         retry = pending.otherwise(exc)
         if retry is None:
@@ -594,6 +581,12 @@ class _BodyTooLarge(Exception):
 
 def _target(url: bytes) -> tuple[str, str, str | None]:
     """(decoded path, raw query string, a problem or None) of a request target."""
+    if url[:1] == b"/" and b"%" not in url and b"#" not in url:  # the usual case, quickly
+        raw_path, _, raw_query = url.partition(b"?")
+        try:
+            return raw_path.decode(), raw_query.decode("ascii"), None
+        except UnicodeDecodeError:
+            return "", "", "the request target is not valid UTF-8 (percent-encoded)"
     if not url.startswith(b"/"):
         try:
             parsed = httptools.parse_url(url)  # absolute form: http://host/path?query

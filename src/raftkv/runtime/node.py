@@ -19,7 +19,7 @@ import logging
 import random
 from collections.abc import Callable, Iterator, Sequence
 from time import monotonic, perf_counter
-from typing import Any, Generic, Protocol
+from typing import Any, Generic, ParamSpec, Protocol
 
 from typing_extensions import TypeVar as DefaultTypeVar
 
@@ -107,6 +107,7 @@ async def ticker(inbox: Inbox, period: float, lag: Callable[[float], None]) -> N
 
 M = DefaultTypeVar("M", bound=MachinePort[Any], default=Any)
 R = DefaultTypeVar("R", default=Result)
+P = ParamSpec("P")
 WriteFuture = asyncio.Future[tuple[Any, int]]
 
 
@@ -268,10 +269,7 @@ class RaftRuntime(Generic[M, R]):
         """propose() without a coroutine (an HTTP handler answers without a task): the future
         resolves to what propose() returns or raises. Cancelling it only stops waiting."""
         fut: WriteFuture = asyncio.get_running_loop().create_future()
-        if self._stopping and self._driver.failed is None:
-            raise NodeStopped(f"node {self.id} is shutting down")
-        self._driver.propose(data, fut)  # (the hot path: _submit without its closure)
-        self._inbox.wake()
+        self._submit(self._driver.propose, data, fut)
         return fut
 
     async def read_barrier(self, *, lease: bool, for_peer: NodeId | None = None) -> int:
@@ -282,26 +280,28 @@ class RaftRuntime(Generic[M, R]):
     def submit_read(self, *, lease: bool, for_peer: NodeId | None = None) -> asyncio.Future[int]:
         """read_barrier() without a coroutine: the future resolves to its index or error."""
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._submit(lambda: self._driver.read(fut, lease=lease, for_peer=for_peer))
+        self._submit(self._driver.read, fut, lease=lease, for_peer=for_peer)
         return fut
 
     async def transfer(self, target: NodeId) -> NodeId:
         """Hand leadership to target; returns the new leader once this node has seen it."""
         fut: asyncio.Future[NodeId] = asyncio.get_running_loop().create_future()
-        self._submit(lambda: self._driver.transfer(target, fut))
+        self._submit(self._driver.transfer, target, fut)
         return await fut
 
     async def change_membership(self, change: ConfChange) -> tuple[ConfEntry, int]:
         """Propose one single-server membership change (leader only); (the committed
         configuration entry, its index) once applied here. Raises like propose()."""
         fut: asyncio.Future[tuple[ConfEntry, int]] = asyncio.get_running_loop().create_future()
-        self._submit(lambda: self._driver.change_membership(change, fut))
+        self._submit(self._driver.change_membership, change, fut)
         return await fut
 
-    def _submit(self, enqueue: Callable[[], None]) -> None:
+    def _submit(self, enqueue: Callable[P, None], *args: P.args, **kwargs: P.kwargs) -> None:
+        """enqueue(*args, **kwargs) into the driver and wake the loop (arguments, not a
+        closure: one is made per request otherwise)."""
         if self._stopping and self._driver.failed is None:
             raise NodeStopped(f"node {self.id} is shutting down")
-        enqueue()  # a stopped driver fails the waiter at once
+        enqueue(*args, **kwargs)  # a stopped driver fails the waiter at once
         self._inbox.wake()
 
     async def snapshot(self) -> Snapshot:
