@@ -12,7 +12,8 @@ proposing, replicating); it assumes the followers' code costs the same in both t
 absolute CPU per write is printed to check that, but it is as noisy as the machine).
 
 Each pair starts a fresh 3-node cluster of each tree in turn (alternating which goes first),
-writes with kvload.py for --duration seconds, and reads every node's CPU time (utime + stime
+runs kvload.py for --duration seconds (64-client writes; --op get: linearizable reads, the keys
+written first, outside the measured window), and reads every node's CPU time (utime + stime
 of all its threads, /proc/PID/stat) before and after. Data lives on --data (default /dev/shm:
 tmpfs, so fdatasync costs no CPU and the figures are the Python code's). Verdict: the median
 over pairs of baseline share / raftkv share (above 1: raftkv's leader spends less per write),
@@ -22,7 +23,7 @@ with the same bootstrap interval as bench/compare's A/B (bench/ab.py).
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import statistics
 import sys
 import time
@@ -30,7 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ab  # bench/ab.py, beside this file (the script's folder is on sys.path)
-from compare import PY, REPO, BenchError, Raftkv, http_json, run, stop_on_signals
+from compare import REPO, BenchError, Load, Raftkv, http_json, kvload, stop_on_signals
+
+# kvload.py's populate step for reads (one short run that writes every key first).
+FILL = argparse.Namespace(duration=1.0, warmup=0.0)
 
 
 @dataclass(frozen=True)
@@ -57,31 +61,26 @@ class Run:
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of the process, all threads (/proc/PID/stat, clock ticks)."""
+    """utime + stime of the process, all threads, exited ones included (/proc/PID/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def one_run(system: Raftkv, pair: int, args: argparse.Namespace, kvload_py: Path) -> Run:
+    load = Load(f"{args.op}{args.clients}", args.op, args.clients, f"{args.op}, {args.clients}")
     system.start()
     try:
-        leader = system.leader_url()
-        roles = []
-        for url in system.urls():  # (node order, as pids())
-            roles.append(str(http_json(url + "/v1/status").get("role")))
-        pids = system.pids()
+        roles = [str(http_json(url + "/v1/status").get("role")) for url in system.urls()]
+        pids = system.pids()  # (node order, as urls())
+        if args.op == "get":  # write the keys first, outside the measured window
+            kvload(kvload_py, system, load, FILL, populate=True)
         before = [cpu_seconds(p) for p in pids]
-        cmd = [PY, str(kvload_py), "--api", "http-kv", "--endpoints", leader]
-        cmd += ["--op", args.op, "--concurrency", str(args.clients)]
-        cmd += ["--duration", str(args.duration), "--warmup", "1"]
-        cmd += ["--populate"] if args.op == "get" else []
-        out = run(cmd, timeout=args.duration + 120)
+        doc, _ = kvload(kvload_py, system, load, args, populate=False)
         after = [cpu_seconds(p) for p in pids]
     finally:
         system.stop()
-    doc = json.loads(out.strip().splitlines()[-1])
     # CPU over the whole kvload run (warm-up included), ops over its measured part: scale.
-    ops = doc["ops_per_s"] * (args.duration + 1.0)
+    ops = doc["ops_per_s"] * (args.duration + args.warmup)
     nodes = tuple(
         NodeCpu(role, (a - b) * 1e6 / ops) for role, a, b in zip(roles, after, before, strict=True)
     )
@@ -103,6 +102,7 @@ def main() -> int:
     p.add_argument("--op", choices=("put", "get"), default="put")
     p.add_argument("--clients", type=int, default=64)
     p.add_argument("--duration", type=float, default=8.0, help="seconds per run (8)")
+    p.add_argument("--warmup", type=float, default=1.0, help="seconds before it (1)")
     p.add_argument("--data", type=Path, default=Path("/dev/shm"), help="cluster data (tmpfs)")
     p.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "bench")
     args = p.parse_args()
