@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from raftkv.errors import Timeout
 from raftkv.runtime import http_server
-from raftkv.runtime.http_types import Handler, NoRoute, Response, Router
+from raftkv.runtime.http_types import Handler, NoRoute, Pending, Request, Response, Router
+from raftkv.security.config import SecurityConfig
 
 from .cluster import LocalCluster, eventually, run_async
 
@@ -411,3 +413,76 @@ def test_hostile_input_never_crashes_the_node(tmp_path: Path) -> None:
             assert (await c.get("n1", "after"))[:2] == (200, b"ok")
 
     run_async(main, timeout=120)
+
+
+class _Wire:
+    """A transport that keeps what the server writes (the deadline tests run in-process)."""
+
+    def __init__(self) -> None:
+        self.answers: list[tuple[float, bytes]] = []
+
+    def write(self, data: bytes) -> None:
+        self.answers.append((asyncio.get_running_loop().time(), data))
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default
+
+    def get_protocol(self) -> None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def test_each_pending_answer_keeps_its_own_deadline() -> None:
+    """One timer per connection watches the deadlines of its Pendings: a shorter deadline after
+    a longer one is still kept, and a longer one after a shorter one is not cut short."""
+    waiting: list[Pending] = []
+
+    def slow(request: Request) -> Pending:
+        p = Pending(
+            lambda result: Response(b'{"ok":true}'),
+            timeout=float(request.params["seconds"]),
+            on_timeout=lambda: Timeout("too late"),
+            otherwise=lambda error: None,
+        )
+        waiting.append(p)
+        return p
+
+    router = Router(100)
+    router.add("GET", "/wait/{seconds}", slow)
+    app = http_server.HttpApp(router, SecurityConfig(), None)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        proto = http_server.HttpProtocol(app, set())
+        wire = _Wire()
+        proto.connection_made(wire)  # type: ignore[arg-type]
+
+        def ask(seconds: float) -> float:
+            proto.data_received(f"GET /wait/{seconds} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            return loop.time()
+
+        # 1. a long deadline, answered at once; then a short one, never answered
+        ask(30.0)
+        waiting[-1].set_result(1)
+        asked = ask(0.1)
+        while len(wire.answers) < 2:
+            await asyncio.sleep(0.01)
+        (_, first), (at, second) = wire.answers
+        assert first.startswith(b"HTTP/1.1 200 ")
+        assert second.startswith(b"HTTP/1.1 504 ") and b"too late" in second
+        assert 0.1 <= at - asked < 5.0  # not at the first request's 30 s
+        # 2. a short deadline, answered at once; then a longer one, never answered
+        ask(0.1)
+        waiting[-1].set_result(1)
+        asked = ask(0.6)
+        while len(wire.answers) < 4:
+            await asyncio.sleep(0.01)
+        at, fourth = wire.answers[3]
+        assert fourth.startswith(b"HTTP/1.1 504 ")
+        assert at - asked >= 0.6  # the timer due for the first one waited on
+        assert waiting[-1].done()  # the driver will skip it
+        proto.connection_lost(None)
+
+    run_async(main)

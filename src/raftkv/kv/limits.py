@@ -34,13 +34,15 @@ def key_size(key: str) -> int:
         raise BadRequest("key is not valid UTF-8") from None
 
 
-def validate_key(key: str) -> None:
-    """Raise BadRequest for an empty or unencodable key, TooLarge for one over MAX_KEY_SIZE."""
+def validate_key(key: str) -> int:
+    """key's UTF-8 size; BadRequest for an empty or unencodable key, TooLarge for one over
+    MAX_KEY_SIZE."""
     size = key_size(key)
     if size == 0:
         raise BadRequest("key must not be empty")
     if size > MAX_KEY_SIZE:
         raise TooLarge(f"key is {size} bytes, the limit is {MAX_KEY_SIZE}")
+    return size
 
 
 def validate_prefix(prefix: str) -> None:

@@ -189,11 +189,7 @@ class HttpApi:
         key = self._check_key(request.params["key"])
         prev = _int_param(request, "prev_revision", minimum=0)
         data = encode_command(Delete(key, prev), _session(request))
-
-        def render(result: Result, index: int) -> dict[str, Any]:
-            return {"revision": result.revision, "index": index, "deleted": result.deleted}
-
-        return self._write(request, data, render)
+        return self._write(request, data, deleted_json)
 
     def get_kv(self, request: Request) -> Answered:
         key = self._check_key(request.params["key"])
@@ -206,13 +202,23 @@ class HttpApi:
         node = self._node
         if not node.is_leader:
             return self._read_then(request, lease, key)
-        return Pending(
-            node.submit_read(lease=lease),
-            lambda _: self._value(key),
+        pending = Pending(
+            functools.partial(self._value_read, key),
             timeout=self._timeout,
             on_timeout=self._read_late,
-            otherwise=lambda e: self._unless_no_leader(e, self._read_then(request, lease, key)),
+            otherwise=functools.partial(self._read_elsewhere, request, lease, key),
         )
+        node.submit_read(pending, lease=lease)
+        return pending
+
+    def _value_read(self, key: str, read_index: int) -> Response:
+        return self._value(key)  # applied >= read_index: the barrier held
+
+    def _read_elsewhere(
+        self, request: Request, lease: bool, key: str, error: BaseException
+    ) -> Coroutine[Any, Any, Response] | None:
+        """Lost leadership before the read: ask the new leader."""
+        return self._unless_no_leader(error, self._read_then(request, lease, key))
 
     async def _read_then(self, request: Request, lease: bool, key: str) -> Response:
         await self._read_at_leader(request, lease)
@@ -245,11 +251,7 @@ class HttpApi:
         if request.body:
             raise BadRequest("POST /v1/sessions takes no body")
         data = encode_command(OpenSession(secrets.token_hex(8)))
-
-        def render(result: Result, index: int) -> dict[str, Any]:
-            return {"client_id": result.client_id, "index": index}
-
-        return self._write(request, data, render)
+        return self._write(request, data, session_json)
 
     # --- watch and events (SSE) ----------------------------------------------------------
 
@@ -486,16 +488,21 @@ class HttpApi:
         node = self._node
         if not node.is_leader:
             return self._write_at_leader(request, data, render)
-        return Pending(
-            node.submit(data),
-            lambda done: result_response(done[0], done[1], render),
+        # (partials, not lambdas: they are made for every write)
+        pending = Pending(
+            functools.partial(_write_answer, render),
             timeout=self._timeout,
             on_timeout=self._write_late,
-            # lost leadership before proposing: nothing was appended, ask the new leader
-            otherwise=lambda e: self._unless_no_leader(
-                e, self._write_at_leader(request, data, render)
-            ),
+            otherwise=functools.partial(self._write_elsewhere, request, data, render),
         )
+        node.submit(data, pending)
+        return pending
+
+    def _write_elsewhere(
+        self, request: Request, data: bytes, render: Render, error: BaseException
+    ) -> Coroutine[Any, Any, Response] | None:
+        """Lost leadership before proposing: nothing was appended, ask the new leader."""
+        return self._unless_no_leader(error, self._write_at_leader(request, data, render))
 
     async def _write_at_leader(self, request: Request, data: bytes, render: Render) -> Response:
         answer = await self._forward(request, PROPOSE, data, write=True)
@@ -533,8 +540,7 @@ class HttpApi:
 
     def _check_key(self, key: str) -> str:
         """key, if it is acceptable."""
-        validate_key(key)
-        size = len(key.encode("utf-8"))
+        size = validate_key(key)
         if size > self._settings.max_key_size:
             raise TooLarge(f"key is {size} bytes, the limit is {self._settings.max_key_size}")
         return key
@@ -557,9 +563,20 @@ async def _answer(answered: Answered) -> Response:
 
 async def _wait(pending: Pending) -> Response:
     """A Pending, awaited (in a handler that is a coroutine anyway)."""
+    fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def resolved(_: Pending, result: Any, error: BaseException | None) -> None:
+        if fut.done():
+            return
+        if error is None:
+            fut.set_result(result)
+        else:
+            fut.set_exception(error)
+
+    pending.listen(resolved)
     try:
         async with asyncio.timeout(pending.timeout):
-            result = await pending.fut
+            result = await fut
     except TimeoutError:
         raise pending.on_timeout() from None
     except Exception as e:
@@ -567,6 +584,8 @@ async def _wait(pending: Pending) -> Response:
         if retry is None:
             raise
         return await retry
+    finally:
+        pending.cancel()
     return pending.on_result(result)
 
 
@@ -593,6 +612,10 @@ def session_from(client: str | None, seq: str | None, ack: str | None) -> Sessio
 def raw_json(body: bytes) -> Response:
     """A JSON document the leader rendered (forwarded requests)."""
     return Response(body)
+
+
+def _write_answer(render: Render, done: tuple[Result, int]) -> Response:
+    return result_response(done[0], done[1], render)
 
 
 def result_response(result: Result, index: int, render: Render) -> Response:
@@ -622,6 +645,14 @@ def result_response(result: Result, index: int, render: Render) -> Response:
 
 def revision_json(result: Result, index: int) -> dict[str, Any]:
     return {"revision": result.revision, "index": index}
+
+
+def deleted_json(result: Result, index: int) -> dict[str, Any]:
+    return {"revision": result.revision, "index": index, "deleted": result.deleted}
+
+
+def session_json(result: Result, index: int) -> dict[str, Any]:
+    return {"client_id": result.client_id, "index": index}
 
 
 def _event_json(ev: Event, watch: int) -> str:

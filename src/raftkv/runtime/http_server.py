@@ -134,16 +134,9 @@ def _no_route(req: Request, e: NoRoute) -> Response:
     return error_response(404, "not_found", f"no route for {req.method} {req.path}")
 
 
-class _Entry:
-    """A request waiting for its turn, or a refusal decided already (then req may be None
-    for input that never became a request)."""
-
-    __slots__ = ("close", "refusal", "req")
-
-    def __init__(self, req: Request | None, refusal: Response | None, close: bool) -> None:
-        self.req = req
-        self.refusal = refusal
-        self.close = close
+# A request waiting for its turn: (the request, or None for input that never became one;
+# its refusal, decided already, or None; close the connection after answering it).
+_Entry = tuple[Request | None, Response | None, bool]
 
 
 class StreamedResponse(Response):
@@ -173,9 +166,13 @@ class HttpProtocol(asyncio.Protocol):
         # requests in order
         self._queue: deque[_Entry] = deque()
         self._busy: _Entry | None = None
-        self._answer: asyncio.Future[Any] | None = None  # the busy request's task or future
-        self._pending: Pending | None = None
-        self._timer: asyncio.TimerHandle | None = None  # the Pending's deadline
+        self._answer: asyncio.Future[Any] | None = None  # the busy request's task
+        self._pending: Pending | None = None  # or what it waits for, until _deadline
+        self._deadline = 0.0
+        # One timer checks the deadlines of the Pendings of this connection (not one per
+        # request): it is due no later than the current one's, and moves on when early.
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = 0.0
         self._streaming = False  # the busy request's answer is a stream, begun
         self._chunked = False
         self._begun = 0  # request heads and bodies received (progress, for the reaper)
@@ -199,7 +196,9 @@ class HttpProtocol(asyncio.Protocol):
             self._body_timer.cancel()
         if self._timer is not None:
             self._timer.cancel()
-        self._pending = None
+        if self._pending is not None:
+            self._pending.cancel()  # a write in flight stays proposed: only the wait ends
+            self._pending = None
         if self._answer is not None:
             self._answer.cancel()  # a write in flight stays proposed: only the wait ends
         self._queue.clear()
@@ -303,10 +302,10 @@ class HttpProtocol(asyncio.Protocol):
         version = parser.get_http_version()
         headers, url = self._headers, self._url
         self._headers, self._url, self._head = {}, b"", 0  # for the next request
-        path, query, problem = _target(url)
         if len(url) + sum(map(len, headers)) + sum(map(len, headers.values())) > MAX_HEAD:
             self._stop(_head_too_large())
             return
+        path, query, problem = _target(url)
         req = Request(method, path, query, headers, version)
         req.conn = self._guarded
         req.peercert = self._peercert
@@ -370,7 +369,7 @@ class HttpProtocol(asyncio.Protocol):
             self._body = []
             self._body_len = 0
         close = not self._parser.should_keep_alive()
-        self._queue.append(_Entry(req, self._refused, close))
+        self._queue.append((req, self._refused, close))
         self._refused = None
         if len(self._queue) >= MAX_QUEUED and self._transport is not None and not self._paused:
             self._paused = True
@@ -395,9 +394,10 @@ class HttpProtocol(asyncio.Protocol):
             self._body_timer.cancel()
             self._body_timer = None
         if refusal is not None:
-            self._queue.append(_Entry(req, refusal, True))
+            self._queue.append((req, refusal, True))
         elif self._queue:
-            self._queue[-1].close = True
+            last, refused, _ = self._queue[-1]
+            self._queue[-1] = (last, refused, True)
         else:
             self._closing = True
 
@@ -406,10 +406,10 @@ class HttpProtocol(asyncio.Protocol):
     def _serve_next(self) -> None:
         while self._busy is None and self._queue and self._transport is not None:
             entry = self._queue.popleft()
-            if entry.refusal is not None:
-                self._respond(entry, entry.refusal)
+            req, refusal, _ = entry
+            if refusal is not None:
+                self._respond(entry, refusal)
                 continue
-            req = entry.req
             assert req is not None and req.route is not None
             try:
                 answer = req.route.handler(req)
@@ -424,11 +424,7 @@ class HttpProtocol(asyncio.Protocol):
                 continue
             self._busy = entry
             if isinstance(answer, Pending):
-                self._pending = answer
-                self._answer = fut = answer.fut
-                loop = asyncio.get_running_loop()
-                self._timer = loop.call_later(answer.timeout, self._late, answer)
-                fut.add_done_callback(self._resolved)
+                self._wait(answer)
             else:
                 self._answer = asyncio.ensure_future(answer)
                 self._answer.add_done_callback(self._answered)
@@ -440,34 +436,46 @@ class HttpProtocol(asyncio.Protocol):
         if self._closing and self._busy is None and not self._queue:
             self._transport.close()
 
-    def _late(self, pending: Pending) -> None:
-        if self._pending is not pending:
-            return
-        self._timer = None
-        self._pending = None
-        self._answer = None
-        pending.fut.cancel()  # stops waiting only
-        self._settle(pending.on_timeout())
+    def _wait(self, pending: Pending) -> None:
+        """Answer the busy request once pending resolves, or once it is late."""
+        self._pending = pending
+        self._deadline = deadline = asyncio.get_running_loop().time() + pending.timeout
+        if self._timer is None or self._timer_due > deadline:
+            self._arm(deadline)
+        pending.listen(self._resolved)
 
-    def _resolved(self, fut: asyncio.Future[Any]) -> None:
-        pending = self._pending
-        if pending is None or fut is not pending.fut or fut.cancelled():
-            return
-        self._pending = None
-        self._answer = None
+    def _arm(self, due: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
-        exc = fut.exception()
-        if exc is None:
+        self._timer = asyncio.get_running_loop().call_at(due, self._check_late)
+        self._timer_due = due
+
+    def _check_late(self) -> None:
+        self._timer = None
+        pending = self._pending
+        if pending is None:
+            return
+        if asyncio.get_running_loop().time() < self._deadline:  # was due for an earlier one
+            self._arm(self._deadline)
+            return
+        self._pending = None
+        pending.cancel()  # stops waiting only
+        self._settle(pending.on_timeout())
+
+    def _resolved(self, pending: Pending, result: Any, error: BaseException | None) -> None:
+        """pending's outcome (called from inside the driver's step: Pending guards it)."""
+        if pending is not self._pending:
+            return
+        self._pending = None
+        if error is None:
             try:
-                self._settle(pending.on_result(fut.result()))
+                self._settle(pending.on_result(result))
             except Exception as e:
                 self._settle(e)
             return
-        retry = pending.otherwise(exc)
+        retry = pending.otherwise(error)
         if retry is None:
-            self._settle(exc)
+            self._settle(error)
             return
         self._answer = asyncio.ensure_future(retry)
         self._answer.add_done_callback(self._answered)
@@ -508,14 +516,14 @@ class HttpProtocol(asyncio.Protocol):
         transport = self._transport
         if transport is None:
             return
-        req = entry.req
+        req, _, close_after = entry
         if req is not None:  # the last touches every answer gets
             if req.leader is not None and LEADER_HEADER not in resp.headers:
                 resp.headers[LEADER_HEADER] = req.leader  # forwarded: where the leader is
             conn = req.conn
             if conn is not None and conn.budget is Budget.OVERFLOW:
                 resp.force_close()  # over the client limit: one answer (/healthz), then close
-        close = resp.close or entry.close or (self._closing and not self._queue)
+        close = resp.close or close_after or (self._closing and not self._queue)
         head_only = req is not None and req.method == "HEAD"
         transport.write(
             _serialize(resp, close, head_only, req is not None and req.version == "1.0")
@@ -535,7 +543,7 @@ class HttpProtocol(asyncio.Protocol):
             raise ConnectionResetError("the client went away")
         entry = self._busy
         self._streaming = True
-        self._chunked = entry is None or entry.req is None or entry.req.version != "1.0"
+        self._chunked = entry is None or entry[0] is None or entry[0].version != "1.0"
         lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))]
         lines += [f"{k}: {v}\r\n".encode("latin-1") for k, v in headers.items()]
         if self._chunked:
@@ -647,11 +655,12 @@ def _serialize(resp: Response, close: bool, head_only: bool, http10: bool) -> by
         extra += b"Connection: close\r\n"
     elif http10:
         extra += b"Connection: keep-alive\r\n"
+    date = _Clock.header if _Clock.second == int(time.time()) else _date()
     return b"%sContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n%s" % (
-        _status_line(resp.status),
+        _STATUS_LINES.get(resp.status) or _status_line(resp.status),
         _CONTENT_TYPES.get(resp.content_type) or resp.content_type.encode("latin-1"),
         len(body),
-        _date(),
+        date,
         extra,
         b"" if head_only else body,
     )

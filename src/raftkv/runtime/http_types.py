@@ -2,19 +2,21 @@
 and the Router that picks a request's handler.
 
 A handler returns its answer in one of three ways, so a hot route needs no task:
-a Response (answered at once), a Pending (answered when a future resolves: a write waiting
-for its commit), or a coroutine (run as a task: anything that awaits). A RaftkvError it
-raises (or the future or the coroutine raises) is answered as JSON (http_errors.py).
+a Response (answered at once), a Pending (answered when the driver resolves it: a write
+waiting for its commit), or a coroutine (run as a task: anything that awaits). A RaftkvError
+the handler, the Pending or the coroutine raises is answered as JSON (http_errors.py).
 """
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import re
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl
+
+log = logging.getLogger("raftkv.http")
 
 if TYPE_CHECKING:
     from raftkv.runtime.conn_guard import GuardedProtocol
@@ -121,28 +123,86 @@ class Response:
 
 
 class Pending:
-    """An answer that waits for fut (a write's commit, a read's barrier) without a task:
-    on_result(its result) once it resolves; on_timeout() (an error) if it has not within
-    timeout, and fut is cancelled (for a write that only stops waiting: it may still commit);
-    if it fails, otherwise(its error) may give a coroutine whose answer is used instead (a
-    follower's retry at the new leader), else the error is the answer."""
+    """An answer that waits without a task or a future: it is the driver's Waiter
+    (driver/ports.py) of a write's commit or a read's barrier. on_result(its result) is the
+    answer once it resolves; on_timeout() (an error) if it has not within timeout; if it
+    fails, otherwise(its error) may give a coroutine whose answer is used instead (a
+    follower's retry at the new leader), else the error is the answer.
 
-    __slots__ = ("fut", "on_result", "on_timeout", "otherwise", "timeout")
+    The server listens (listen) after the handler returned it; an outcome that came before
+    is kept until then. cancel() stops waiting (a write may still commit): the driver skips
+    a waiter that is done(). The listener runs inside the driver's step, so nothing it
+    raises may escape: it is logged, and the connection is the one to suffer."""
+
+    __slots__ = (
+        "_done",
+        "_listener",
+        "_outcome",
+        "on_result",
+        "on_timeout",
+        "otherwise",
+        "timeout",
+    )
 
     def __init__(
         self,
-        fut: asyncio.Future[Any],
         on_result: Callable[[Any], Response],
         *,
         timeout: float,
         on_timeout: Callable[[], BaseException],
         otherwise: Callable[[BaseException], Coroutine[Any, Any, Response] | None],
     ) -> None:
-        self.fut = fut
         self.on_result = on_result
         self.timeout = timeout
         self.on_timeout = on_timeout
         self.otherwise = otherwise
+        self._done = False
+        self._listener: Listener | None = None
+        self._outcome: tuple[Any, BaseException | None] | None = None
+
+    # --- the driver's Waiter -------------------------------------------------------------
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, result: Any, /) -> None:
+        if not self._done:
+            self._done = True
+            self._deliver(result, None)
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        if not self._done:
+            self._done = True
+            self._deliver(None, exception)
+
+    # --- the server's side ---------------------------------------------------------------
+
+    def listen(self, listener: Listener) -> None:
+        """Call listener(self, result, error) once this resolves (at once if it has)."""
+        self._listener = listener
+        outcome, self._outcome = self._outcome, None
+        if outcome is not None:
+            self._deliver(*outcome)
+
+    def cancel(self) -> None:
+        """Stop waiting: no outcome is delivered from now on."""
+        self._done = True
+        self._listener = None
+        self._outcome = None
+
+    def _deliver(self, result: Any, error: BaseException | None) -> None:
+        listener = self._listener
+        if listener is None:
+            self._outcome = (result, error)  # until the server listens
+            return
+        self._listener = None
+        try:
+            listener(self, result, error)
+        except Exception:
+            log.exception("answering an HTTP request failed")
+
+
+Listener = Callable[[Pending, Any, BaseException | None], None]
 
 
 # A handler answers at once (a Response), later without a task (Pending), or as a coroutine.

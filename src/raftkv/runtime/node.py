@@ -28,7 +28,7 @@ from raftkv.core.messages import Message
 from raftkv.core.raft import RaftNode
 from raftkv.core.types import Entry, NodeId, Role, Snapshot, SoftState, TraceEvent, TraceKind
 from raftkv.core.view import RaftView
-from raftkv.driver import MachinePort, NodeDriver, SnapshotPolicy
+from raftkv.driver import MachinePort, NodeDriver, SnapshotPolicy, Waiter
 from raftkv.errors import DiskError, NodeStopped
 from raftkv.kv.results import Result
 from raftkv.runtime.clock import TickClock
@@ -263,25 +263,28 @@ class RaftRuntime(Generic[M, R]):
     async def propose(self, data: bytes) -> tuple[R, int]:
         """Replicate one encoded command; (result, index) once applied here. Raises NotLeader
         / ProposalDropped (definitely not applied) or DiskError / NodeStopped."""
-        return await self.submit(data)
-
-    def submit(self, data: bytes) -> WriteFuture:
-        """propose() without a coroutine (an HTTP handler answers without a task): the future
-        resolves to what propose() returns or raises. Cancelling it only stops waiting."""
         fut: WriteFuture = asyncio.get_running_loop().create_future()
-        self._submit(self._driver.propose, data, fut)
-        return fut
+        self.submit(data, fut)
+        return await fut
+
+    def submit(self, data: bytes, waiter: Waiter[tuple[Any, int]]) -> None:
+        """propose() without a coroutine: waiter gets what propose() returns or raises, from
+        inside the driver's step (an HTTP answer is written without a future: http_types.py).
+        A waiter that is done() by then (it stopped waiting) is skipped."""
+        self._submit(self._driver.propose, data, waiter)
 
     async def read_barrier(self, *, lease: bool, for_peer: NodeId | None = None) -> int:
         """ReadIndex: return once this leader confirmed its leadership (a quorum round, or
         its lease) and applied everything committed before the call. Returns that index."""
-        return await self.submit_read(lease=lease, for_peer=for_peer)
-
-    def submit_read(self, *, lease: bool, for_peer: NodeId | None = None) -> asyncio.Future[int]:
-        """read_barrier() without a coroutine: the future resolves to its index or error."""
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._submit(self._driver.read, fut, lease=lease, for_peer=for_peer)
-        return fut
+        self.submit_read(fut, lease=lease, for_peer=for_peer)
+        return await fut
+
+    def submit_read(
+        self, waiter: Waiter[int], *, lease: bool, for_peer: NodeId | None = None
+    ) -> None:
+        """read_barrier() without a coroutine: waiter gets its index or error (as submit)."""
+        self._submit(self._driver.read, waiter, lease=lease, for_peer=for_peer)
 
     async def transfer(self, target: NodeId) -> NodeId:
         """Hand leadership to target; returns the new leader once this node has seen it."""
