@@ -69,15 +69,14 @@ async def measure(requests: int) -> dict[str, float]:
         return Response(b"v" * 256, 200, "application/octet-stream", {"X-Raftkv-Revision": "42"})
 
     def put(req: Request) -> Pending:
-        fut: asyncio.Future[tuple[int, int]] = loop.create_future()
-        loop.call_soon(fut.set_result, (1, 2))
-        return Pending(
-            fut,
+        pending = Pending(
             lambda done: Response(b'{"revision":%d,"index":%d}' % done),
             timeout=5.0,
             on_timeout=lambda: TimeoutError("late"),
             otherwise=lambda e: None,
         )
+        loop.call_soon(pending.set_result, (1, 2))  # as the driver resolves it, a turn later
+        return pending
 
     router = Router(1 << 20)
     router.add("GET", "/v1/kv/{key:.+}", get)
