@@ -172,7 +172,6 @@ class HttpProtocol(asyncio.Protocol):
         # One timer checks the deadlines of the Pendings of this connection (not one per
         # request): it is due no later than the current one's, and moves on when early.
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_due = 0.0
         self._streaming = False  # the busy request's answer is a stream, begun
         self._chunked = False
         self._begun = 0  # request heads and bodies received (progress, for the reaper)
@@ -440,7 +439,7 @@ class HttpProtocol(asyncio.Protocol):
         """Answer the busy request once pending resolves, or once it is late."""
         self._pending = pending
         self._deadline = deadline = asyncio.get_running_loop().time() + pending.timeout
-        if self._timer is None or self._timer_due > deadline:
+        if self._timer is None or self._timer.when() > deadline:
             self._arm(deadline)
         pending.listen(self._resolved)
 
@@ -448,7 +447,6 @@ class HttpProtocol(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
         self._timer = asyncio.get_running_loop().call_at(due, self._check_late)
-        self._timer_due = due
 
     def _check_late(self) -> None:
         self._timer = None
@@ -655,12 +653,11 @@ def _serialize(resp: Response, close: bool, head_only: bool, http10: bool) -> by
         extra += b"Connection: close\r\n"
     elif http10:
         extra += b"Connection: keep-alive\r\n"
-    date = _Clock.header if _Clock.second == int(time.time()) else _date()
     return b"%sContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n%s" % (
-        _STATUS_LINES.get(resp.status) or _status_line(resp.status),
+        _status_line(resp.status),
         _CONTENT_TYPES.get(resp.content_type) or resp.content_type.encode("latin-1"),
         len(body),
-        date,
+        _date(),
         extra,
         b"" if head_only else body,
     )
