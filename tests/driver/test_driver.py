@@ -190,6 +190,25 @@ def test_snapshots_are_written_off_the_loop_then_marked_and_compacted() -> None:
     assert r.driver.raft.log.snapshot_index == r.log.marked[-1]
 
 
+def test_a_snapshot_due_while_one_is_written_starts_when_it_is_done() -> None:
+    # An idle node has no next Ready to start it: the embedded library's restart test
+    # waited for a snapshot that only the next write would have started.
+    r = single_node(SnapshotPolicy(entries=2, bytes=0, log_ratio=0.0))
+    elect(r)
+    for key in "abcdefg":  # 3 (its snapshot in flight), then 4 more
+        r.driver.propose(_put(key), Waiter())
+        r.driver.run()
+        r.scheduler.complete_syncs()
+        r.driver.run()
+    assert len(r.scheduler.jobs) == 1, "one snapshot at a time"
+    first = r.driver.machine.applied_index
+    r.scheduler.complete_jobs()
+    assert r.log.marked and r.log.marked[-1] < first
+    assert len(r.scheduler.jobs) == 1, "the one that came due meanwhile started"
+    r.scheduler.complete_jobs()
+    assert r.log.marked[-1] == first
+
+
 def test_a_snapshot_that_cannot_be_written_is_retried_after_a_backoff_in_ticks() -> None:
     r = single_node(SnapshotPolicy(entries=2, bytes=0, log_ratio=0.0))
     elect(r)

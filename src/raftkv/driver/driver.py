@@ -419,6 +419,8 @@ class NodeDriver(Generic[R]):
                 self._snapshot_not_written(index, error or RuntimeError("no snapshot"))
             else:
                 self._snapshot_written(taken[0], covered)
+            if not self._closed:
+                self._maybe_snapshot()  # one may have come due meanwhile: no Ready may follow
 
         self._snapshotting = True
         self._scheduler.background(job, done)
