@@ -208,3 +208,44 @@ async def _handshake_as(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+def test_inbound_frames_are_taken_as_they_arrive_and_a_broken_protocol_closes_the_connection(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The inbound side decodes in data_received: a handshake and messages written together
+    are all taken; messages before a handshake, or a second handshake, close that connection
+    (logged) and nothing of it is delivered; the transport serves on."""
+    _, b, _, port_b, got_b = _pair(tmp_path)
+    hello = encode_handshake("raftkv", "a")
+    beat = encode_messages([Heartbeat(1, "a", "b", 0)])
+
+    async def closed(payload: bytes) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port_b)
+        writer.write(payload)
+        try:
+            while await asyncio.wait_for(reader.read(4096), 5.0):
+                pass  # b's handshake, if it answered one
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        await b.start()
+        try:
+            with caplog.at_level(logging.WARNING, logger="raftkv.transport"):
+                await closed(beat)
+                await closed(hello + hello + beat)
+            assert got_b == [], "nothing from a connection that broke the protocol"
+            reasons = " ".join(r.getMessage() for r in caplog.records)
+            assert "messages before the handshake" in reasons, reasons
+            assert "a second handshake from a" in reasons, reasons
+            _, writer = await asyncio.open_connection("127.0.0.1", port_b)
+            writer.write(hello + beat + beat)  # one write: every frame in it is taken
+            await eventually(lambda: _true(len(got_b) == 2), what="b to take both heartbeats")
+            assert len(b._inbound) == 1
+            writer.close()
+            await eventually(lambda: _true(not b._inbound), what="b to forget the connection")
+        finally:
+            await b.close()
+
+    run_uvloop(main)

@@ -78,15 +78,22 @@ class Inbox:
     def wake(self) -> None:
         self._wake.set()
 
+    @property
+    def woken(self) -> bool:
+        """Was something queued (or a tick due) since the last take()?"""
+        return self._wake.is_set()
+
     def take_ticks(self) -> int:
         """Ticks since the last call: with a clock, the time elapsed decides (add_tick only
-        wakes the loop); without one, the ticks added by hand."""
+        wakes the loop); without one, the ticks added by hand. Clears woken: the caller takes
+        everything queued so far."""
+        self._wake.clear()
         ticks, self.ticks = self.ticks, 0
         return self.clock.take() if self.clock is not None else ticks
 
     async def wait(self) -> None:
+        """Until woken (at once if it already was)."""
         await self._wake.wait()
-        self._wake.clear()
 
 
 async def ticker(inbox: Inbox, period: float, lag: Callable[[float], None]) -> None:
@@ -343,23 +350,28 @@ class RaftRuntime(Generic[M, R]):
         driver, inbox = self._driver, self._inbox
         try:
             while not self._stopping:
+                # Take everything queued so far: ticks and messages here, requests (queued
+                # in the driver by submit) in run().
                 driver.tick(inbox.take_ticks())
                 if inbox.messages:
                     msgs, inbox.messages = inbox.messages, []
                     self._heard(msgs)
                     driver.deliver(msgs)
-                if driver.idle:
+                if not driver.idle:
+                    driver.run()
+                    if driver.failed is not None:
+                        self._report_failure(driver.failed)
+                        break
+                    if self._hooks is not None:
+                        self._hooks.after_cycle(driver.raft)
+                    if self._hub.active:
+                        self._publish_state()
+                # Either way the transport and HTTP run before the next cycle: a wake-up
+                # during this one (from a callback of it) waits one turn of the loop.
+                if inbox.woken:
+                    await asyncio.sleep(0)
+                else:
                     await inbox.wait()
-                    continue
-                driver.run()
-                if driver.failed is not None:
-                    self._report_failure(driver.failed)
-                    break
-                if self._hooks is not None:
-                    self._hooks.after_cycle(driver.raft)
-                if self._hub.active:
-                    self._publish_state()
-                await asyncio.sleep(0)  # let the transport and HTTP run between cycles
         finally:
             self._stopping = True
             driver.close()
