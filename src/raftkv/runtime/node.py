@@ -80,7 +80,7 @@ class Inbox:
 
     @property
     def woken(self) -> bool:
-        """Was something queued (or a tick due) since the last take()?"""
+        """Was something queued (or a tick due) since the last take_ticks()?"""
         return self._wake.is_set()
 
     def take_ticks(self) -> int:
